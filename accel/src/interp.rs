@@ -1,0 +1,119 @@
+//! The interpreter backend: the `cpu` crate's [`cpu::Cpu`] running against the machine.
+
+use crate::{AccelError, Backend, Exit};
+use cpu::{Bus, CpuState, PageMapping, Stop};
+use machine::{Machine, RegionKind};
+
+/// Nominal speed of the deterministic clock: each retired instruction is this many virtual
+/// nanoseconds (250 MIPS), close to what the interpreter really achieves.
+pub const NS_PER_INSN: u64 = 4;
+/// In real-time mode, how many instructions run between looks at the host clock.
+const REALTIME_SLICE: u64 = 20_000;
+
+pub struct Interp {
+    cpu: cpu::Cpu,
+}
+
+impl Interp {
+    pub fn new() -> Interp {
+        Interp { cpu: cpu::Cpu::new() }
+    }
+
+    pub fn cpu(&mut self) -> &mut cpu::Cpu {
+        &mut self.cpu
+    }
+}
+
+impl Default for Interp {
+    fn default() -> Self {
+        Interp::new()
+    }
+}
+
+/// The machine as the CPU sees it.
+struct MachineBus<'a> {
+    m: &'a mut Machine,
+}
+
+impl Bus for MachineBus<'_> {
+    fn map_page(&mut self, paddr: u64) -> PageMapping {
+        match self.m.memory().page(paddr) {
+            Some((host, RegionKind::Ram)) => PageMapping::Ram { host },
+            Some((host, RegionKind::Rom)) => PageMapping::Rom { host },
+            None => PageMapping::Mmio,
+        }
+    }
+    fn map_generation(&self) -> u64 {
+        self.m.memory().generation()
+    }
+    fn mmio_read(&mut self, paddr: u64, size: u8) -> u64 {
+        self.m.mmio_read(self.m.memory().a20_mask(paddr), size)
+    }
+    fn mmio_write(&mut self, paddr: u64, size: u8, value: u64) {
+        let a = self.m.memory().a20_mask(paddr);
+        self.m.mmio_write(a, size, value)
+    }
+    fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.m.io_read(port, size)
+    }
+    fn io_write(&mut self, port: u16, size: u8, value: u32) {
+        self.m.io_write(port, size, value)
+    }
+    fn intr_pending(&mut self) -> bool {
+        self.m.intr_pending()
+    }
+    fn intr_ack(&mut self) -> Option<u8> {
+        self.m.intr_ack()
+    }
+    fn wants_stop(&mut self) -> bool {
+        self.m.take_attention()
+    }
+}
+
+impl Backend for Interp {
+    fn name(&self) -> &'static str {
+        "interp"
+    }
+
+    fn run(&mut self, m: &mut Machine, until: u64) -> Result<Exit, AccelError> {
+        let deterministic = m.clock().is_deterministic();
+        loop {
+            let now = m.now();
+            if now >= until {
+                return Ok(Exit::Deadline);
+            }
+            let budget = if deterministic { ((until - now) / NS_PER_INSN).max(1) } else { REALTIME_SLICE };
+            let r = self.cpu.run(&mut MachineBus { m }, budget);
+            if deterministic {
+                m.clock_mut().advance(r.retired * NS_PER_INSN);
+            }
+            match r.stop {
+                Stop::Budget => continue,
+                Stop::Halted => return Ok(Exit::Halted),
+                Stop::Bus => return Ok(Exit::Attention),
+                Stop::Shutdown(why) => return Ok(Exit::Shutdown(why)),
+            }
+        }
+    }
+
+    fn state(&mut self) -> CpuState {
+        self.cpu.state()
+    }
+
+    fn set_state(&mut self, state: &CpuState) -> Result<(), AccelError> {
+        self.cpu.set_state(state);
+        Ok(())
+    }
+
+    fn halted(&mut self) -> bool {
+        self.cpu.is_halted()
+    }
+
+    fn interrupts_enabled(&mut self) -> bool {
+        self.cpu.interrupts_enabled()
+    }
+
+    fn recent_instructions(&mut self, _machine: &Machine) -> Vec<String> {
+        self.cpu.recent_instructions()
+    }
+}

@@ -1,0 +1,42 @@
+//! The CPU's only view of the world. RAM and ROM are reached through host pointers that the
+//! CPU caches in its TLB, so there is no call per RAM access; MMIO, port I/O and interrupt
+//! acknowledge go through this trait.
+
+/// What lies at one 4 KiB physical page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageMapping {
+    /// Ordinary RAM: `host` points at the first byte of the page and stays valid until the bus
+    /// reports a memory-map change (see [`Bus::map_generation`]).
+    Ram { host: *mut u8 },
+    /// Read-only memory: reads come from `host`, writes are dropped as on a real ROM.
+    Rom { host: *const u8 },
+    /// Device memory, or nothing: every access goes through `mmio_read`/`mmio_write`.
+    Mmio,
+}
+
+pub trait Bus {
+    /// What the page containing `paddr` is. Called on TLB misses only.
+    fn map_page(&mut self, paddr: u64) -> PageMapping;
+    /// A counter that changes whenever an earlier `map_page` answer may have become wrong
+    /// (RAM remapped, ROM shadowing switched). The CPU flushes its TLB when it changes.
+    fn map_generation(&self) -> u64 {
+        0
+    }
+    fn mmio_read(&mut self, paddr: u64, size: u8) -> u64;
+    fn mmio_write(&mut self, paddr: u64, size: u8, value: u64);
+    fn io_read(&mut self, port: u16, size: u8) -> u32;
+    fn io_write(&mut self, port: u16, size: u8, value: u32);
+    /// Is the INTR line asserted (a maskable interrupt waiting)?
+    fn intr_pending(&mut self) -> bool;
+    /// Interrupt-acknowledge cycle: the vector of the highest-priority pending interrupt, or
+    /// `None` if it went away (a spurious interrupt is still a vector, from the PIC).
+    fn intr_ack(&mut self) -> Option<u8>;
+    /// Asked after every port or MMIO write: should the CPU stop running and return to its
+    /// caller (the guest asked to exit, reprogrammed a timer, pulled reset...)?
+    fn wants_stop(&mut self) -> bool {
+        false
+    }
+    /// Physical pages written by someone other than this CPU (DMA) since the last call, so
+    /// decoded code from them can be dropped.
+    fn take_dma_writes(&mut self, _pages: &mut Vec<u64>) {}
+}

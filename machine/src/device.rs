@@ -1,0 +1,139 @@
+//! The device trait (Firecracker's `BusDevice` is the model) and the context a device gets in
+//! each call. Devices never hold references to each other or to the CPU: they raise interrupt
+//! lines, ask for deadlines and report events through the context; the board routes them.
+
+use serde::{Deserialize, Serialize};
+
+/// Something a device asks of the board beyond interrupts and deadlines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MachineEvent {
+    /// The guest asked to leave Ferrite with this status (the exit device).
+    Exit(u8),
+    /// Reset the whole machine (keyboard controller pulse, port 0xCF9, triple fault).
+    Reset,
+    /// Power off (ACPI S5): ends Ferrite with status 0.
+    PowerOff,
+    /// The A20 gate changed.
+    A20(bool),
+}
+
+/// What a device sees of the board while it handles an access or a tick.
+pub struct DeviceContext<'a> {
+    /// Virtual time in nanoseconds.
+    pub now: u64,
+    pub(crate) irqs: &'a mut Vec<(u8, bool)>,
+    pub(crate) events: &'a mut Vec<MachineEvent>,
+    pub(crate) deadline: &'a mut Option<u64>,
+}
+
+impl<'a> DeviceContext<'a> {
+    pub fn new(
+        now: u64,
+        irqs: &'a mut Vec<(u8, bool)>,
+        events: &'a mut Vec<MachineEvent>,
+        deadline: &'a mut Option<u64>,
+    ) -> Self {
+        DeviceContext { now, irqs, events, deadline }
+    }
+
+    /// Drive ISA interrupt line `line` (0-15) to `level`.
+    pub fn set_irq(&mut self, line: u8, level: bool) {
+        self.irqs.push((line, level));
+    }
+
+    /// An edge on an edge-triggered line: up, then down.
+    pub fn pulse_irq(&mut self, line: u8) {
+        self.irqs.push((line, true));
+        self.irqs.push((line, false));
+    }
+
+    /// Ask to be ticked at virtual time `at` (replaces the earlier request), or never.
+    pub fn set_deadline(&mut self, at: Option<u64>) {
+        *self.deadline = at;
+    }
+
+    /// The deadline this device has asked for, if any.
+    pub fn deadline(&self) -> Option<u64> {
+        *self.deadline
+    }
+
+    pub fn event(&mut self, e: MachineEvent) {
+        self.events.push(e);
+    }
+}
+
+/// A device's saved state: plain data with the device's name and a format version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSnapshot {
+    pub name: String,
+    pub version: u32,
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is for device {found:?}, not {expected:?}")]
+    WrongDevice { expected: String, found: String },
+    #[error("{device}: snapshot version {found} is not supported (expected {expected})")]
+    Version { device: String, expected: u32, found: u32 },
+    #[error("{device}: malformed snapshot: {source}")]
+    Malformed { device: String, source: serde_json::Error },
+}
+
+impl DeviceSnapshot {
+    pub fn new<T: Serialize>(name: &str, version: u32, state: &T) -> DeviceSnapshot {
+        DeviceSnapshot {
+            name: name.to_string(),
+            version,
+            data: serde_json::to_value(state).expect("device state is plain data"),
+        }
+    }
+
+    /// Checks name and version, then decodes the state.
+    pub fn decode<T: for<'de> Deserialize<'de>>(&self, name: &str, version: u32) -> Result<T, SnapshotError> {
+        if self.name != name {
+            return Err(SnapshotError::WrongDevice { expected: name.into(), found: self.name.clone() });
+        }
+        if self.version != version {
+            return Err(SnapshotError::Version { device: name.into(), expected: version, found: self.version });
+        }
+        serde_json::from_value(self.data.clone())
+            .map_err(|source| SnapshotError::Malformed { device: name.into(), source })
+    }
+}
+
+/// A device on the port and/or MMIO bus. Ports and MMIO offsets are given as the device was
+/// registered: `port` is the absolute port number, `offset` is relative to the MMIO range.
+pub trait Device: Send {
+    fn name(&self) -> &'static str;
+
+    /// A read from a port of this device. `size` is 1, 2 or 4. Unimplemented registers read as
+    /// an empty bus does.
+    fn io_read(&mut self, _port: u16, size: u8, _cx: &mut DeviceContext) -> u32 {
+        open_bus(size) as u32
+    }
+    fn io_write(&mut self, _port: u16, _size: u8, _value: u32, _cx: &mut DeviceContext) {}
+    fn mmio_read(&mut self, _offset: u64, size: u8, _cx: &mut DeviceContext) -> u64 {
+        open_bus(size)
+    }
+    fn mmio_write(&mut self, _offset: u64, _size: u8, _value: u64, _cx: &mut DeviceContext) {}
+    /// Called when virtual time reaches the deadline the device asked for.
+    fn tick(&mut self, _cx: &mut DeviceContext) {}
+    /// Called once when the machine is powered on and after each reset, after `reset`: the
+    /// place to ask for a first deadline or drive initial line levels.
+    fn power_on(&mut self, _cx: &mut DeviceContext) {}
+    /// Back to the power-on state (host-side attachments such as a serial sink are kept).
+    fn reset(&mut self);
+    fn save(&self) -> DeviceSnapshot;
+    fn restore(&mut self, snapshot: &DeviceSnapshot) -> Result<(), SnapshotError>;
+}
+
+/// What a read of nothing returns: all ones, as the pulled-up ISA data bus gives.
+pub fn open_bus(size: u8) -> u64 {
+    match size {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        4 => 0xFFFF_FFFF,
+        _ => u64::MAX,
+    }
+}

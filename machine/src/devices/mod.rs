@@ -1,0 +1,7 @@
+//! Device models. Each file models one chip or function and names the datasheet it follows.
+
+pub mod debugcon;
+pub mod exit;
+pub mod pic;
+pub mod pit;
+pub mod uart;

@@ -1,0 +1,15 @@
+//! The PC that Ferrite emulates, independent of how its CPU is run: guest memory, the port and
+//! MMIO buses, the virtual clock, the devices and the firmware mapping. Neither CPU backend is
+//! named here; `accel` drives this crate through [`Machine`].
+
+pub mod board;
+pub mod clock;
+pub mod device;
+pub mod devices;
+pub mod host;
+pub mod memory;
+
+pub use board::{Machine, MachineConfig, MachineError, MachineSnapshot};
+pub use clock::{Clock, ClockMode};
+pub use device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
+pub use memory::{Memory, Region, RegionKind};

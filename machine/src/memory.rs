@@ -1,0 +1,306 @@
+//! Guest physical memory as a PC lays it out: RAM from vm-memory, the VGA hole, the BIOS image
+//! at the top of the 4 GiB space with its last 128 KiB (all of a smaller image) also just
+//! below 1 MiB, and the A20 gate. Both backends see the same bytes: the interpreter through
+//! host pointers per page, KVM through memory slots built from [`Memory::regions`].
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+pub const PAGE_SIZE: u64 = 4096;
+/// Where the legacy video window starts; 0xA0000-0xBFFFF is device memory.
+pub const VGA_WINDOW: u64 = 0xA_0000;
+pub const VGA_WINDOW_END: u64 = 0xC_0000;
+/// RAM above 1 MiB stops here at the latest, leaving room for PCI holes and the BIOS.
+pub const LOW_RAM_LIMIT: u64 = 0xE000_0000;
+pub const FOUR_GIB: u64 = 1 << 32;
+/// The part of the BIOS image that also appears below 1 MiB.
+pub const LOW_BIOS_WINDOW: u64 = 128 * 1024;
+/// RAM above 4 GiB, for guests given more than fits below the PCI hole.
+pub const HIGH_RAM_START: u64 = FOUR_GIB;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("memory size {0} bytes is too small (at least 1 MiB)")]
+    TooSmall(u64),
+    #[error("memory size {0} bytes is too large (at most 1 TiB)")]
+    TooLarge(u64),
+    #[error("BIOS image is {0} bytes; it must be a multiple of 64 KiB, from 64 KiB to 16 MiB")]
+    BadBiosSize(usize),
+    #[error("cannot allocate guest memory: {0}")]
+    Alloc(String),
+}
+
+/// What backs one guest-physical region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionKind {
+    Ram,
+    Rom,
+}
+
+/// One directly mapped region, for KVM memory slots and for the interpreter's page lookups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub guest: u64,
+    pub size: u64,
+    pub host: *mut u8,
+    pub kind: RegionKind,
+}
+
+// SAFETY: the host pointers point into allocations owned by `Memory`, which lives as long as
+// the machine; moving the descriptor to a vCPU thread does not change who owns them.
+unsafe impl Send for Region {}
+
+pub struct Memory {
+    ram: GuestMemoryMmap<()>,
+    ram_size: u64,
+    /// The BIOS image, page aligned so it can back a memory slot.
+    bios: PageBox,
+    a20: bool,
+    generation: u64,
+}
+
+impl Memory {
+    pub fn new(ram_size: u64, bios_image: &[u8]) -> Result<Memory, MemoryError> {
+        if ram_size < 1 << 20 {
+            return Err(MemoryError::TooSmall(ram_size));
+        }
+        if ram_size > 1 << 40 {
+            return Err(MemoryError::TooLarge(ram_size));
+        }
+        let len = bios_image.len();
+        if len == 0 || len % (64 * 1024) != 0 || len > 16 << 20 {
+            return Err(MemoryError::BadBiosSize(len));
+        }
+        let ram_size = ram_size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let low = ram_size.min(LOW_RAM_LIMIT);
+        let mut ranges = vec![(GuestAddress(0), low as usize)];
+        if ram_size > low {
+            ranges.push((GuestAddress(HIGH_RAM_START), (ram_size - low) as usize));
+        }
+        let ram = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| MemoryError::Alloc(e.to_string()))?;
+        let mut bios = PageBox::new(len);
+        bios.as_mut_slice().copy_from_slice(bios_image);
+        Ok(Memory { ram, ram_size, bios, a20: true, generation: 0 })
+    }
+
+    pub fn ram_size(&self) -> u64 {
+        self.ram_size
+    }
+
+    /// RAM below the PCI hole.
+    pub fn low_ram_size(&self) -> u64 {
+        self.ram_size.min(LOW_RAM_LIMIT)
+    }
+
+    pub fn bios_size(&self) -> u64 {
+        self.bios.len as u64
+    }
+
+    pub fn guest_memory(&self) -> &GuestMemoryMmap<()> {
+        &self.ram
+    }
+
+    pub fn a20(&self) -> bool {
+        self.a20
+    }
+
+    pub fn set_a20(&mut self, on: bool) {
+        if on != self.a20 {
+            self.a20 = on;
+            self.generation += 1;
+        }
+    }
+
+    /// Changes whenever an earlier page lookup may have become stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The A20 gate applied to a physical address.
+    pub fn a20_mask(&self, paddr: u64) -> u64 {
+        if self.a20 {
+            paddr
+        } else {
+            paddr & !(1 << 20)
+        }
+    }
+
+    fn low_bios_start(&self) -> u64 {
+        0x10_0000 - (self.bios.len as u64).min(LOW_BIOS_WINDOW)
+    }
+
+    /// The directly mapped regions, in address order. Everything not listed is device memory.
+    pub fn regions(&self) -> Vec<Region> {
+        let mut out = Vec::new();
+        let host = |a: u64| self.ram.get_host_address(GuestAddress(a)).expect("address is in RAM");
+        let low = self.low_ram_size();
+        out.push(Region { guest: 0, size: low.min(VGA_WINDOW), host: host(0), kind: RegionKind::Ram });
+        let bios_low = self.low_bios_start();
+        if low > VGA_WINDOW_END {
+            let end = low.min(bios_low);
+            out.push(Region { guest: VGA_WINDOW_END, size: end - VGA_WINDOW_END, host: host(VGA_WINDOW_END), kind: RegionKind::Ram });
+        }
+        let blen = self.bios.len as u64;
+        out.push(Region {
+            guest: bios_low,
+            size: 0x10_0000 - bios_low,
+            host: unsafe_offset(self.bios.ptr, blen - (0x10_0000 - bios_low)),
+            kind: RegionKind::Rom,
+        });
+        if low > 0x10_0000 {
+            out.push(Region { guest: 0x10_0000, size: low - 0x10_0000, host: host(0x10_0000), kind: RegionKind::Ram });
+        }
+        out.push(Region { guest: FOUR_GIB - blen, size: blen, host: self.bios.ptr, kind: RegionKind::Rom });
+        if self.ram_size > low {
+            out.push(Region { guest: HIGH_RAM_START, size: self.ram_size - low, host: host(HIGH_RAM_START), kind: RegionKind::Ram });
+        }
+        out
+    }
+
+    /// Where the page holding `paddr` (after the A20 gate) lives: a host pointer to the page
+    /// start and whether it is ROM, or `None` for device memory.
+    pub fn page(&self, paddr: u64) -> Option<(*mut u8, RegionKind)> {
+        let p = self.a20_mask(paddr) & !(PAGE_SIZE - 1);
+        let low = self.low_ram_size();
+        let blen = self.bios.len as u64;
+        if p < low.min(VGA_WINDOW) || (p >= VGA_WINDOW_END && p < low.min(self.low_bios_start())) || (p >= 0x10_0000 && p < low) {
+            return Some((self.ram.get_host_address(GuestAddress(p)).ok()?, RegionKind::Ram));
+        }
+        if (self.low_bios_start()..0x10_0000).contains(&p) {
+            return Some((unsafe_offset(self.bios.ptr, blen - (0x10_0000 - p)), RegionKind::Rom));
+        }
+        if p >= FOUR_GIB - blen && p < FOUR_GIB {
+            return Some((unsafe_offset(self.bios.ptr, p - (FOUR_GIB - blen)), RegionKind::Rom));
+        }
+        if p >= HIGH_RAM_START && p < HIGH_RAM_START + (self.ram_size - low) {
+            return Some((self.ram.get_host_address(GuestAddress(p)).ok()?, RegionKind::Ram));
+        }
+        None
+    }
+
+    /// Reads guest-physical memory for firmware loading, DMA and debuggers; bytes outside RAM
+    /// and ROM read as 0xFF.
+    pub fn read(&self, paddr: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = paddr.wrapping_add(i as u64);
+            *b = match self.page(a) {
+                // SAFETY: `page` returned the start of a 4 KiB page that Memory owns.
+                Some((host, _)) => unsafe { *host.add((a & (PAGE_SIZE - 1)) as usize) },
+                None => 0xFF,
+            };
+        }
+    }
+
+    /// Writes guest RAM (loaders, DMA); writes to ROM and device memory are dropped.
+    pub fn write(&mut self, paddr: u64, data: &[u8]) {
+        for (i, &b) in data.iter().enumerate() {
+            let a = paddr.wrapping_add(i as u64);
+            if let Some((host, RegionKind::Ram)) = self.page(a) {
+                // SAFETY: as in `read`; RAM pages are writable.
+                unsafe { *host.add((a & (PAGE_SIZE - 1)) as usize) = b };
+            }
+        }
+    }
+
+    /// Plain RAM access by guest address, bypassing the A20 gate and the ROM windows.
+    pub fn write_ram(&self, paddr: u64, data: &[u8]) -> bool {
+        self.ram.write_slice(data, GuestAddress(paddr)).is_ok()
+    }
+}
+
+fn unsafe_offset(p: *mut u8, off: u64) -> *mut u8 {
+    p.wrapping_add(off as usize)
+}
+
+/// A page-aligned, zeroed heap buffer.
+struct PageBox {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: PageBox owns its allocation exclusively.
+unsafe impl Send for PageBox {}
+
+impl PageBox {
+    fn new(len: usize) -> PageBox {
+        let layout = std::alloc::Layout::from_size_align(len, PAGE_SIZE as usize).expect("valid layout");
+        // SAFETY: len is non-zero (checked by the caller) and the layout is valid.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        PageBox { ptr, len }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: ptr is a live allocation of len bytes owned by self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for PageBox {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len, PAGE_SIZE as usize).expect("valid layout");
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, layout) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bios(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i / 4096) as u8).collect()
+    }
+
+    #[test]
+    fn bios_is_mapped_high_and_low() {
+        let m = Memory::new(16 << 20, &bios(256 * 1024)).unwrap();
+        let mut b = [0u8; 1];
+        m.read(0xFFFF_FFF0, &mut b);
+        assert_eq!(b[0], 63);
+        m.read(0xF_FFF0, &mut b);
+        assert_eq!(b[0], 63, "last 128 KiB also below 1 MiB");
+        m.read(0xE_0000, &mut b);
+        assert_eq!(b[0], 32);
+        let m = Memory::new(16 << 20, &bios(64 * 1024)).unwrap();
+        m.read(0xF_0000, &mut b);
+        assert_eq!(b[0], 0);
+        m.read(0xE_0000, &mut b);
+        assert_eq!(b[0], 0, "below a 64 KiB image is RAM");
+    }
+
+    #[test]
+    fn rom_ignores_writes_and_vga_hole_reads_ones() {
+        let mut m = Memory::new(2 << 20, &bios(64 * 1024)).unwrap();
+        m.write(0xF_0000, &[0xAA]);
+        m.write(0xA_0000, &[0xAA]);
+        m.write(0x1000, &[0xAA]);
+        let mut b = [0u8; 1];
+        m.read(0xF_0000, &mut b);
+        assert_eq!(b[0], 0);
+        m.read(0xA_0000, &mut b);
+        assert_eq!(b[0], 0xFF);
+        m.read(0x1000, &mut b);
+        assert_eq!(b[0], 0xAA);
+    }
+
+    #[test]
+    fn a20_gate_wraps_at_one_megabyte() {
+        let mut m = Memory::new(4 << 20, &bios(64 * 1024)).unwrap();
+        m.write(0x10_0010, &[1]);
+        m.set_a20(false);
+        let mut b = [0u8; 1];
+        m.read(0x10_0010, &mut b);
+        assert_eq!(b[0], 0);
+        m.set_a20(true);
+        m.read(0x10_0010, &mut b);
+        assert_eq!(b[0], 1);
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        assert!(matches!(Memory::new(4 << 20, &[0; 1000]), Err(MemoryError::BadBiosSize(1000))));
+        assert!(matches!(Memory::new(1000, &bios(65536)), Err(MemoryError::TooSmall(_))));
+    }
+}

@@ -1,0 +1,1 @@
+//! Built images of the project's own ROMs.
