@@ -1,9 +1,23 @@
 //! Ferrite's x86 interpreter. It knows no PC and no KVM: the outside world is a [`Bus`].
+//!
+//! Shape (see docs/ARCHITECTURE.md): instructions are decoded once by iced-x86 into compact
+//! [`decode::Insn`]s with their handler chosen at decode time, cached in blocks keyed by the
+//! host address of their first byte and the code size; status flags are computed lazily; RAM is
+//! reached through a software TLB of host pointers; writes to pages holding decoded code drop
+//! the blocks decoded from them.
 
 pub mod bus;
+pub mod flat;
 pub mod state;
 
+mod block;
+mod cpu;
+mod decode;
+mod fault;
+mod flags;
+mod mem;
+mod ops;
+
 pub use bus::{Bus, PageMapping};
+pub use cpu::{Cpu, RunResult, Stop};
 pub use state::{CpuState, DescriptorTable, Segment};
-pub mod interp;
-pub use interp::{Cpu, RunResult, Stop};

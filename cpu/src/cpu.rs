@@ -1,0 +1,313 @@
+//! The processor: architectural state plus the interpreter's caches, and the run loop that
+//! executes cached blocks, checking interrupts and the instruction budget between blocks.
+
+use crate::block::BlockCache;
+use crate::bus::Bus;
+use crate::decode::Insn;
+use crate::fault::Fault;
+use crate::flags::Lazy;
+use crate::mem::Tlb;
+use crate::state::{flags, sreg, CpuState};
+use std::rc::Rc;
+
+/// Why `run` returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The instruction budget is spent.
+    Budget,
+    /// HLT: waiting for an interrupt that is not pending.
+    Halted,
+    /// The bus asked to stop after an I/O or MMIO access.
+    Bus,
+    /// Triple fault or another condition that shuts the processor down.
+    Shutdown(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunResult {
+    pub retired: u64,
+    pub stop: Stop,
+}
+
+/// How many recently executed blocks the CPU remembers for fault reports.
+const HISTORY: usize = 32;
+
+pub struct Cpu {
+    /// Architectural state. `s.rflags` holds every flag except, while `lazy` is active, the six
+    /// arithmetic status flags, which `flags.rs` computes on demand.
+    pub(crate) s: CpuState,
+    pub(crate) lazy: Lazy,
+    pub(crate) tlb: Tlb,
+    pub(crate) blocks: BlockCache,
+    /// Set by a handler to end the current block after this instruction (a write hit decoded
+    /// code, the bus wants attention, HLT, a mode change).
+    pub(crate) end_block: bool,
+    pub(crate) stop: Option<Stop>,
+    /// Bus map generation the TLB was filled under.
+    pub(crate) map_gen: u64,
+    /// Ring of (linear address, instruction count) of recently entered blocks.
+    history: [(u64, Rc<[Insn]>); HISTORY],
+    history_pos: usize,
+    /// Instructions retired since `s.tsc` was last loaded: the time-stamp counter advances
+    /// by one per instruction.
+    retired: u64,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Cpu::new()
+    }
+}
+
+impl Cpu {
+    pub fn new() -> Cpu {
+        let empty: Rc<[Insn]> = Rc::from(Vec::new());
+        Cpu {
+            s: CpuState::default(),
+            lazy: Lazy::default(),
+            tlb: Tlb::new(),
+            blocks: BlockCache::new(),
+            end_block: false,
+            stop: None,
+            map_gen: u64::MAX,
+            history: std::array::from_fn(|_| (0, empty.clone())),
+            history_pos: 0,
+            retired: 0,
+        }
+    }
+
+    /// The architectural state, with the lazily kept flags folded in.
+    pub fn state(&self) -> CpuState {
+        let mut s = self.s.clone();
+        s.rflags = self.rflags();
+        s.tsc = self.tsc();
+        s
+    }
+
+    /// Loads a state; every cache that depended on the old one is dropped.
+    pub fn set_state(&mut self, state: &CpuState) {
+        self.s = state.clone();
+        self.s.rflags = (state.rflags & 0x003F_7FD5) | flags::FIXED1;
+        self.lazy = Lazy::default();
+        self.tlb.flush();
+        self.map_gen = u64::MAX;
+        self.retired = 0;
+    }
+
+    pub(crate) fn tsc(&self) -> u64 {
+        self.s.tsc.wrapping_add(self.retired)
+    }
+
+    pub(crate) fn set_tsc(&mut self, v: u64) {
+        self.s.tsc = v;
+        self.retired = 0;
+    }
+
+    /// Drops decoded code and cached translations (after the host changed guest memory behind
+    /// the CPU's back, e.g. loading a new image).
+    pub fn flush_caches(&mut self) {
+        self.tlb.flush();
+        self.blocks.clear();
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.s.halted
+    }
+
+    pub fn interrupts_enabled(&self) -> bool {
+        self.s.rflags & flags::IF != 0
+    }
+
+    /// Runs at most `max_insns` instructions (finishing the block in progress: at most one
+    /// block more).
+    pub fn run(&mut self, bus: &mut dyn Bus, max_insns: u64) -> RunResult {
+        let gen = bus.map_generation();
+        if gen != self.map_gen {
+            self.tlb.flush();
+            self.map_gen = gen;
+        }
+        let mut retired = 0u64;
+        self.stop = None;
+        loop {
+            if let Some(stop) = self.stop.take() {
+                return RunResult { retired, stop };
+            }
+            if !self.check_events(bus) {
+                return RunResult { retired, stop: Stop::Halted };
+            }
+            if let Some(stop) = self.stop.take() {
+                return RunResult { retired, stop };
+            }
+            if retired >= max_insns {
+                return RunResult { retired, stop: Stop::Budget };
+            }
+            let block = match self.fetch_block(bus) {
+                Ok(b) => b,
+                Err(f) => {
+                    self.raise(bus, f);
+                    continue;
+                }
+            };
+            self.record(&block);
+            let n = self.exec_block(bus, &block);
+            retired += n;
+            self.retired += n;
+        }
+    }
+
+    /// Interrupts between blocks. Returns false if the CPU stays halted.
+    fn check_events(&mut self, bus: &mut dyn Bus) -> bool {
+        if self.s.pending.interrupt_shadow {
+            self.s.pending.interrupt_shadow = false;
+            return !self.s.halted;
+        }
+        if self.s.pending.nmi {
+            self.s.pending.nmi = false;
+            self.s.halted = false;
+            self.raise(bus, Fault::Interrupt(2));
+            return true;
+        }
+        if self.s.rflags & flags::IF != 0 && bus.intr_pending() {
+            if let Some(vector) = bus.intr_ack() {
+                self.s.halted = false;
+                self.raise(bus, Fault::Interrupt(vector));
+            }
+        }
+        !self.s.halted
+    }
+
+    fn exec_block(&mut self, bus: &mut dyn Bus, block: &Rc<[Insn]>) -> u64 {
+        let mut n = 0;
+        self.end_block = false;
+        let single_step = self.s.rflags & flags::TF != 0;
+        for insn in block.iter() {
+            let ip = self.s.rip;
+            self.s.rip = ip.wrapping_add(u64::from(insn.len)) & insn.ip_mask;
+            match (insn.exec)(self, bus, insn) {
+                Ok(()) => n += 1,
+                Err(fault) => {
+                    self.s.rip = ip;
+                    self.raise(bus, fault);
+                    return n;
+                }
+            }
+            if single_step {
+                self.raise(bus, Fault::SingleStep);
+                return n;
+            }
+            if self.end_block {
+                return n;
+            }
+        }
+        n
+    }
+
+    fn record(&mut self, block: &Rc<[Insn]>) {
+        let lin = self.s.seg[sreg::CS].base.wrapping_add(self.s.rip);
+        self.history[self.history_pos] = (lin, block.clone());
+        self.history_pos = (self.history_pos + 1) % HISTORY;
+    }
+
+    /// The instructions of the most recently entered blocks, oldest first, disassembled.
+    pub fn recent_instructions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for k in 0..HISTORY {
+            let (lin, insns) = &self.history[(self.history_pos + k) % HISTORY];
+            let mut a = *lin;
+            for i in insns.iter() {
+                out.push(format!("{a:#010x}  {}", i.text()));
+                a = a.wrapping_add(u64::from(i.len));
+            }
+        }
+        let keep = out.len().saturating_sub(48);
+        out.split_off(keep)
+    }
+
+    // ---- register access -------------------------------------------------------------
+
+    /// Reads an operand-sized register. 8-bit register numbers 0-15 are the low bytes of the
+    /// general registers, 16-19 the high bytes AH, CH, DH, BH.
+    #[inline(always)]
+    pub(crate) fn reg(&self, r: u8, size: u8) -> u64 {
+        match size {
+            1 => {
+                if r < 16 {
+                    self.s.gpr[r as usize] & 0xFF
+                } else {
+                    (self.s.gpr[(r - 16) as usize] >> 8) & 0xFF
+                }
+            }
+            2 => self.s.gpr[r as usize] & 0xFFFF,
+            4 => self.s.gpr[r as usize] & 0xFFFF_FFFF,
+            _ => self.s.gpr[r as usize],
+        }
+    }
+
+    /// Writes an operand-sized register as hardware does: 8- and 16-bit writes keep the rest,
+    /// 32-bit writes clear the upper half.
+    #[inline(always)]
+    pub(crate) fn set_reg(&mut self, r: u8, size: u8, v: u64) {
+        match size {
+            1 => {
+                if r < 16 {
+                    let g = &mut self.s.gpr[r as usize];
+                    *g = (*g & !0xFF) | (v & 0xFF);
+                } else {
+                    let g = &mut self.s.gpr[(r - 16) as usize];
+                    *g = (*g & !0xFF00) | ((v & 0xFF) << 8);
+                }
+            }
+            2 => {
+                let g = &mut self.s.gpr[r as usize];
+                *g = (*g & !0xFFFF) | (v & 0xFFFF);
+            }
+            4 => self.s.gpr[r as usize] = v & 0xFFFF_FFFF,
+            _ => self.s.gpr[r as usize] = v,
+        }
+    }
+
+    /// Protected mode enabled (CR0.PE).
+    #[inline(always)]
+    pub(crate) fn protected(&self) -> bool {
+        self.s.cr0 & 1 != 0
+    }
+
+    /// Loads a segment register as real mode (and virtual-8086 mode) does.
+    pub(crate) fn load_seg_real(&mut self, s: usize, selector: u16) {
+        let seg = &mut self.s.seg[s];
+        seg.selector = selector;
+        seg.base = u64::from(selector) << 4;
+        if s == sreg::CS {
+            // A far transfer in real mode leaves CS as a 16-bit code segment.
+            seg.attr = (seg.attr & !0x4000) | 0x9B;
+        }
+    }
+}
+
+/// Masks `v` to `size` bytes.
+#[inline(always)]
+pub(crate) fn mask(v: u64, size: u8) -> u64 {
+    match size {
+        1 => v & 0xFF,
+        2 => v & 0xFFFF,
+        4 => v & 0xFFFF_FFFF,
+        _ => v,
+    }
+}
+
+/// The sign bit of a `size`-byte value.
+#[inline(always)]
+pub(crate) fn sign_bit(size: u8) -> u64 {
+    1u64 << (u32::from(size) * 8 - 1)
+}
+
+/// Sign-extends a `size`-byte value to 64 bits.
+#[inline(always)]
+pub(crate) fn sext(v: u64, size: u8) -> u64 {
+    match size {
+        1 => v as u8 as i8 as i64 as u64,
+        2 => v as u16 as i16 as i64 as u64,
+        4 => v as u32 as i32 as i64 as u64,
+        _ => v,
+    }
+}

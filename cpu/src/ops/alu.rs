@@ -1,0 +1,198 @@
+//! ADD, OR, ADC, SBB, AND, SUB, XOR, CMP, TEST, INC, DEC, NEG, NOT, XADD, CMPXCHG.
+
+use crate::bus::Bus;
+use crate::cpu::{mask, Cpu};
+use crate::decode::{Handler, Insn};
+use crate::fault::Fault;
+use crate::flags::FlagOp;
+use crate::state::reg;
+use iced_x86::Mnemonic;
+
+pub(crate) const ADD: u8 = 0;
+pub(crate) const OR: u8 = 1;
+pub(crate) const ADC: u8 = 2;
+pub(crate) const SBB: u8 = 3;
+pub(crate) const AND: u8 = 4;
+pub(crate) const SUB: u8 = 5;
+pub(crate) const XOR: u8 = 6;
+pub(crate) const CMP: u8 = 7;
+pub(crate) const TEST: u8 = 8;
+
+pub(crate) fn op_of(m: Mnemonic) -> u8 {
+    match m {
+        Mnemonic::Add => ADD,
+        Mnemonic::Or => OR,
+        Mnemonic::Adc => ADC,
+        Mnemonic::Sbb => SBB,
+        Mnemonic::And => AND,
+        Mnemonic::Sub => SUB,
+        Mnemonic::Xor => XOR,
+        _ => CMP,
+    }
+}
+
+/// Computes `a OP b` at `size`, recording the flags. CMP and TEST compute like SUB and AND.
+#[inline(always)]
+fn compute<const OP: u8>(cpu: &mut Cpu, a: u64, b: u64, size: u8) -> u64 {
+    let (r, op) = match OP {
+        ADD => (a.wrapping_add(b), FlagOp::Add),
+        ADC => {
+            if cpu.cf() {
+                (a.wrapping_add(b).wrapping_add(1), FlagOp::AdcCarry)
+            } else {
+                (a.wrapping_add(b), FlagOp::Add)
+            }
+        }
+        SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
+        SBB => {
+            if cpu.cf() {
+                (a.wrapping_sub(b).wrapping_sub(1), FlagOp::SbbBorrow)
+            } else {
+                (a.wrapping_sub(b), FlagOp::Sub)
+            }
+        }
+        AND | TEST => (a & b, FlagOp::Logic),
+        OR => (a | b, FlagOp::Logic),
+        _ => (a ^ b, FlagOp::Logic),
+    };
+    let r = mask(r, size);
+    cpu.set_lazy(op, size, a, b, r);
+    r
+}
+
+const fn writes(op: u8) -> bool {
+    op != CMP && op != TEST
+}
+
+fn rm_r<const OP: u8, const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    let b = cpu.reg(i.r1, size);
+    if writes(OP) {
+        cpu.modify_rm::<MEM>(bus, i, size, |c, a| Some(compute::<OP>(c, a, b, size)))
+    } else {
+        let a = cpu.read_rm::<MEM>(bus, i, size)?;
+        compute::<OP>(cpu, a, b, size);
+        Ok(())
+    }
+}
+
+fn r_m<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    let b = cpu.read_rm::<true>(bus, i, size)?;
+    let a = cpu.reg(i.r0, size);
+    let r = compute::<OP>(cpu, a, b, size);
+    if writes(OP) {
+        cpu.set_reg(i.r0, size, r);
+    }
+    Ok(())
+}
+
+fn rm_imm<const OP: u8, const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    let b = mask(i.imm, size);
+    if writes(OP) {
+        cpu.modify_rm::<MEM>(bus, i, size, |c, a| Some(compute::<OP>(c, a, b, size)))
+    } else {
+        let a = cpu.read_rm::<MEM>(bus, i, size)?;
+        compute::<OP>(cpu, a, b, size);
+        Ok(())
+    }
+}
+
+macro_rules! table {
+    ($f:ident, $op:expr, $($mem:tt)?) => {
+        match $op {
+            ADD => $f::<ADD $(, $mem)?> as Handler,
+            OR => $f::<OR $(, $mem)?> as Handler,
+            ADC => $f::<ADC $(, $mem)?> as Handler,
+            SBB => $f::<SBB $(, $mem)?> as Handler,
+            AND => $f::<AND $(, $mem)?> as Handler,
+            SUB => $f::<SUB $(, $mem)?> as Handler,
+            XOR => $f::<XOR $(, $mem)?> as Handler,
+            CMP => $f::<CMP $(, $mem)?> as Handler,
+            _ => $f::<TEST $(, $mem)?> as Handler,
+        }
+    };
+}
+
+pub(crate) fn rm_r_handler(op: u8, mem: bool) -> Handler {
+    if mem {
+        table!(rm_r, op, true)
+    } else {
+        table!(rm_r, op, false)
+    }
+}
+
+pub(crate) fn r_m_handler(op: u8) -> Handler {
+    table!(r_m, op,)
+}
+
+pub(crate) fn rm_imm_handler(op: u8, mem: bool) -> Handler {
+    if mem {
+        table!(rm_imm, op, true)
+    } else {
+        table!(rm_imm, op, false)
+    }
+}
+
+pub(crate) fn inc<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    cpu.modify_rm::<MEM>(bus, i, size, |c, a| {
+        let r = mask(a.wrapping_add(1), size);
+        c.set_lazy(FlagOp::Inc, size, a, 1, r);
+        Some(r)
+    })
+}
+
+pub(crate) fn dec<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    cpu.modify_rm::<MEM>(bus, i, size, |c, a| {
+        let r = mask(a.wrapping_sub(1), size);
+        c.set_lazy(FlagOp::Dec, size, a, 1, r);
+        Some(r)
+    })
+}
+
+pub(crate) fn neg<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    cpu.modify_rm::<MEM>(bus, i, size, |c, b| {
+        let r = mask(0u64.wrapping_sub(b), size);
+        c.set_lazy(FlagOp::Sub, size, 0, b, r);
+        Some(r)
+    })
+}
+
+pub(crate) fn not<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    cpu.modify_rm::<MEM>(bus, i, size, |_, a| Some(mask(!a, size)))
+}
+
+pub(crate) fn xadd<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    let src = cpu.reg(i.r1, size);
+    let mut old = 0;
+    cpu.modify_rm::<MEM>(bus, i, size, |c, a| {
+        old = a;
+        Some(compute::<ADD>(c, a, src, size))
+    })?;
+    cpu.set_reg(i.r1, size, old);
+    Ok(())
+}
+
+pub(crate) fn cmpxchg<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    let src = cpu.reg(i.r1, size);
+    let acc = cpu.reg(reg::RAX as u8, size);
+    let mut loaded = 0;
+    // The destination is always written (with its own value on a mismatch), as the bus
+    // cycle of a locked compare-exchange does.
+    cpu.modify_rm::<MEM>(bus, i, size, |c, d| {
+        loaded = d;
+        compute::<CMP>(c, acc, d, size);
+        Some(if acc == d { src } else { d })
+    })?;
+    if acc != loaded {
+        cpu.set_reg(reg::RAX as u8, size, loaded);
+    }
+    Ok(())
+}

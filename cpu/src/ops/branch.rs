@@ -1,0 +1,203 @@
+//! Control transfers: Jcc, JMP, CALL, RET, RETF, IRET, LOOP/LOOPE/LOOPNE/JCXZ, INT n, INT3,
+//! INT1, INTO, BOUND. Targets beyond the CS limit fault before anything changes.
+
+use crate::bus::Bus;
+use crate::cpu::{mask, sext, Cpu};
+use crate::decode::Insn;
+use crate::fault::{vec, Fault};
+use crate::state::{reg, sreg};
+
+impl Cpu {
+    /// Sets RIP to a near target truncated to the operand size, checking the CS limit.
+    #[inline(always)]
+    pub(crate) fn near_jump(&mut self, target: u64, osz: u8) -> Result<(), Fault> {
+        let t = mask(target, osz);
+        if self.code_bits() != 64 && t > u64::from(self.s.seg[sreg::CS].limit) {
+            return Err(Fault::gp(0));
+        }
+        self.s.rip = t;
+        Ok(())
+    }
+
+    /// A far transfer to `sel:off` (real mode: no descriptor checks).
+    pub(crate) fn far_jump(&mut self, sel: u16, off: u64, osz: u8) -> Result<(), Fault> {
+        if self.protected() {
+            return Err(Fault::gp(u32::from(sel & 0xFFFC)));
+        }
+        let off = mask(off, osz);
+        if off > u64::from(self.s.seg[sreg::CS].limit) {
+            return Err(Fault::gp(0));
+        }
+        self.load_seg_real(sreg::CS, sel);
+        self.s.rip = off;
+        Ok(())
+    }
+}
+
+pub(crate) fn jcc(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.cond(i.imm2 as u8) {
+        cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), i.osz)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn jmp_rel(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), i.osz)
+}
+
+pub(crate) fn jmp_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let t = cpu.read_rm::<MEM>(bus, i, i.osz)?;
+    cpu.near_jump(t, i.osz)
+}
+
+pub(crate) fn jmp_far_imm(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.far_jump(i.imm2 as u16, i.imm, i.osz)
+}
+
+/// Reads a far pointer (offset of the operand size, then a selector) from the memory operand.
+fn read_far_ptr(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(u16, u64), Fault> {
+    let ea = cpu.ea(i);
+    let off = cpu.read_seg(bus, i.seg as usize, ea, i.osz)?;
+    let sel = cpu.read_seg(bus, i.seg as usize, mask(ea.wrapping_add(u64::from(i.osz)), i.asz), 2)?;
+    Ok((sel as u16, off))
+}
+
+pub(crate) fn jmp_far_mem(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let (sel, off) = read_far_ptr(cpu, bus, i)?;
+    cpu.far_jump(sel, off, i.osz)
+}
+
+/// Pushes the return address and jumps; on a fault nothing has changed.
+fn near_call(cpu: &mut Cpu, bus: &mut dyn Bus, target: u64, osz: u8) -> Result<(), Fault> {
+    let ret = cpu.s.rip;
+    let t = mask(target, osz);
+    if cpu.code_bits() != 64 && t > u64::from(cpu.s.seg[sreg::CS].limit) {
+        return Err(Fault::gp(0));
+    }
+    cpu.push(bus, osz, ret)?;
+    cpu.s.rip = t;
+    Ok(())
+}
+
+pub(crate) fn call_rel(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    near_call(cpu, bus, cpu.s.rip.wrapping_add(i.imm), i.osz)
+}
+
+pub(crate) fn call_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let t = cpu.read_rm::<MEM>(bus, i, i.osz)?;
+    near_call(cpu, bus, t, i.osz)
+}
+
+fn far_call(cpu: &mut Cpu, bus: &mut dyn Bus, sel: u16, off: u64, osz: u8) -> Result<(), Fault> {
+    if cpu.protected() {
+        return Err(Fault::gp(u32::from(sel & 0xFFFC)));
+    }
+    if mask(off, osz) > u64::from(cpu.s.seg[sreg::CS].limit) {
+        return Err(Fault::gp(0));
+    }
+    let old_sp = cpu.s.gpr[reg::RSP];
+    let cs = u64::from(cpu.s.seg[sreg::CS].selector);
+    let ret = cpu.s.rip;
+    if let Err(f) = cpu.push(bus, osz, cs).and_then(|_| cpu.push(bus, osz, ret)) {
+        cpu.s.gpr[reg::RSP] = old_sp;
+        return Err(f);
+    }
+    cpu.far_jump(sel, off, osz)
+}
+
+pub(crate) fn call_far_imm(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    far_call(cpu, bus, i.imm2 as u16, i.imm, i.osz)
+}
+
+pub(crate) fn call_far_mem(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let (sel, off) = read_far_ptr(cpu, bus, i)?;
+    far_call(cpu, bus, sel, off, i.osz)
+}
+
+/// RET and RET imm16.
+pub(crate) fn ret(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let t = cpu.peek(bus, 0, i.osz)?;
+    cpu.near_jump(t, i.osz)?;
+    let sp = cpu.sp().wrapping_add(u64::from(i.osz)).wrapping_add(i.imm & 0xFFFF);
+    cpu.set_sp(sp);
+    Ok(())
+}
+
+/// RETF and RETF imm16 (real mode).
+pub(crate) fn retf(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let n = u64::from(i.osz);
+    let off = cpu.peek(bus, 0, i.osz)?;
+    let sel = cpu.peek(bus, n, 2)?;
+    cpu.far_jump(sel as u16, off, i.osz)?;
+    let sp = cpu.sp().wrapping_add(2 * n).wrapping_add(i.imm & 0xFFFF);
+    cpu.set_sp(sp);
+    Ok(())
+}
+
+/// IRET (real mode): IP, CS and FLAGS from the stack.
+pub(crate) fn iret(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.protected() {
+        return Err(Fault::gp(0));
+    }
+    let n = u64::from(i.osz);
+    let off = cpu.peek(bus, 0, i.osz)?;
+    let sel = cpu.peek(bus, n, 2)?;
+    let fl = cpu.peek(bus, 2 * n, i.osz)?;
+    cpu.far_jump(sel as u16, off, i.osz)?;
+    let sp = cpu.sp().wrapping_add(3 * n);
+    cpu.set_sp(sp);
+    let m = if i.osz == 2 { super::stack::POPF_MASK_16 } else { super::stack::POPF_MASK_32 };
+    cpu.write_flags(fl, m);
+    Ok(())
+}
+
+/// LOOP (0), LOOPE (1), LOOPNE (2), JCXZ/JECXZ/JRCXZ (3); the counter is CX, ECX or RCX by
+/// address size.
+pub(crate) fn loop_(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let count = cpu.reg(reg::RCX as u8, i.asz);
+    let take = if i.imm2 == 3 {
+        count == 0
+    } else {
+        let c = mask(count.wrapping_sub(1), i.asz);
+        let take = c != 0
+            && match i.imm2 {
+                1 => cpu.zf(),
+                2 => !cpu.zf(),
+                _ => true,
+            };
+        if take {
+            // Check the target before committing the decrement, so a fault changes nothing.
+            cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), i.osz)?;
+        }
+        cpu.set_reg(reg::RCX as u8, i.asz, c);
+        return Ok(());
+    };
+    if take {
+        cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), i.osz)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn int_n(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.soft_interrupt(bus, i.imm as u8)
+}
+
+pub(crate) fn into(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    if cpu.of() {
+        cpu.soft_interrupt(bus, 4)?;
+    }
+    Ok(())
+}
+
+/// BOUND r, m: #BR if the signed index lies outside [lower, upper].
+pub(crate) fn bound(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    let ea = cpu.ea(i);
+    let lower = sext(cpu.read_seg(bus, i.seg as usize, ea, size)?, size) as i64;
+    let upper = sext(cpu.read_seg(bus, i.seg as usize, mask(ea.wrapping_add(u64::from(size)), i.asz), size)?, size) as i64;
+    let idx = sext(cpu.reg(i.r0, size), size) as i64;
+    if idx < lower || idx > upper {
+        return Err(Fault::exc(vec::BR));
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Instruction handlers, one file per family (Bochs's `arith32.cc`, `shift16.cc`...). Each
+//! handler runs with RIP already pointing past its instruction; returning a fault rolls RIP
+//! back and delivers the exception. Handlers with a `MEM` parameter exist in a register form
+//! and a memory form, chosen at decode time.
+
+pub(crate) mod alu;
+pub(crate) mod bcd;
+pub(crate) mod bits;
+pub(crate) mod branch;
+pub(crate) mod io;
+pub(crate) mod misc;
+pub(crate) mod mov;
+pub(crate) mod muldiv;
+pub(crate) mod shift;
+pub(crate) mod stack;
+pub(crate) mod string;
+
+use crate::bus::Bus;
+use crate::cpu::{mask, Cpu};
+use crate::decode::{Insn, NONE, RIP};
+use crate::fault::Fault;
+use crate::mem::Access;
+
+/// An undefined or unsupported encoding.
+pub(crate) fn ud(_cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    Err(Fault::ud())
+}
+
+pub(crate) fn nop(_cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    Ok(())
+}
+
+impl Cpu {
+    /// The effective address (offset within the segment) of the memory operand.
+    #[inline(always)]
+    pub(crate) fn ea(&self, i: &Insn) -> u64 {
+        let mut a = i.disp;
+        if i.base != NONE {
+            a = a.wrapping_add(if i.base == RIP { self.s.rip } else { self.s.gpr[i.base as usize] });
+        }
+        if i.index != NONE {
+            a = a.wrapping_add(self.s.gpr[i.index as usize] << i.scale);
+        }
+        mask(a, i.asz)
+    }
+
+    /// The linear address of the memory operand, checked for an access of `size` bytes.
+    #[inline(always)]
+    pub(crate) fn mem_lin(&self, i: &Insn, size: u8, acc: Access) -> Result<u64, Fault> {
+        self.lin(i.seg as usize, self.ea(i), size, acc)
+    }
+
+    /// Reads the r/m operand: register `r0`, or memory.
+    #[inline(always)]
+    pub(crate) fn read_rm<const MEM: bool>(&mut self, bus: &mut dyn Bus, i: &Insn, size: u8) -> Result<u64, Fault> {
+        if MEM {
+            let lin = self.mem_lin(i, size, Access::Read)?;
+            self.read(bus, lin, size)
+        } else {
+            Ok(self.reg(i.r0, size))
+        }
+    }
+
+    /// Writes the r/m operand: register `r0`, or memory.
+    #[inline(always)]
+    pub(crate) fn write_rm<const MEM: bool>(&mut self, bus: &mut dyn Bus, i: &Insn, size: u8, v: u64) -> Result<(), Fault> {
+        if MEM {
+            let lin = self.mem_lin(i, size, Access::Write)?;
+            self.write(bus, lin, size, v)
+        } else {
+            self.set_reg(i.r0, size, v);
+            Ok(())
+        }
+    }
+
+    /// Read-modify-write of the r/m operand: `f` gets the old value and returns the new one,
+    /// or `None` to leave it unchanged.
+    #[inline(always)]
+    pub(crate) fn modify_rm<const MEM: bool>(
+        &mut self,
+        bus: &mut dyn Bus,
+        i: &Insn,
+        size: u8,
+        f: impl FnOnce(&mut Cpu, u64) -> Option<u64>,
+    ) -> Result<(), Fault> {
+        if MEM {
+            let lin = self.mem_lin(i, size, Access::Write)?;
+            let old = self.read(bus, lin, size)?;
+            if let Some(new) = f(self, old) {
+                self.write(bus, lin, size, new)?;
+            }
+        } else {
+            let old = self.reg(i.r0, size);
+            if let Some(new) = f(self, old) {
+                self.set_reg(i.r0, size, new);
+            }
+        }
+        Ok(())
+    }
+}

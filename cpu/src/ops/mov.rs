@@ -1,0 +1,163 @@
+//! Data movement: MOV (general, immediate and segment forms), MOVZX, MOVSX, LEA, XCHG, XLAT,
+//! LDS/LES/LSS/LFS/LGS, CBW/CWDE/CDQE, CWD/CDQ/CQO, CMOVcc.
+
+use crate::bus::Bus;
+use crate::cpu::{mask, sext, Cpu};
+use crate::decode::Insn;
+use crate::fault::Fault;
+use crate::mem::Access;
+use crate::state::{reg, sreg};
+
+pub(crate) fn mov_rm_r<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let v = cpu.reg(i.r1, i.osz);
+    cpu.write_rm::<MEM>(bus, i, i.osz, v)
+}
+
+pub(crate) fn mov_r_m(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let v = cpu.read_rm::<true>(bus, i, i.osz)?;
+    cpu.set_reg(i.r0, i.osz, v);
+    Ok(())
+}
+
+pub(crate) fn mov_rm_imm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.write_rm::<MEM>(bus, i, i.osz, mask(i.imm, i.osz))
+}
+
+/// MOV Sreg, r/m16. MOV CS is undefined.
+pub(crate) fn mov_sreg_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if i.r0 as usize == sreg::CS || i.r0 > 5 {
+        return Err(Fault::ud());
+    }
+    let sel = if MEM {
+        let lin = cpu.mem_lin(i, 2, Access::Read)?;
+        cpu.read(bus, lin, 2)?
+    } else {
+        cpu.reg(i.r1, 2)
+    };
+    cpu.load_seg(i.r0 as usize, sel as u16)?;
+    if i.r0 as usize == sreg::SS {
+        cpu.s.pending.interrupt_shadow = true;
+    }
+    Ok(())
+}
+
+/// MOV r/m, Sreg: a register destination gets the selector zero-extended to the operand
+/// size; a memory destination is always written as 16 bits.
+pub(crate) fn mov_rm_sreg<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if i.r1 > 5 {
+        return Err(Fault::ud());
+    }
+    let sel = u64::from(cpu.s.seg[i.r1 as usize].selector);
+    if MEM {
+        cpu.write_rm::<true>(bus, i, 2, sel)
+    } else {
+        cpu.set_reg(i.r0, i.osz.max(2), sel);
+        Ok(())
+    }
+}
+
+/// Reads the source of MOVZX/MOVSX/CMOV: register `r1` or memory.
+fn read_src<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, size: u8) -> Result<u64, Fault> {
+    if MEM {
+        let lin = cpu.mem_lin(i, size, Access::Read)?;
+        cpu.read(bus, lin, size)
+    } else {
+        Ok(cpu.reg(i.r1, size))
+    }
+}
+
+pub(crate) fn movzx<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let v = read_src::<MEM>(cpu, bus, i, i.imm2 as u8)?;
+    cpu.set_reg(i.r0, i.osz, v);
+    Ok(())
+}
+
+pub(crate) fn movsx<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let v = read_src::<MEM>(cpu, bus, i, i.imm2 as u8)?;
+    cpu.set_reg(i.r0, i.osz, sext(v, i.imm2 as u8));
+    Ok(())
+}
+
+pub(crate) fn cmov<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let v = read_src::<MEM>(cpu, bus, i, i.osz)?;
+    if cpu.cond(i.imm2 as u8) {
+        cpu.set_reg(i.r0, i.osz, v);
+    } else if i.osz == 4 {
+        // A 32-bit destination is written (upper half cleared) even when the move is not made.
+        let old = cpu.reg(i.r0, 4);
+        cpu.set_reg(i.r0, 4, old);
+    }
+    Ok(())
+}
+
+pub(crate) fn lea(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let a = cpu.ea(i);
+    cpu.set_reg(i.r0, i.osz, a);
+    Ok(())
+}
+
+pub(crate) fn xchg<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let size = i.osz;
+    let b = cpu.reg(i.r1, size);
+    if MEM {
+        let mut old = 0;
+        cpu.modify_rm::<true>(bus, i, size, |_, a| {
+            old = a;
+            Some(b)
+        })?;
+        cpu.set_reg(i.r1, size, old);
+    } else {
+        let a = cpu.reg(i.r0, size);
+        cpu.set_reg(i.r0, size, b);
+        cpu.set_reg(i.r1, size, a);
+    }
+    Ok(())
+}
+
+/// XLAT: AL = [seg:(E)BX + AL].
+pub(crate) fn xlat(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let off = mask(cpu.s.gpr[reg::RBX].wrapping_add(cpu.s.gpr[reg::RAX] & 0xFF), i.asz);
+    let v = cpu.read_seg(bus, i.seg as usize, off, 1)?;
+    cpu.set_reg(reg::RAX as u8, 1, v);
+    Ok(())
+}
+
+/// LDS/LES/LSS/LFS/LGS r, m16:16/m16:32: `r1` names the segment register.
+pub(crate) fn load_far_pointer(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let off_ea = cpu.ea(i);
+    let off = cpu.read_seg(bus, i.seg as usize, off_ea, i.osz)?;
+    let sel = cpu.read_seg(bus, i.seg as usize, mask(off_ea.wrapping_add(u64::from(i.osz)), i.asz), 2)?;
+    cpu.load_seg(i.r1 as usize, sel as u16)?;
+    cpu.set_reg(i.r0, i.osz, off);
+    if i.r1 as usize == sreg::SS {
+        cpu.s.pending.interrupt_shadow = true;
+    }
+    Ok(())
+}
+
+pub(crate) fn cbw(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let half = i.osz / 2;
+    let v = sext(cpu.reg(reg::RAX as u8, half), half);
+    cpu.set_reg(reg::RAX as u8, i.osz, v);
+    Ok(())
+}
+
+pub(crate) fn cwd(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let v = sext(cpu.reg(reg::RAX as u8, i.osz), i.osz);
+    let hi = if v >> 63 != 0 { u64::MAX } else { 0 };
+    cpu.set_reg(reg::RDX as u8, i.osz, hi);
+    Ok(())
+}
+
+impl Cpu {
+    /// Loads a segment register from a selector by the rules of the current mode.
+    pub(crate) fn load_seg(&mut self, s: usize, selector: u16) -> Result<(), Fault> {
+        if self.protected() {
+            // Protected-mode descriptor loads arrive with the protected-mode work; until then
+            // a protected-mode guest never gets this far (see `misc::mov_cr_r`).
+            return Err(Fault::gp(u32::from(selector & 0xFFFC)));
+        }
+        self.load_seg_real(s, selector);
+        Ok(())
+    }
+}
