@@ -41,20 +41,43 @@ impl Hasher for IntHasher {
 
 type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
+/// Entries in the direct-mapped cache of recently used blocks, in front of the hash map.
+const RECENT: usize = 1024;
+
 pub(crate) struct BlockCache {
     blocks: IntMap<u64, Rc<[Insn]>>,
     /// Host page start → keys of the blocks with bytes on it.
     pages: IntMap<usize, Vec<u64>>,
+    /// (linear address | code bits << 56, key, block) of recently entered blocks, so that a
+    /// hot loop skips the TLB and the hash lookup. Emptied whenever any mapping or block
+    /// goes away.
+    recent: Box<[(u64, u64, Option<Rc<[Insn]>>)]>,
 }
 
 impl BlockCache {
     pub(crate) fn new() -> BlockCache {
-        BlockCache { blocks: IntMap::default(), pages: IntMap::default() }
+        BlockCache {
+            blocks: IntMap::default(),
+            pages: IntMap::default(),
+            recent: vec![(u64::MAX, 0, None); RECENT].into_boxed_slice(),
+        }
     }
 
     pub(crate) fn clear(&mut self) {
         self.blocks.clear();
         self.pages.clear();
+        self.forget_recent();
+    }
+
+    /// Empties the recent-block cache (linear-to-host mappings may have changed).
+    pub(crate) fn forget_recent(&mut self) {
+        for e in self.recent.iter_mut() {
+            *e = (u64::MAX, 0, None);
+        }
+    }
+
+    pub(crate) fn get(&self, key: u64) -> Option<&Rc<[Insn]>> {
+        self.blocks.get(&key)
     }
 
     #[inline]
@@ -69,6 +92,7 @@ impl BlockCache {
                 for k in keys {
                     self.blocks.remove(&k);
                 }
+                self.forget_recent();
                 true
             }
             None => false,
@@ -95,26 +119,31 @@ impl BlockCache {
 
 impl Cpu {
     /// Code size in bits for decoding: 16, 32 or 64.
+    #[inline(always)]
     pub(crate) fn code_bits(&self) -> u32 {
-        let cs = &self.s.seg[sreg::CS];
-        if self.s.efer & (1 << 10) != 0 && cs.attr & 0x2000 != 0 {
-            64
-        } else if cs.attr & 0x4000 != 0 {
-            32
-        } else {
-            16
-        }
+        self.bits
     }
 
-    /// The block starting at CS:RIP, from the cache or freshly decoded.
-    pub(crate) fn fetch_block(&mut self, bus: &mut dyn Bus) -> Result<Rc<[Insn]>, Fault> {
+    /// The block starting at CS:RIP, from the cache or freshly decoded, with its cache key
+    /// (`u64::MAX` for code in device memory, which is never cached).
+    #[inline]
+    pub(crate) fn fetch_block(&mut self, bus: &mut dyn Bus) -> Result<(u64, Rc<[Insn]>), Fault> {
         let bits = self.code_bits();
         let lin = self.lin(sreg::CS, self.s.rip, 1, Access::Read)?;
+        let tag = lin | (u64::from(bits) << 56);
+        let slot = ((lin ^ (lin >> 10)) as usize) & (RECENT - 1);
+        if let (t, key, Some(b)) = &self.blocks.recent[slot] {
+            if *t == tag {
+                return Ok((*key, b.clone()));
+            }
+        }
         let host = self.code_host(bus, lin)?;
         let key = host.map(|h| h as u64 | (u64::from(bits) << 56));
         if let Some(k) = key {
             if let Some(b) = self.blocks.blocks.get(&k) {
-                return Ok(b.clone());
+                let b = b.clone();
+                self.blocks.recent[slot] = (tag, k, Some(b.clone()));
+                return Ok((k, b));
             }
         }
         let (block, last_byte) = self.decode_block(bus, bits)?;
@@ -132,8 +161,9 @@ impl Cpu {
             for p in self.blocks.insert(k, block.clone(), &pages) {
                 self.tlb.protect_host_page(p);
             }
+            self.blocks.recent[slot] = (tag, k, Some(block.clone()));
         }
-        Ok(block)
+        Ok((key.unwrap_or(u64::MAX), block))
     }
 
     /// Decodes instructions from CS:RIP until a control transfer, a page boundary or the size

@@ -45,9 +45,11 @@ pub struct Cpu {
     pub(crate) stop: Option<Stop>,
     /// Bus map generation the TLB was filled under.
     pub(crate) map_gen: u64,
-    /// Ring of (linear address, instruction count) of recently entered blocks.
-    history: [(u64, Rc<[Insn]>); HISTORY],
+    /// Ring of (linear address, block) of recently entered blocks, for reports.
+    history: [(u64, u64); HISTORY],
     history_pos: usize,
+    /// Code size in bits (16, 32, 64) of the current CS and mode: see `update_mode`.
+    pub(crate) bits: u32,
     /// Instructions retired since `s.tsc` was last loaded: the time-stamp counter advances
     /// by one per instruction.
     retired: u64,
@@ -61,7 +63,6 @@ impl Default for Cpu {
 
 impl Cpu {
     pub fn new() -> Cpu {
-        let empty: Rc<[Insn]> = Rc::from(Vec::new());
         Cpu {
             s: CpuState::default(),
             lazy: Lazy::default(),
@@ -70,8 +71,9 @@ impl Cpu {
             end_block: false,
             stop: None,
             map_gen: u64::MAX,
-            history: std::array::from_fn(|_| (0, empty.clone())),
+            history: [(0, u64::MAX); HISTORY],
             history_pos: 0,
+            bits: 16,
             retired: 0,
         }
     }
@@ -89,9 +91,29 @@ impl Cpu {
         self.s = state.clone();
         self.s.rflags = (state.rflags & 0x003F_7FD5) | flags::FIXED1;
         self.lazy = Lazy::default();
-        self.tlb.flush();
+        self.flush_tlb();
         self.map_gen = u64::MAX;
         self.retired = 0;
+        self.blocks.forget_recent();
+        self.update_mode();
+    }
+
+    /// Recomputes what depends on CS and the mode registers. Called whenever they change.
+    pub(crate) fn update_mode(&mut self) {
+        let cs = &self.s.seg[sreg::CS];
+        self.bits = if self.s.efer & (1 << 10) != 0 && cs.attr & 0x2000 != 0 {
+            64
+        } else if cs.attr & 0x4000 != 0 {
+            32
+        } else {
+            16
+        };
+    }
+
+    /// Drops every cached translation, and with them the blocks found by linear address.
+    pub(crate) fn flush_tlb(&mut self) {
+        self.tlb.flush();
+        self.blocks.forget_recent();
     }
 
     pub(crate) fn tsc(&self) -> u64 {
@@ -106,7 +128,7 @@ impl Cpu {
     /// Drops decoded code and cached translations (after the host changed guest memory behind
     /// the CPU's back, e.g. loading a new image).
     pub fn flush_caches(&mut self) {
-        self.tlb.flush();
+        self.flush_tlb();
         self.blocks.clear();
     }
 
@@ -123,7 +145,7 @@ impl Cpu {
     pub fn run(&mut self, bus: &mut dyn Bus, max_insns: u64) -> RunResult {
         let gen = bus.map_generation();
         if gen != self.map_gen {
-            self.tlb.flush();
+            self.flush_tlb();
             self.map_gen = gen;
         }
         let mut retired = 0u64;
@@ -141,14 +163,14 @@ impl Cpu {
             if retired >= max_insns {
                 return RunResult { retired, stop: Stop::Budget };
             }
-            let block = match self.fetch_block(bus) {
+            let (key, block) = match self.fetch_block(bus) {
                 Ok(b) => b,
                 Err(f) => {
                     self.raise(bus, f);
                     continue;
                 }
             };
-            self.record(&block);
+            self.record(key);
             let n = self.exec_block(bus, &block);
             retired += n;
             self.retired += n;
@@ -202,9 +224,10 @@ impl Cpu {
         n
     }
 
-    fn record(&mut self, block: &Rc<[Insn]>) {
+    #[inline(always)]
+    fn record(&mut self, key: u64) {
         let lin = self.s.seg[sreg::CS].base.wrapping_add(self.s.rip);
-        self.history[self.history_pos] = (lin, block.clone());
+        self.history[self.history_pos] = (lin, key);
         self.history_pos = (self.history_pos + 1) % HISTORY;
     }
 
@@ -212,8 +235,15 @@ impl Cpu {
     pub fn recent_instructions(&self) -> Vec<String> {
         let mut out = Vec::new();
         for k in 0..HISTORY {
-            let (lin, insns) = &self.history[(self.history_pos + k) % HISTORY];
-            let mut a = *lin;
+            let (lin, key) = self.history[(self.history_pos + k) % HISTORY];
+            if key == u64::MAX {
+                continue;
+            }
+            let Some(insns) = self.blocks.get(key) else {
+                out.push(format!("{lin:#010x}  (block since overwritten)"));
+                continue;
+            };
+            let mut a = lin;
             for i in insns.iter() {
                 out.push(format!("{a:#010x}  {}", i.text()));
                 a = a.wrapping_add(u64::from(i.len));
@@ -280,6 +310,7 @@ impl Cpu {
         if s == sreg::CS {
             // A far transfer in real mode leaves CS as a 16-bit code segment.
             seg.attr = (seg.attr & !0x4000) | 0x9B;
+            self.update_mode();
         }
     }
 }

@@ -29,6 +29,7 @@ impl Tlb {
         self.write.fill(0);
     }
 
+
     /// Stops direct writes to one host page (it now holds decoded code).
     pub(crate) fn protect_host_page(&mut self, host_page: usize) {
         for i in 0..TLB_ENTRIES {

@@ -69,11 +69,11 @@ pub(crate) fn mov_cr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<()
         2 => cpu.s.cr2 = v,
         3 => {
             cpu.s.cr3 = v;
-            cpu.tlb.flush();
+            cpu.flush_tlb();
         }
         4 => {
             cpu.s.cr4 = v;
-            cpu.tlb.flush();
+            cpu.flush_tlb();
         }
         _ => return Err(Fault::ud()),
     }
@@ -227,7 +227,7 @@ impl Cpu {
             return Ok(());
         }
         self.s.cr0 = v;
-        self.tlb.flush();
+        self.flush_tlb();
         self.end_block = true;
         Ok(())
     }
