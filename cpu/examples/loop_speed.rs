@@ -1,3 +1,4 @@
+//! A quick interpreter speed check on a tight 16-bit loop (ADD, XOR, INC, LOOP): prints M instructions/s.
 use cpu::flat::FlatBus;
 use cpu::{Cpu, CpuState};
 fn main() {
