@@ -138,7 +138,7 @@ impl Cpu {
             }
         }
         let host = self.code_host(bus, lin)?;
-        let key = host.map(|h| h as u64 | (u64::from(bits) << 56));
+        let key = host.map(|(page, off)| (page + off) as u64 | (u64::from(bits) << 56));
         if let Some(k) = key {
             if let Some(b) = self.blocks.blocks.get(&k) {
                 let b = b.clone();
@@ -147,12 +147,10 @@ impl Cpu {
             }
         }
         let (block, last_byte) = self.decode_block(bus, bits)?;
-        if let (Some(k), Some(h)) = (key, host) {
-            let first_page = h & !(PAGE as usize - 1);
+        if let (Some(k), Some((first_page, _))) = (key, host) {
             let mut pages = vec![first_page];
             if let Some(last) = last_byte {
-                if let Some(lh) = self.code_host(bus, last)? {
-                    let lp = lh & !(PAGE as usize - 1);
+                if let Some((lp, _)) = self.code_host(bus, last)? {
                     if lp != first_page {
                         pages.push(lp);
                     }

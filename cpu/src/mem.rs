@@ -203,8 +203,10 @@ impl Cpu {
         Ok(())
     }
 
-    /// The host address of the code byte at `lin`, or `None` if it lies in device memory.
-    pub(crate) fn code_host(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<Option<usize>, Fault> {
+    /// Where the code byte at `lin` lives: the host address of its page's first byte and its
+    /// offset in the page, or `None` if it lies in device memory. (Host pages need not be
+    /// 4 KiB aligned, so the page is named by its start, never by masking an address.)
+    pub(crate) fn code_host(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<Option<(usize, usize)>, Fault> {
         let i = slot(lin);
         if self.tlb.read[i] != tag(lin) {
             let (_, map) = self.fill(bus, lin, Access::Read)?;
@@ -212,7 +214,7 @@ impl Cpu {
                 return Ok(None);
             }
         }
-        Ok(Some(self.tlb.host[i] + (lin % PAGE) as usize))
+        Ok(Some((self.tlb.host[i], (lin % PAGE) as usize)))
     }
 
     /// Ends the block and returns to the caller of `run` because the bus asked for it.

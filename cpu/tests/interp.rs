@@ -1,0 +1,195 @@
+//! Interpreter behaviour that single-instruction vectors cannot show: self-modifying code,
+//! interrupts between blocks, HLT, the interrupt shadow, single-step, triple fault.
+
+use cpu::flat::FlatBus;
+use cpu::state::{flags, reg};
+use cpu::{Bus, Cpu, CpuState, PageMapping, Stop};
+
+fn run_until_halt(cpu: &mut Cpu, bus: &mut dyn Bus) -> u64 {
+    let mut n = 0;
+    loop {
+        let r = cpu.run(bus, 100_000);
+        n += r.retired;
+        match r.stop {
+            Stop::Budget if n < 10_000_000 => continue,
+            Stop::Halted => return n,
+            other => panic!("stopped with {other:?} after {n} instructions"),
+        }
+    }
+}
+
+fn load(bus: &mut FlatBus, at: usize, code: &[u8]) {
+    bus.ram_mut()[at..at + code.len()].copy_from_slice(code);
+}
+
+#[test]
+fn write_into_the_running_block_takes_effect_at_once() {
+    // mov byte [cs:0x108], 0x42 ; (0x106:) nop... the MOV patches "mov al, 0x00" below it
+    // within the same block, which must run with the new immediate.
+    let mut bus = FlatBus::new(1 << 20);
+    let code = [
+        0x2E, 0xC6, 0x06, 0x08, 0x01, 0x42, // 0x100: mov byte [cs:0x108], 0x42
+        0xB0, 0x00, // 0x106: mov al, 0x00   (immediate at 0x107... patched below)
+        0xB4, 0x00, // 0x108: mov ah, 0x00   (this byte's immediate is at 0x109)
+        0xF4, // 0x10A: hlt
+    ];
+    load(&mut bus, 0x100, &code);
+    // Patch the opcode byte at 0x108 into "mov al, imm8" twin: B0 vs B4. We write 0x42 to
+    // 0x108 so the instruction becomes "inc dx" (0x42) followed by "add [bx+si], al" ...
+    // keep it simple: write the immediate of "mov al" instead.
+    bus.ram_mut()[0x103] = 0x07; // target 0x107: the immediate of mov al
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    run_until_halt(&mut cpu, &mut bus);
+    assert_eq!(cpu.state().gpr[reg::RAX] & 0xFF, 0x42);
+}
+
+#[test]
+fn code_rewritten_between_runs_is_decoded_again() {
+    let mut bus = FlatBus::new(1 << 20);
+    // 0x100: mov ax, 1 ; hlt
+    load(&mut bus, 0x100, &[0xB8, 0x01, 0x00, 0xF4]);
+    // 0x200: mov word [0x101], 2 ; jmp 0x100
+    load(&mut bus, 0x200, &[0xC7, 0x06, 0x01, 0x01, 0x02, 0x00, 0xE9, 0xF7, 0xFE]);
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    run_until_halt(&mut cpu, &mut bus);
+    assert_eq!(cpu.state().gpr[reg::RAX], 1);
+    let mut s = cpu.state();
+    s.rip = 0x200;
+    s.halted = false;
+    cpu.set_state(&s);
+    run_until_halt(&mut cpu, &mut bus);
+    assert_eq!(cpu.state().gpr[reg::RAX], 2, "the block at 0x100 was decoded again");
+}
+
+/// A bus with one interrupt line that a test can raise.
+struct IrqBus {
+    inner: FlatBus,
+    pending: Option<u8>,
+}
+
+impl Bus for IrqBus {
+    fn map_page(&mut self, p: u64) -> PageMapping {
+        self.inner.map_page(p)
+    }
+    fn mmio_read(&mut self, p: u64, s: u8) -> u64 {
+        self.inner.mmio_read(p, s)
+    }
+    fn mmio_write(&mut self, p: u64, s: u8, v: u64) {
+        self.inner.mmio_write(p, s, v)
+    }
+    fn io_read(&mut self, p: u16, s: u8) -> u32 {
+        self.inner.io_read(p, s)
+    }
+    fn io_write(&mut self, p: u16, s: u8, v: u32) {
+        self.inner.io_write(p, s, v)
+    }
+    fn intr_pending(&mut self) -> bool {
+        self.pending.is_some()
+    }
+    fn intr_ack(&mut self) -> Option<u8> {
+        self.pending.take()
+    }
+}
+
+#[test]
+fn hlt_waits_for_an_interrupt_and_the_handler_runs() {
+    let mut bus = IrqBus { inner: FlatBus::new(1 << 20), pending: None };
+    // IVT[0x20] = 0000:0300 ; handler: inc bx ; iret
+    bus.inner.ram_mut()[0x80..0x84].copy_from_slice(&[0x00, 0x03, 0x00, 0x00]);
+    load(&mut bus.inner, 0x300, &[0x43, 0xCF]);
+    // sti ; hlt ; hlt
+    load(&mut bus.inner, 0x100, &[0xFB, 0xF4, 0xF4]);
+    let mut cpu = Cpu::new();
+    let mut s = CpuState::real_mode_at(0, 0x100);
+    s.gpr[reg::RSP] = 0x8000;
+    cpu.set_state(&s);
+    assert_eq!(cpu.run(&mut bus, 1000).stop, Stop::Halted);
+    assert!(cpu.is_halted());
+    assert_eq!(cpu.run(&mut bus, 1000).stop, Stop::Halted, "nothing pending: stays halted");
+    bus.pending = Some(0x20);
+    assert_eq!(cpu.run(&mut bus, 1000).stop, Stop::Halted);
+    let s = cpu.state();
+    assert_eq!(s.gpr[reg::RBX], 1, "handler ran");
+    assert_eq!(s.rip, 0x103, "second HLT reached after IRET");
+}
+
+#[test]
+fn sti_holds_interrupts_off_for_one_instruction() {
+    let mut bus = IrqBus { inner: FlatBus::new(1 << 20), pending: Some(0x20) };
+    bus.inner.ram_mut()[0x80..0x84].copy_from_slice(&[0x00, 0x03, 0x00, 0x00]);
+    // handler: hlt
+    load(&mut bus.inner, 0x300, &[0xF4]);
+    // sti ; inc cx ; inc cx ; hlt
+    load(&mut bus.inner, 0x100, &[0xFB, 0x41, 0x41, 0xF4]);
+    let mut cpu = Cpu::new();
+    let mut s = CpuState::real_mode_at(0, 0x100);
+    s.gpr[reg::RSP] = 0x8000;
+    cpu.set_state(&s);
+    cpu.run(&mut bus, 1000);
+    let s = cpu.state();
+    assert_eq!(s.rip, 0x301, "interrupt taken");
+    assert!(s.gpr[reg::RCX] >= 1, "the instruction after STI ran before the interrupt");
+    // The return address pushed is after at least the first INC.
+    let ret = u16::from_le_bytes([bus.inner.ram()[0x7FFA], bus.inner.ram()[0x7FFB]]);
+    assert!(ret >= 0x102);
+}
+
+#[test]
+fn single_step_traps_after_each_instruction() {
+    let mut bus = FlatBus::new(1 << 20);
+    // IVT[1] = 0000:0300 ; handler: inc bp ; iret
+    bus.ram_mut()[4..8].copy_from_slice(&[0x00, 0x03, 0x00, 0x00]);
+    load(&mut bus, 0x300, &[0x45, 0xCF]);
+    // pushf ; pop ax ; or ah,1 ; push ax ; popf       (TF on)
+    // inc cx ; inc cx ; inc cx
+    // pushf ; pop ax ; and ah,0xFE ; push ax ; popf  (TF off) ; hlt
+    load(
+        &mut bus,
+        0x100,
+        &[
+            0x9C, 0x58, 0x80, 0xCC, 0x01, 0x50, 0x9D, 0x41, 0x41, 0x41, 0x9C, 0x58, 0x80, 0xE4, 0xFE, 0x50, 0x9D, 0xF4,
+        ],
+    );
+    let mut cpu = Cpu::new();
+    let mut s = CpuState::real_mode_at(0, 0x100);
+    s.gpr[reg::RSP] = 0x8000;
+    cpu.set_state(&s);
+    run_until_halt(&mut cpu, &mut bus);
+    let s = cpu.state();
+    assert_eq!(s.gpr[reg::RCX], 3);
+    // A trap after each instruction from the one after the POPF that set TF up to and
+    // including the POPF that cleared it: three INCs and five instructions.
+    assert_eq!(s.gpr[reg::RBP], 8, "one #DB per instruction while TF was set");
+    assert!(s.rflags & flags::TF == 0);
+}
+
+#[test]
+fn a_fault_with_no_usable_stack_shuts_the_cpu_down() {
+    let mut bus = FlatBus::new(1 << 20);
+    // SP = 1: pushing the exception frame faults (#SS), and so does the #DF frame.
+    load(&mut bus, 0x100, &[0x0F, 0x0B]); // ud2
+    let mut cpu = Cpu::new();
+    let mut s = CpuState::real_mode_at(0, 0x100);
+    s.gpr[reg::RSP] = 1;
+    cpu.set_state(&s);
+    let r = cpu.run(&mut bus, 1000);
+    assert!(matches!(r.stop, Stop::Shutdown(ref why) if why.contains("triple fault")), "{:?}", r.stop);
+}
+
+#[test]
+fn divide_error_pushes_the_faulting_instruction() {
+    let mut bus = FlatBus::new(1 << 20);
+    bus.ram_mut()[0..4].copy_from_slice(&[0x00, 0x03, 0x00, 0x00]);
+    load(&mut bus, 0x300, &[0xF4]);
+    // xor bl,bl ; div bl
+    load(&mut bus, 0x100, &[0x30, 0xDB, 0xF6, 0xF3]);
+    let mut cpu = Cpu::new();
+    let mut s = CpuState::real_mode_at(0, 0x100);
+    s.gpr[reg::RSP] = 0x8000;
+    cpu.set_state(&s);
+    run_until_halt(&mut cpu, &mut bus);
+    let ret = u16::from_le_bytes([bus.ram()[0x7FFA], bus.ram()[0x7FFB]]);
+    assert_eq!(ret, 0x102);
+}
