@@ -68,6 +68,9 @@ impl Bus for MachineBus<'_> {
     fn wants_stop(&mut self) -> bool {
         self.m.take_attention()
     }
+    fn take_dma_writes(&mut self, pages: &mut Vec<u64>) {
+        self.m.memory_mut().take_written(pages)
+    }
 }
 
 impl Backend for Interp {

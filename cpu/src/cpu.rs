@@ -50,6 +50,7 @@ pub struct Cpu {
     history_pos: usize,
     /// Code size in bits (16, 32, 64) of the current CS and mode: see `update_mode`.
     pub(crate) bits: u32,
+    scratch_pages: Vec<u64>,
     /// Instructions retired since `s.tsc` was last loaded: the time-stamp counter advances
     /// by one per instruction.
     retired: u64,
@@ -74,6 +75,7 @@ impl Cpu {
             history: [(0, u64::MAX); HISTORY],
             history_pos: 0,
             bits: 16,
+            scratch_pages: Vec::new(),
             retired: 0,
         }
     }
@@ -148,6 +150,7 @@ impl Cpu {
             self.flush_tlb();
             self.map_gen = gen;
         }
+        self.drop_code_written_by_others(bus);
         let mut retired = 0u64;
         self.stop = None;
         loop {
@@ -175,6 +178,19 @@ impl Cpu {
             retired += n;
             self.retired += n;
         }
+    }
+
+    /// Drops decoded code from pages that DMA or a loader wrote since the last run.
+    fn drop_code_written_by_others(&mut self, bus: &mut dyn Bus) {
+        let mut pages = std::mem::take(&mut self.scratch_pages);
+        bus.take_dma_writes(&mut pages);
+        for &p in &pages {
+            if let crate::bus::PageMapping::Ram { host } = bus.map_page(p) {
+                self.blocks.invalidate_page(host as usize);
+            }
+        }
+        pages.clear();
+        self.scratch_pages = pages;
     }
 
     /// Interrupts between blocks. Returns false if the CPU stays halted.

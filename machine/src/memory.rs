@@ -56,6 +56,9 @@ pub struct Memory {
     bios: PageBox,
     a20: bool,
     generation: u64,
+    /// Physical pages written by someone other than the CPU (loaders, DMA) since the CPU last
+    /// asked, so it can drop code it decoded from them.
+    written: Vec<u64>,
 }
 
 impl Memory {
@@ -79,7 +82,7 @@ impl Memory {
         let ram = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| MemoryError::Alloc(e.to_string()))?;
         let mut bios = PageBox::new(len);
         bios.as_mut_slice().copy_from_slice(bios_image);
-        Ok(Memory { ram, ram_size, bios, a20: true, generation: 0 })
+        Ok(Memory { ram, ram_size, bios, a20: true, generation: 0, written: Vec::new() })
     }
 
     pub fn ram_size(&self) -> u64 {
@@ -192,6 +195,7 @@ impl Memory {
 
     /// Writes guest RAM (loaders, DMA); writes to ROM and device memory are dropped.
     pub fn write(&mut self, paddr: u64, data: &[u8]) {
+        self.note_written(paddr, data.len());
         for (i, &b) in data.iter().enumerate() {
             let a = paddr.wrapping_add(i as u64);
             if let Some((host, RegionKind::Ram)) = self.page(a) {
@@ -202,8 +206,27 @@ impl Memory {
     }
 
     /// Plain RAM access by guest address, bypassing the A20 gate and the ROM windows.
-    pub fn write_ram(&self, paddr: u64, data: &[u8]) -> bool {
+    pub fn write_ram(&mut self, paddr: u64, data: &[u8]) -> bool {
+        self.note_written(paddr, data.len());
         self.ram.write_slice(data, GuestAddress(paddr)).is_ok()
+    }
+
+    fn note_written(&mut self, paddr: u64, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let first = paddr / PAGE_SIZE;
+        let last = (paddr + len as u64 - 1) / PAGE_SIZE;
+        for p in first..=last {
+            if self.written.last() != Some(&(p * PAGE_SIZE)) {
+                self.written.push(p * PAGE_SIZE);
+            }
+        }
+    }
+
+    /// Takes the list of pages written by loaders and DMA since the last call.
+    pub fn take_written(&mut self, out: &mut Vec<u64>) {
+        out.append(&mut self.written);
     }
 }
 
