@@ -31,8 +31,10 @@ pub enum RunOutcome {
     PowerOff,
     /// `--timeout` ran out.
     Timeout,
-    /// The guest asked for a reset (or triple-faulted) under `--no-reboot`; says why.
+    /// The guest asked for a reset under `--no-reboot`; says how.
     Reset(String),
+    /// The CPU shut down (triple fault) under `--no-reboot`; says why.
+    TripleFault(String),
     /// The CPU is halted and nothing can ever wake it (interrupts disabled, or no interrupt
     /// source left); says which.
     Stuck(String),
@@ -109,7 +111,7 @@ impl Vm {
             let until = self.machine.next_deadline().unwrap_or(u64::MAX).min(now + MAX_SLICE_NS);
             match self.backend.run(&mut self.machine, until)? {
                 Exit::Deadline | Exit::Attention => {}
-                Exit::Shutdown(why) if limits.no_reboot => return Ok(RunOutcome::Reset(why)),
+                Exit::Shutdown(why) if limits.no_reboot => return Ok(RunOutcome::TripleFault(why)),
                 Exit::Shutdown(why) => {
                     tracing::warn!("CPU shutdown ({why}); resetting");
                     self.reset()?;
