@@ -1,0 +1,250 @@
+//! `CpuState` to and from the vCPU's KVM register sets: KVM_{GET,SET}_{REGS,SREGS,DEBUGREGS,
+//! MSRS,VCPU_EVENTS} (Documentation/virt/kvm/api.rst). The halted flag is not here: with a
+//! userspace interrupt controller KVM leaves HLT to userspace and refuses any MP state but
+//! RUNNABLE, so the backend keeps it itself.
+//!
+//! Not covered because `CpuState` does not hold them (yet): x87/SSE/AVX state, the SYSENTER,
+//! SYSCALL, PAT and KERNEL_GS_BASE MSRs, queued exceptions and a queued interrupt vector.
+//! `set_state` leaves the first groups as they are and clears the queued events.
+//!
+//! Two things KVM itself normalises, so a round trip keeps them only if they are already in
+//! the form a processor would hold: on Intel with unrestricted guest, usable segments other
+//! than LDTR come back with the accessed type bit set, and an unusable (not present) segment
+//! comes back with all attribute bits clear.
+
+use cpu::state::{flags, DescriptorTable, PendingEvents, Segment};
+use cpu::CpuState;
+use kvm_bindings::{
+    kvm_debugregs, kvm_dtable, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, kvm_vcpu_events, Msrs,
+    KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_SHADOW, KVM_X86_SHADOW_INT_MOV_SS, KVM_X86_SHADOW_INT_STI,
+};
+use kvm_ioctls::VcpuFd;
+
+pub(super) const MSR_IA32_TSC: u32 = 0x10;
+
+/// A segment register in KVM's unpacked form. A segment that is not present is marked
+/// unusable, as VMX wants for a null selector loaded in protected mode (QEMU does the same).
+pub(super) fn to_kvm_segment(s: &Segment) -> kvm_segment {
+    let a = s.attr;
+    let bit = |n: u16| ((a >> n) & 1) as u8;
+    let present = bit(7);
+    kvm_segment {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: (a & 0xF) as u8,
+        s: bit(4),
+        dpl: ((a >> 5) & 3) as u8,
+        present,
+        avl: bit(12),
+        l: bit(13),
+        db: bit(14),
+        g: bit(15),
+        unusable: (present == 0) as u8,
+        padding: 0,
+    }
+}
+
+pub(super) fn from_kvm_segment(k: &kvm_segment) -> Segment {
+    let b = |v: u8, n: u16| u16::from(v & 1) << n;
+    let attr = u16::from(k.type_ & 0xF)
+        | b(k.s, 4)
+        | (u16::from(k.dpl & 3) << 5)
+        | b((k.present != 0 && k.unusable == 0) as u8, 7)
+        | b(k.avl, 12)
+        | b(k.l, 13)
+        | b(k.db, 14)
+        | b(k.g, 15);
+    Segment { selector: k.selector, base: k.base, limit: k.limit, attr }
+}
+
+fn to_dtable(t: &DescriptorTable) -> kvm_dtable {
+    kvm_dtable { base: t.base, limit: t.limit, padding: [0; 3] }
+}
+
+fn from_dtable(t: &kvm_dtable) -> DescriptorTable {
+    DescriptorTable { base: t.base, limit: t.limit }
+}
+
+/// kvm_regs names registers; `CpuState::gpr` is in encoding order.
+pub(super) fn to_kvm_regs(s: &CpuState) -> kvm_regs {
+    let g = &s.gpr;
+    kvm_regs {
+        rax: g[0],
+        rcx: g[1],
+        rdx: g[2],
+        rbx: g[3],
+        rsp: g[4],
+        rbp: g[5],
+        rsi: g[6],
+        rdi: g[7],
+        r8: g[8],
+        r9: g[9],
+        r10: g[10],
+        r11: g[11],
+        r12: g[12],
+        r13: g[13],
+        r14: g[14],
+        r15: g[15],
+        rip: s.rip,
+        rflags: s.rflags,
+    }
+}
+
+fn from_kvm_regs(r: &kvm_regs, s: &mut CpuState) {
+    s.gpr =
+        [r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15];
+    s.rip = r.rip;
+    s.rflags = r.rflags;
+}
+
+/// Fills `sregs` (as read from the vCPU, so fields `CpuState` lacks keep their values) from
+/// `s`. No interrupt is left queued through the interrupt bitmap.
+pub(super) fn fill_kvm_sregs(s: &CpuState, sregs: &mut kvm_sregs) {
+    use cpu::state::sreg::*;
+    sregs.es = to_kvm_segment(&s.seg[ES]);
+    sregs.cs = to_kvm_segment(&s.seg[CS]);
+    sregs.ss = to_kvm_segment(&s.seg[SS]);
+    sregs.ds = to_kvm_segment(&s.seg[DS]);
+    sregs.fs = to_kvm_segment(&s.seg[FS]);
+    sregs.gs = to_kvm_segment(&s.seg[GS]);
+    sregs.ldt = to_kvm_segment(&s.ldtr);
+    sregs.tr = to_kvm_segment(&s.tr);
+    sregs.gdt = to_dtable(&s.gdtr);
+    sregs.idt = to_dtable(&s.idtr);
+    sregs.cr0 = s.cr0;
+    sregs.cr2 = s.cr2;
+    sregs.cr3 = s.cr3;
+    sregs.cr4 = s.cr4;
+    sregs.cr8 = s.cr8;
+    sregs.efer = s.efer;
+    sregs.apic_base = s.apic_base;
+    sregs.interrupt_bitmap = [0; 4];
+}
+
+fn from_kvm_sregs(k: &kvm_sregs, s: &mut CpuState) {
+    use cpu::state::sreg::*;
+    s.seg[ES] = from_kvm_segment(&k.es);
+    s.seg[CS] = from_kvm_segment(&k.cs);
+    s.seg[SS] = from_kvm_segment(&k.ss);
+    s.seg[DS] = from_kvm_segment(&k.ds);
+    s.seg[FS] = from_kvm_segment(&k.fs);
+    s.seg[GS] = from_kvm_segment(&k.gs);
+    s.ldtr = from_kvm_segment(&k.ldt);
+    s.tr = from_kvm_segment(&k.tr);
+    s.gdtr = from_dtable(&k.gdt);
+    s.idtr = from_dtable(&k.idt);
+    s.cr0 = k.cr0;
+    s.cr2 = k.cr2;
+    s.cr3 = k.cr3;
+    s.cr4 = k.cr4;
+    s.cr8 = k.cr8;
+    s.efer = k.efer;
+    s.apic_base = k.apic_base;
+}
+
+/// Interrupt shadow and NMI; no exception or interrupt stays queued. VMX refuses "blocking by
+/// STI" while IF is clear, so a shadow with IF clear is given as the MOV SS kind.
+pub(super) fn to_kvm_events(s: &CpuState) -> kvm_vcpu_events {
+    let mut e =
+        kvm_vcpu_events { flags: KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW, ..Default::default() };
+    if s.pending.interrupt_shadow {
+        e.interrupt.shadow =
+            if s.rflags & flags::IF != 0 { KVM_X86_SHADOW_INT_STI } else { KVM_X86_SHADOW_INT_MOV_SS } as u8;
+    }
+    e.nmi.pending = s.pending.nmi as u8;
+    e
+}
+
+fn from_kvm_events(e: &kvm_vcpu_events) -> PendingEvents {
+    PendingEvents { interrupt_shadow: e.interrupt.shadow != 0, nmi: e.nmi.pending != 0 || e.nmi.injected != 0 }
+}
+
+pub(super) fn to_kvm_debugregs(s: &CpuState) -> kvm_debugregs {
+    kvm_debugregs { db: [s.dr[0], s.dr[1], s.dr[2], s.dr[3]], dr6: s.dr[4], dr7: s.dr[5], ..Default::default() }
+}
+
+fn tsc_msrs(value: u64) -> Msrs {
+    Msrs::from_entries(&[kvm_msr_entry { index: MSR_IA32_TSC, data: value, ..Default::default() }])
+        .expect("one MSR entry fits")
+}
+
+/// Reads the whole `CpuState` except `halted`, which the caller fills in.
+pub(super) fn read(vcpu: &VcpuFd) -> Result<CpuState, String> {
+    let mut s = CpuState::default();
+    let regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+    from_kvm_regs(&regs, &mut s);
+    let sregs = vcpu.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+    from_kvm_sregs(&sregs, &mut s);
+    let d = vcpu.get_debug_regs().map_err(|e| format!("KVM_GET_DEBUGREGS: {e}"))?;
+    s.dr = [d.db[0], d.db[1], d.db[2], d.db[3], d.dr6, d.dr7];
+    let mut msrs = tsc_msrs(0);
+    match vcpu.get_msrs(&mut msrs) {
+        Ok(1) => s.tsc = msrs.as_slice()[0].data,
+        Ok(_) => return Err("KVM_GET_MSRS: IA32_TSC not read".into()),
+        Err(e) => return Err(format!("KVM_GET_MSRS (IA32_TSC): {e}")),
+    }
+    let ev = vcpu.get_vcpu_events().map_err(|e| format!("KVM_GET_VCPU_EVENTS: {e}"))?;
+    s.pending = from_kvm_events(&ev);
+    Ok(s)
+}
+
+/// Writes everything `CpuState` holds except `halted`. Control registers and EFER go first so
+/// that the mode the other registers are checked against is already the new one.
+pub(super) fn write(vcpu: &VcpuFd, s: &CpuState) -> Result<(), String> {
+    let mut sregs = vcpu.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+    fill_kvm_sregs(s, &mut sregs);
+    vcpu.set_sregs(&sregs).map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+    vcpu.set_regs(&to_kvm_regs(s)).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+    vcpu.set_debug_regs(&to_kvm_debugregs(s)).map_err(|e| format!("KVM_SET_DEBUGREGS: {e}"))?;
+    match vcpu.set_msrs(&tsc_msrs(s.tsc)) {
+        Ok(1) => {}
+        Ok(_) => return Err("KVM_SET_MSRS: IA32_TSC refused".into()),
+        Err(e) => return Err(format!("KVM_SET_MSRS (IA32_TSC): {e}")),
+    }
+    vcpu.set_vcpu_events(&to_kvm_events(s)).map_err(|e| format!("KVM_SET_VCPU_EVENTS: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_attributes_map_both_ways() {
+        for attr in [0x9B, 0x93, 0xA09B, 0xC093, 0x20FB, 0x108B, 0x82, 0xF3] {
+            let s = Segment { selector: 0x2B, base: 0x1234_5000, limit: 0xFFFF_FFFF, attr };
+            assert_eq!(from_kvm_segment(&to_kvm_segment(&s)), s, "attr {attr:#x}");
+        }
+        let k = to_kvm_segment(&Segment { selector: 0x10, base: 0, limit: 0xFFFFF, attr: 0xA09B });
+        assert_eq!((k.type_, k.s, k.dpl, k.present, k.l, k.db, k.g, k.unusable), (11, 1, 0, 1, 1, 0, 1, 0));
+        let null = to_kvm_segment(&Segment::default());
+        assert_eq!((null.present, null.unusable), (0, 1));
+        assert_eq!(from_kvm_segment(&null), Segment::default());
+    }
+
+    #[test]
+    fn general_registers_keep_encoding_order() {
+        let mut s = CpuState::default();
+        for (i, r) in s.gpr.iter_mut().enumerate() {
+            *r = 0x100 + i as u64;
+        }
+        let k = to_kvm_regs(&s);
+        assert_eq!(
+            (k.rax, k.rcx, k.rdx, k.rbx, k.rsp, k.rbp, k.rsi, k.rdi, k.r15),
+            (0x100, 0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107, 0x10F)
+        );
+        let mut back = CpuState::default();
+        from_kvm_regs(&k, &mut back);
+        assert_eq!(back.gpr, s.gpr);
+    }
+
+    #[test]
+    fn shadow_kind_follows_if() {
+        let mut s = CpuState::default();
+        s.pending.interrupt_shadow = true;
+        assert_eq!(u32::from(to_kvm_events(&s).interrupt.shadow), KVM_X86_SHADOW_INT_MOV_SS);
+        s.rflags |= flags::IF;
+        assert_eq!(u32::from(to_kvm_events(&s).interrupt.shadow), KVM_X86_SHADOW_INT_STI);
+    }
+}
