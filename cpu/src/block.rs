@@ -129,7 +129,7 @@ impl Cpu {
     #[inline]
     pub(crate) fn fetch_block(&mut self, bus: &mut dyn Bus) -> Result<(u64, Rc<[Insn]>), Fault> {
         let bits = self.code_bits();
-        let lin = self.lin(sreg::CS, self.s.rip, 1, Access::Read)?;
+        let lin = self.lin(sreg::CS, self.s.rip, 1, Access::Exec)?;
         let tag = lin | (u64::from(bits) << 56);
         let slot = ((lin ^ (lin >> 10)) as usize) & (RECENT - 1);
         if let (t, key, Some(b)) = &self.blocks.recent[slot] {

@@ -7,6 +7,7 @@ use crate::decode::Insn;
 use crate::fault::Fault;
 use crate::flags::Lazy;
 use crate::mem::Tlb;
+use crate::seg::SegCheck;
 use crate::state::{flags, sreg, CpuState};
 use std::rc::Rc;
 
@@ -51,6 +52,8 @@ pub struct Cpu {
     /// Code size in bits (16, 32, 64) of the current CS and mode: see `update_mode`.
     pub(crate) bits: u32,
     scratch_pages: Vec<u64>,
+    /// Per segment register, what its memory operands may touch (see `seg.rs`).
+    pub(crate) segc: [SegCheck; 6],
     /// Instructions retired since `s.tsc` was last loaded: the time-stamp counter advances
     /// by one per instruction.
     retired: u64,
@@ -76,6 +79,7 @@ impl Cpu {
             history_pos: 0,
             bits: 16,
             scratch_pages: Vec::new(),
+            segc: [SegCheck::REAL; 6],
             retired: 0,
         }
     }
@@ -110,6 +114,7 @@ impl Cpu {
         } else {
             16
         };
+        self.refresh_all_segs();
     }
 
     /// Drops every cached translation, and with them the blocks found by linear address.
@@ -318,7 +323,8 @@ impl Cpu {
         self.s.cr0 & 1 != 0
     }
 
-    /// Loads a segment register as real mode (and virtual-8086 mode) does.
+    /// Loads a segment register as real mode does: selector and base change; the cached
+    /// limit and attributes stay (which is what "unreal mode" relies on).
     pub(crate) fn load_seg_real(&mut self, s: usize, selector: u16) {
         let seg = &mut self.s.seg[s];
         seg.selector = selector;
@@ -327,6 +333,8 @@ impl Cpu {
             // A far transfer in real mode leaves CS as a 16-bit code segment.
             seg.attr = (seg.attr & !0x4000) | 0x9B;
             self.update_mode();
+        } else {
+            self.refresh_seg(s);
         }
     }
 }

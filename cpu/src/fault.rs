@@ -37,6 +37,12 @@ impl Fault {
     pub(crate) fn ss(error: u32) -> Fault {
         Fault::Exception { vector: vec::SS, error: Some(error) }
     }
+    pub(crate) fn np(error: u32) -> Fault {
+        Fault::Exception { vector: vec::NP, error: Some(error) }
+    }
+    pub(crate) fn ts(error: u32) -> Fault {
+        Fault::Exception { vector: vec::TS, error: Some(error) }
+    }
     pub(crate) fn ud() -> Fault {
         Fault::Exception { vector: vec::UD, error: None }
     }

@@ -17,6 +17,7 @@ mod fault;
 mod flags;
 mod mem;
 mod ops;
+mod seg;
 
 pub use bus::{Bus, PageMapping};
 pub use cpu::{Cpu, RunResult, Stop};

@@ -7,6 +7,7 @@ use crate::cpu::{mask, Cpu};
 use crate::fault::Fault;
 use crate::state::{reg, sreg};
 
+
 const TLB_ENTRIES: usize = 256;
 const PAGE: u64 = 4096;
 
@@ -55,21 +56,11 @@ fn tag(lin: u64) -> u64 {
 pub(crate) enum Access {
     Read,
     Write,
+    /// Instruction fetch: needs no read permission on the code segment.
+    Exec,
 }
 
 impl Cpu {
-    /// Segment:offset to a linear address, with the segment limit checked for an access of
-    /// `size` bytes. `off` is already truncated to the address size.
-    #[inline(always)]
-    pub(crate) fn lin(&self, seg: usize, off: u64, size: u8, _acc: Access) -> Result<u64, Fault> {
-        let s = &self.s.seg[seg];
-        let last = off.wrapping_add(u64::from(size) - 1);
-        if last > u64::from(s.limit) || last < off {
-            return Err(if seg == sreg::SS { Fault::ss(0) } else { Fault::gp(0) });
-        }
-        Ok(s.base.wrapping_add(off) & 0xFFFF_FFFF)
-    }
-
     /// Linear to physical. Paging arrives with protected mode; until then they are equal.
     #[inline(always)]
     fn translate(&mut self, lin: u64, _acc: Access) -> Result<u64, Fault> {
@@ -201,6 +192,16 @@ impl Cpu {
             }
         }
         Ok(())
+    }
+
+    /// A system access (descriptor tables, TSS, IDT): made with supervisor rights whatever
+    /// the CPL.
+    pub(crate) fn read_sys(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
+        self.read(bus, lin, size)
+    }
+
+    pub(crate) fn write_sys(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, v: u64) -> Result<(), Fault> {
+        self.write(bus, lin, size, v)
     }
 
     /// Where the code byte at `lin` lives: the host address of its page's first byte and its

@@ -34,7 +34,7 @@ pub(crate) fn mov_sreg_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: 
     } else {
         cpu.reg(i.r1, 2)
     };
-    cpu.load_seg(i.r0 as usize, sel as u16)?;
+    cpu.load_seg(bus, i.r0 as usize, sel as u16)?;
     if i.r0 as usize == sreg::SS {
         cpu.s.pending.interrupt_shadow = true;
     }
@@ -127,7 +127,7 @@ pub(crate) fn load_far_pointer(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Re
     let off_ea = cpu.ea(i);
     let off = cpu.read_seg(bus, i.seg as usize, off_ea, i.osz)?;
     let sel = cpu.read_seg(bus, i.seg as usize, mask(off_ea.wrapping_add(u64::from(i.osz)), i.asz), 2)?;
-    cpu.load_seg(i.r1 as usize, sel as u16)?;
+    cpu.load_seg(bus, i.r1 as usize, sel as u16)?;
     cpu.set_reg(i.r0, i.osz, off);
     if i.r1 as usize == sreg::SS {
         cpu.s.pending.interrupt_shadow = true;
@@ -147,17 +147,4 @@ pub(crate) fn cwd(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fau
     let hi = if v >> 63 != 0 { u64::MAX } else { 0 };
     cpu.set_reg(reg::RDX as u8, i.osz, hi);
     Ok(())
-}
-
-impl Cpu {
-    /// Loads a segment register from a selector by the rules of the current mode.
-    pub(crate) fn load_seg(&mut self, s: usize, selector: u16) -> Result<(), Fault> {
-        if self.protected() {
-            // Protected-mode descriptor loads arrive with the protected-mode work; until then
-            // a protected-mode guest never gets this far (see `misc::mov_cr_r`).
-            return Err(Fault::gp(u32::from(selector & 0xFFFC)));
-        }
-        self.load_seg_real(s, selector);
-        Ok(())
-    }
 }

@@ -44,7 +44,7 @@ pub(crate) fn pop_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn
 
 pub(crate) fn pop_sreg(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let v = cpu.peek(bus, 0, i.osz)?;
-    cpu.load_seg(i.r0 as usize, v as u16)?;
+    cpu.load_seg(bus, i.r0 as usize, v as u16)?;
     let sp = cpu.sp().wrapping_add(u64::from(i.osz));
     cpu.set_sp(sp);
     if i.r0 as usize == sreg::SS {
