@@ -5,7 +5,7 @@
 use crate::bus::Bus;
 use crate::cpu::Cpu;
 use crate::fault::Fault;
-use crate::ops::{self, alu, bcd, bits, branch, io, misc, mov, muldiv, shift, stack, string};
+use crate::ops::{self, alu, bcd, bits, branch, io, misc, mov, muldiv, shift, stack, string, system};
 use iced_x86::{Code, Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind, Register};
 
 pub(crate) type Handler = fn(&mut Cpu, &mut dyn Bus, &Insn) -> Result<(), Fault>;
@@ -624,6 +624,24 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
             by_mem!(mem, misc::lmsw)
         }
         M::Clts => misc::clts as Handler,
+        M::Lldt => {
+            ends = true;
+            by_mem!(mem, system::lldt)
+        }
+        M::Ltr => by_mem!(mem, system::ltr),
+        M::Sldt | M::Str => {
+            i.imm2 = u64::from(m == M::Str);
+            by_mem!(mem, system::store_selector)
+        }
+        M::Lar | M::Lsl => {
+            i.imm2 = u64::from(m == M::Lsl);
+            by_mem!(mem, system::lar_lsl)
+        }
+        M::Verr | M::Verw => {
+            i.imm2 = u64::from(m == M::Verw);
+            by_mem!(mem, system::verr_verw)
+        }
+        M::Arpl => by_mem!(mem, system::arpl),
         M::Cpuid => misc::cpuid as Handler,
         M::Rdtsc => misc::rdtsc as Handler,
         M::Rdmsr => misc::rdmsr as Handler,

@@ -20,6 +20,17 @@ pub(crate) mod vec {
     pub const PF: u8 = 14;
 }
 
+/// What raised an event being delivered: decides the gate DPL check and the error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// INT n, INT3, INTO: the gate's DPL must allow the current CPL.
+    Soft,
+    /// An interrupt from outside (the PIC, NMI).
+    External,
+    /// An exception, with its error code if it has one.
+    Exception(Option<u32>),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
     /// A fault: RIP is rolled back to the instruction and the exception is delivered.
@@ -77,7 +88,12 @@ impl Cpu {
         let mut current = fault;
         loop {
             let v = current.vector();
-            match self.deliver(bus, v) {
+            let source = match current {
+                Fault::Exception { error, .. } => Source::Exception(error),
+                Fault::Interrupt(_) => Source::External,
+                Fault::SingleStep => Source::Exception(None),
+            };
+            match self.deliver(bus, v, source) {
                 Ok(()) => return,
                 Err(second) => {
                     let second_v = second.vector();
@@ -107,11 +123,27 @@ impl Cpu {
     /// Software interrupt (INT n, INT3, INTO): RIP already points past the instruction.
     pub(crate) fn soft_interrupt(&mut self, bus: &mut dyn Bus, vector: u8) -> Result<(), Fault> {
         self.end_block = true;
-        self.deliver(bus, vector)
+        if self.vm86() && self.iopl() < 3 {
+            // INT n in virtual-8086 mode with IOPL < 3 is a #GP for the monitor to emulate.
+            return Err(Fault::gp(0));
+        }
+        self.deliver(bus, vector, Source::Soft)
+    }
+
+    /// Delivers an event through the IVT (real mode), or the IDT (protected and long mode).
+    pub(crate) fn deliver(&mut self, bus: &mut dyn Bus, vector: u8, source: Source) -> Result<(), Fault> {
+        if !self.protected() {
+            return self.deliver_real(bus, vector);
+        }
+        if self.long_mode() {
+            self.deliver_long(bus, vector, source)
+        } else {
+            self.deliver_protected(bus, vector, source)
+        }
     }
 
     /// Real-mode delivery through the IVT: push FLAGS, CS, IP; clear IF, TF, AC; jump.
-    fn deliver(&mut self, bus: &mut dyn Bus, vector: u8) -> Result<(), Fault> {
+    fn deliver_real(&mut self, bus: &mut dyn Bus, vector: u8) -> Result<(), Fault> {
         let entry = u64::from(vector) * 4;
         if entry + 3 > u64::from(self.s.idtr.limit) {
             return Err(Fault::gp(u32::from(vector) * 8 + 2));

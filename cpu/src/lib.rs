@@ -18,6 +18,7 @@ mod flags;
 mod mem;
 mod ops;
 mod seg;
+mod transfer;
 
 pub use bus::{Bus, PageMapping};
 pub use cpu::{Cpu, RunResult, Stop};

@@ -6,6 +6,7 @@ use crate::cpu::{mask, sext, Cpu};
 use crate::decode::Insn;
 use crate::fault::{vec, Fault};
 use crate::state::{reg, sreg};
+use crate::transfer::Far;
 
 impl Cpu {
     /// Sets RIP to a near target truncated to the operand size, checking the CS limit.
@@ -19,18 +20,27 @@ impl Cpu {
         Ok(())
     }
 
-    /// A far transfer to `sel:off` (real mode: no descriptor checks).
+    /// A far transfer to `sel:off` in real or virtual-8086 mode (no descriptor checks).
     pub(crate) fn far_jump(&mut self, sel: u16, off: u64, osz: u8) -> Result<(), Fault> {
-        if self.protected() {
-            return Err(Fault::gp(u32::from(sel & 0xFFFC)));
-        }
         let off = mask(off, osz);
         if off > u64::from(self.s.seg[sreg::CS].limit) {
             return Err(Fault::gp(0));
         }
-        self.load_seg_real(sreg::CS, sel);
+        if self.vm86() {
+            self.s.seg[sreg::CS] = crate::state::Segment { selector: sel, base: u64::from(sel) << 4, limit: 0xFFFF, attr: 0xFB };
+            self.update_mode();
+        } else {
+            self.load_seg_real(sreg::CS, sel);
+        }
         self.s.rip = off;
         Ok(())
+    }
+
+    /// Protected mode proper (not real, not virtual-8086): far transfers go through
+    /// descriptors.
+    #[inline(always)]
+    pub(crate) fn pm_transfers(&self) -> bool {
+        self.protected() && !self.vm86()
     }
 }
 
@@ -50,7 +60,10 @@ pub(crate) fn jmp_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn
     cpu.near_jump(t, i.osz)
 }
 
-pub(crate) fn jmp_far_imm(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+pub(crate) fn jmp_far_imm(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.pm_transfers() {
+        return cpu.far_transfer_pm(bus, Far::Jmp, i.imm2 as u16, i.imm, i.osz);
+    }
     cpu.far_jump(i.imm2 as u16, i.imm, i.osz)
 }
 
@@ -64,6 +77,9 @@ fn read_far_ptr(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(u16, u64)
 
 pub(crate) fn jmp_far_mem(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let (sel, off) = read_far_ptr(cpu, bus, i)?;
+    if cpu.pm_transfers() {
+        return cpu.far_transfer_pm(bus, Far::Jmp, sel, off, i.osz);
+    }
     cpu.far_jump(sel, off, i.osz)
 }
 
@@ -89,8 +105,8 @@ pub(crate) fn call_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Ins
 }
 
 fn far_call(cpu: &mut Cpu, bus: &mut dyn Bus, sel: u16, off: u64, osz: u8) -> Result<(), Fault> {
-    if cpu.protected() {
-        return Err(Fault::gp(u32::from(sel & 0xFFFC)));
+    if cpu.pm_transfers() {
+        return cpu.far_transfer_pm(bus, Far::Call, sel, off, osz);
     }
     if mask(off, osz) > u64::from(cpu.s.seg[sreg::CS].limit) {
         return Err(Fault::gp(0));
@@ -123,8 +139,11 @@ pub(crate) fn ret(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Faul
     Ok(())
 }
 
-/// RETF and RETF imm16 (real mode).
+/// RETF and RETF imm16.
 pub(crate) fn retf(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.pm_transfers() {
+        return cpu.far_return_pm(bus, i.osz, i.imm & 0xFFFF);
+    }
     let n = u64::from(i.osz);
     let off = cpu.peek(bus, 0, i.osz)?;
     let sel = cpu.peek(bus, n, 2)?;
@@ -134,10 +153,14 @@ pub(crate) fn retf(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fau
     Ok(())
 }
 
-/// IRET (real mode): IP, CS and FLAGS from the stack.
+/// IRET: IP, CS and FLAGS from the stack (real mode here; protected, long and
+/// virtual-8086 mode in `transfer.rs`).
 pub(crate) fn iret(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.vm86() {
+        return cpu.iret_vm86(bus, i.osz);
+    }
     if cpu.protected() {
-        return Err(Fault::gp(0));
+        return cpu.iret_pm(bus, i.osz);
     }
     let n = u64::from(i.osz);
     let off = cpu.peek(bus, 0, i.osz)?;

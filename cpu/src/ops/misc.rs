@@ -12,6 +12,7 @@ use crate::state::reg;
 const RAX: u8 = reg::RAX as u8;
 
 pub(crate) fn hlt(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     cpu.s.halted = true;
     cpu.end_block = true;
     Ok(())
@@ -28,13 +29,17 @@ pub(crate) fn flag_op(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(),
         }
         3 => cpu.s.rflags &= !DF,
         4 => cpu.s.rflags |= DF,
-        _ => cpu.s.rflags &= !IF,
+        _ => {
+            cpu.require_iopl()?;
+            cpu.s.rflags &= !IF;
+        }
     }
     Ok(())
 }
 
 /// STI: interrupts are recognised only after the next instruction.
 pub(crate) fn sti(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    cpu.require_iopl()?;
     if cpu.s.rflags & IF == 0 {
         cpu.s.pending.interrupt_shadow = true;
     }
@@ -63,6 +68,7 @@ pub(crate) fn salc(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), F
 
 /// MOV CRn, r32.
 pub(crate) fn mov_cr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     let v = cpu.reg(i.r1, 4);
     match i.r0 {
         0 => cpu.write_cr0(v)?,
@@ -82,6 +88,7 @@ pub(crate) fn mov_cr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<()
 
 /// MOV r32, CRn.
 pub(crate) fn mov_r_cr(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     let v = match i.r1 {
         0 => cpu.s.cr0,
         2 => cpu.s.cr2,
@@ -104,6 +111,7 @@ fn dr_slot(n: u8) -> Option<usize> {
 }
 
 pub(crate) fn mov_dr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     let slot = dr_slot(i.r0).ok_or(Fault::ud())?;
     let v = cpu.reg(i.r1, 4);
     cpu.s.dr[slot] = match slot {
@@ -115,6 +123,7 @@ pub(crate) fn mov_dr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<()
 }
 
 pub(crate) fn mov_r_dr(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     let slot = dr_slot(i.r1).ok_or(Fault::ud())?;
     let v = cpu.s.dr[slot];
     cpu.set_reg(i.r0, 4, v);
@@ -123,10 +132,12 @@ pub(crate) fn mov_r_dr(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<()
 
 /// LGDT (`imm2` 0) / LIDT (1): limit, then base (24 bits with a 16-bit operand size).
 pub(crate) fn load_table(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     let ea = cpu.ea(i);
     let limit = cpu.read_seg(bus, i.seg as usize, ea, 2)?;
-    let mut base = cpu.read_seg(bus, i.seg as usize, crate::cpu::mask(ea + 2, i.asz), 4)?;
-    if i.osz == 2 {
+    let wide = if cpu.bits == 64 { 8 } else { 4 };
+    let mut base = cpu.read_seg(bus, i.seg as usize, crate::cpu::mask(ea + 2, i.asz), wide)?;
+    if i.osz == 2 && cpu.bits != 64 {
         base &= 0x00FF_FFFF;
     }
     let t = crate::state::DescriptorTable { base, limit: limit as u16 };
@@ -142,9 +153,10 @@ pub(crate) fn load_table(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(
 pub(crate) fn store_table(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let t = if i.imm2 == 1 { cpu.s.idtr } else { cpu.s.gdtr };
     let ea = cpu.ea(i);
-    let lin = cpu.lin(i.seg as usize, ea, 6, Access::Write)?;
+    let wide = if cpu.bits == 64 { 8 } else { 4 };
+    let lin = cpu.lin(i.seg as usize, ea, 2 + wide, Access::Write)?;
     cpu.write(bus, lin, 2, u64::from(t.limit))?;
-    cpu.write_seg(bus, i.seg as usize, crate::cpu::mask(ea + 2, i.asz), 4, t.base & 0xFFFF_FFFF)
+    cpu.write_seg(bus, i.seg as usize, crate::cpu::mask(ea + 2, i.asz), wide, t.base)
 }
 
 pub(crate) fn smsw<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
@@ -159,12 +171,14 @@ pub(crate) fn smsw<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) 
 
 /// LMSW: loads CR0 bits 0-3; PE can be set but not cleared.
 pub(crate) fn lmsw<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     let v = cpu.read_rm::<MEM>(bus, i, 2)?;
     let new = (cpu.s.cr0 & !0xE) | (v & 0xF) | (cpu.s.cr0 & 1);
     cpu.write_cr0(new)
 }
 
 pub(crate) fn clts(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     cpu.s.cr0 &= !8;
     Ok(())
 }
@@ -197,6 +211,7 @@ const MSR_TSC: u64 = 0x10;
 const MSR_APIC_BASE: u64 = 0x1B;
 
 pub(crate) fn rdmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     let v = match cpu.reg(reg::RCX as u8, 4) {
         MSR_TSC => cpu.tsc(),
         MSR_APIC_BASE => cpu.s.apic_base,
@@ -208,6 +223,7 @@ pub(crate) fn rdmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), 
 }
 
 pub(crate) fn wrmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
     let v = cpu.reg(RAX, 4) | (cpu.reg(reg::RDX as u8, 4) << 32);
     match cpu.reg(reg::RCX as u8, 4) {
         MSR_TSC => cpu.set_tsc(v),
@@ -222,12 +238,17 @@ impl Cpu {
     /// protected-mode work lands, rather than running protected-mode code with real-mode rules.
     pub(crate) fn write_cr0(&mut self, v: u64) -> Result<(), Fault> {
         let v = (v & 0xE005_003F) | 0x10;
-        if v & 1 != 0 && self.s.cr0 & 1 == 0 {
-            self.shutdown("the guest entered protected mode, which this interpreter does not run yet".into());
+        if v & (1 << 31) != 0 && v & 1 == 0 {
+            return Err(Fault::gp(0));
+        }
+        if v & (1 << 31) != 0 && self.s.cr0 & (1 << 31) == 0 {
+            self.shutdown("the guest enabled paging, which this interpreter does not run yet".into());
             return Ok(());
         }
         self.s.cr0 = v;
         self.flush_tlb();
+        // Segment checks depend on the mode.
+        self.update_mode();
         self.end_block = true;
         Ok(())
     }

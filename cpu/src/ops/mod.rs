@@ -14,6 +14,7 @@ pub(crate) mod muldiv;
 pub(crate) mod shift;
 pub(crate) mod stack;
 pub(crate) mod string;
+pub(crate) mod system;
 
 use crate::bus::Bus;
 use crate::cpu::{mask, Cpu};

@@ -83,6 +83,9 @@ pub(crate) fn popa(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fau
 }
 
 pub(crate) fn pushf(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.vm86() && cpu.iopl() < 3 {
+        return Err(Fault::gp(0));
+    }
     // The image on the stack never has RF or VM set.
     let f = cpu.rflags() & !(flags::RF | flags::VM);
     cpu.push(bus, i.osz, f)
@@ -93,8 +96,20 @@ pub(crate) const POPF_MASK_16: u64 = 0x7FD5;
 pub(crate) const POPF_MASK_32: u64 = 0x0024_7FD5;
 
 pub(crate) fn popf(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.vm86() && cpu.iopl() < 3 {
+        return Err(Fault::gp(0));
+    }
     let v = cpu.pop(bus, i.osz)?;
-    let m = if i.osz == 2 { POPF_MASK_16 } else { POPF_MASK_32 };
+    let mut m = if i.osz == 2 { POPF_MASK_16 } else { POPF_MASK_32 };
+    if cpu.protected() {
+        // IOPL changes only at CPL 0 (never in virtual-8086 mode); IF only at CPL <= IOPL.
+        if cpu.cpl() > 0 {
+            m &= !flags::IOPL;
+        }
+        if cpu.cpl() > cpu.iopl() {
+            m &= !flags::IF;
+        }
+    }
     cpu.write_flags(v, m);
     Ok(())
 }

@@ -1,0 +1,41 @@
+//! Protected-mode programs on a bare CPU: assembled from `tests/asm/*.asm` (NASM, the built
+//! `.bin` committed beside each source) and run on a flat bus.
+
+use cpu::flat::FlatBus;
+use cpu::state::sreg;
+use cpu::{Cpu, CpuState, Stop};
+
+fn run(image: &[u8], at: usize) -> (Cpu, FlatBus) {
+    let mut bus = FlatBus::new(1 << 20);
+    bus.ram_mut()[at..at + image.len()].copy_from_slice(image);
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, at as u16));
+    let mut n = 0;
+    loop {
+        let r = cpu.run(&mut bus, 100_000);
+        n += r.retired;
+        match r.stop {
+            Stop::Halted => break,
+            Stop::Budget if n < 1_000_000 => {}
+            other => panic!("{other:?} after {n} instructions\n{}\n{}", cpu.state().report(), cpu.recent_instructions().join("\n")),
+        }
+    }
+    (cpu, bus)
+}
+
+fn dword(bus: &FlatBus, a: usize) -> u32 {
+    u32::from_le_bytes(bus.ram()[a..a + 4].try_into().unwrap())
+}
+
+#[test]
+fn gates_rings_and_the_tss_stack() {
+    let (cpu, bus) = run(include_bytes!("asm/pm_basic.bin"), 0x7C00);
+    let s = cpu.state();
+    assert_eq!(dword(&bus, 0x500), 2, "INT 0x30 from ring 0 and from ring 3");
+    assert_eq!(dword(&bus, 0x504), 0x1B, "the second call came from ring-3 CS");
+    assert_eq!(dword(&bus, 0x510), 0x1234, "ring-3 code ran");
+    assert_eq!(dword(&bus, 0x50C), 0x70000 - 20, "ring-0 stack from TSS.ESP0 with SS:ESP, EFLAGS, CS, EIP");
+    assert_eq!(dword(&bus, 0x508), 0x31 * 8 + 2, "#GP error code names the IDT entry");
+    assert_eq!(s.seg[sreg::CS].selector, 0x08);
+    assert_eq!(s.seg[sreg::SS].selector, 0x10);
+}
