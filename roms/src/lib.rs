@@ -1,1 +1,70 @@
-//! Built images of the project's own ROMs.
+//! Ferrite's own ROMs: real-mode test programs written in NASM (`asm/`), built by `build.sh`
+//! into 64 KiB BIOS images (`build/`) that are committed, so building Ferrite needs no
+//! assembler. Each reports through COM1 and the 0xE9 debug console and leaves through the
+//! exit device (port 0xF4), whose low byte becomes Ferrite's exit status.
+
+/// Prints a greeting and exits 0; the default guest until the project's BIOS replaces it.
+pub const HELLO: &[u8] = include_bytes!("../build/hello.bin");
+/// Programs the 8259A pair and the PIT, counts ten IRQ0 ticks with STI; HLT, exits 0.
+pub const TIMER: &[u8] = include_bytes!("../build/timer.bin");
+/// Reads a line from COM1 (polling LSR.DR), prints it back, exits 0.
+pub const SERIAL_ECHO: &[u8] = include_bytes!("../build/serial_echo.bin");
+/// Provokes #DE, #UD, #BR, INT n, INT3 and INTO and checks what they push; exits 0 if all pass.
+pub const EXCEPTIONS: &[u8] = include_bytes!("../build/exceptions.bin");
+/// Works through the real-mode integer instruction set, prints checksums, exits 0.
+pub const ARITH: &[u8] = include_bytes!("../build/arith.bin");
+/// Prints one line, then loops forever: for `--timeout`.
+pub const SPIN: &[u8] = include_bytes!("../build/spin.bin");
+
+/// The guest Ferrite boots when no `--bios` is given.
+pub const DEFAULT: &[u8] = HELLO;
+
+/// Every ROM by name (the name of its source file in `asm/`).
+pub const ALL: &[(&str, &[u8])] = &[
+    ("hello", HELLO),
+    ("timer", TIMER),
+    ("serial_echo", SERIAL_ECHO),
+    ("exceptions", EXCEPTIONS),
+    ("arith", ARITH),
+    ("spin", SPIN),
+];
+
+/// The names of all ROMs, in the order of [`ALL`].
+pub const NAMES: &[&str] = &["hello", "timer", "serial_echo", "exceptions", "arith", "spin"];
+
+/// The image of the ROM called `name`.
+pub fn by_name(name: &str) -> Option<&'static [u8]> {
+    ALL.iter().find(|(n, _)| *n == name).map(|(_, image)| *image)
+}
+
+/// Size of every image: one 64 KiB BIOS.
+pub const IMAGE_SIZE: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_table() {
+        let names: Vec<&str> = ALL.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, NAMES);
+        for name in NAMES {
+            assert!(by_name(name).is_some(), "{name}");
+        }
+        assert!(by_name("nosuch").is_none());
+        assert_eq!(DEFAULT, HELLO);
+    }
+
+    #[test]
+    fn every_image_is_a_bios_with_a_reset_vector() {
+        for (name, image) in ALL {
+            assert_eq!(image.len(), IMAGE_SIZE, "{name}");
+            // JMP F000:entry at the reset vector, F000:FFF0.
+            let v = &image[0xFFF0..];
+            assert_eq!(v[0], 0xEA, "{name}: reset vector is not a far jump");
+            assert_eq!(u16::from_le_bytes([v[3], v[4]]), 0xF000, "{name}: far jump leaves segment F000");
+            let entry = u16::from_le_bytes([v[1], v[2]]) as usize;
+            assert!(entry < 0xFFF0, "{name}: entry {entry:#x} inside the reset vector");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds Ferrite's own ROMs: asm/NAME.asm -> build/NAME.bin, each a 64 KiB BIOS image whose
+# reset vector (offset 0xFFF0) far-jumps to the program. The images are committed, so building
+# Ferrite needs no assembler; this script is how they are made, and the roms crate's
+# `reproducible` test checks that the committed ones are what it makes.
+#
+#   roms/build.sh            rebuild roms/build/*.bin
+#   roms/build.sh OUTDIR     build into OUTDIR instead (the test does this)
+#
+# Needs NASM (images committed so far: NASM 2.16.01, Debian 12). When it is missing and this
+# runs as root on Debian, it installs it.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:-$here/build}"
+
+if ! command -v nasm >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "build.sh: installing nasm" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nasm >&2
+    else
+        echo "build.sh: nasm is needed (Debian: apt-get install nasm)" >&2
+        exit 1
+    fi
+fi
+
+mkdir -p "$out"
+for src in "$here"/asm/*.asm; do
+    name="$(basename "$src" .asm)"
+    tmp="$out/$name.bin.tmp"
+    # -Ox: NASM's default multi-pass optimisation, spelled out so the encoding cannot change
+    # with a different default.
+    nasm -f bin -Ox -w+all -I "$here/asm/" -o "$tmp" "$src"
+    size="$(stat -c %s "$tmp")"
+    if [ "$size" != 65536 ]; then
+        echo "build.sh: $name: image is $size bytes, expected 65536" >&2
+        rm -f "$tmp"
+        exit 1
+    fi
+    mv "$tmp" "$out/$name.bin"
+    echo "built $out/$name.bin"
+done
