@@ -185,13 +185,14 @@ impl Cpu {
             let in_page = (PAGE - lin % PAGE) as usize;
             let mut n = room.min(in_page);
             for (k, b) in buf.iter_mut().enumerate().take(n) {
-                *b = self.read(bus, lin + k as u64, 1)? as u8;
+                *b = self.fetch_byte(bus, lin + k as u64)?;
             }
             let mut decoded = decode::decode(&buf[..n], bits, ip);
             if decoded.is_none() && n < room {
                 // The instruction continues on the next page.
                 for k in n..room {
-                    buf[k] = self.read(bus, (lin + k as u64) & 0xFFFF_FFFF, 1)? as u8;
+                    let a = self.wrap_lin(lin + k as u64);
+                    buf[k] = self.fetch_byte(bus, a)?;
                 }
                 n = room;
                 decoded = decode::decode(&buf[..n], bits, ip);

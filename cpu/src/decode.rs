@@ -646,7 +646,12 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         M::Rdtsc => misc::rdtsc as Handler,
         M::Rdmsr => misc::rdmsr as Handler,
         M::Wrmsr => misc::wrmsr as Handler,
-        M::Invd | M::Wbinvd | M::Lfence | M::Sfence | M::Mfence | M::Clflush | M::Invlpg => ops::nop as Handler,
+        M::Invlpg => {
+            ends = true;
+            misc::invlpg as Handler
+        }
+        M::Lfence | M::Sfence | M::Mfence | M::Clflush => ops::nop as Handler,
+        M::Invd | M::Wbinvd => misc::cache_control as Handler,
         _ if is_x87(instr) => ops::nop as Handler,
         _ => {
             tracing::debug!("no handler for {:?}: #UD", code);

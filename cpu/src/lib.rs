@@ -17,6 +17,7 @@ mod fault;
 mod flags;
 mod mem;
 mod ops;
+mod paging;
 mod seg;
 mod transfer;
 

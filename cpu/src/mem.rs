@@ -1,41 +1,71 @@
-//! Guest memory as the CPU reaches it: segment checks, linear to physical translation, and a
-//! software TLB of host pointers (v86's one-compare fast path). MMIO, ROM writes and writes to
-//! pages holding decoded code take the slow path through the bus.
+//! Guest memory as the CPU reaches it: linear to physical translation through the page tables
+//! (`paging.rs`), and a software TLB of host pointers (v86's one-compare fast path). MMIO, ROM
+//! writes and writes to pages holding decoded code take the slow path through the bus.
 
 use crate::bus::{Bus, PageMapping};
 use crate::cpu::{mask, Cpu};
 use crate::fault::Fault;
+use crate::paging::{CR4_SMAP, CR4_SMEP};
 use crate::state::{reg, sreg};
-
 
 const TLB_ENTRIES: usize = 256;
 const PAGE: u64 = 4096;
 
 /// Direct-mapped TLB. A tag is the linear page number plus one (0 means empty); `host` is the
-/// host address of the page's first byte. An entry valid for reads may be invalid for writes
-/// (ROM, pages holding decoded code).
+/// host address of the page's first byte. Tags are kept per kind of access and per privilege
+/// ([0] supervisor, [1] user), so the permission checks of the page tables are made once, at
+/// fill time: an access whose tag matches is allowed. An entry valid for reads may be invalid
+/// for writes (ROM, pages holding decoded code, pages whose dirty bit is not yet set).
 pub(crate) struct Tlb {
-    read: Box<[u64; TLB_ENTRIES]>,
-    write: Box<[u64; TLB_ENTRIES]>,
+    read: Box<[[u64; TLB_ENTRIES]; 2]>,
+    write: Box<[[u64; TLB_ENTRIES]; 2]>,
+    exec: Box<[[u64; TLB_ENTRIES]; 2]>,
     host: Box<[usize; TLB_ENTRIES]>,
+    global: Box<[bool; TLB_ENTRIES]>,
 }
 
 impl Tlb {
     pub(crate) fn new() -> Tlb {
-        Tlb { read: Box::new([0; TLB_ENTRIES]), write: Box::new([0; TLB_ENTRIES]), host: Box::new([0; TLB_ENTRIES]) }
+        Tlb {
+            read: Box::new([[0; TLB_ENTRIES]; 2]),
+            write: Box::new([[0; TLB_ENTRIES]; 2]),
+            exec: Box::new([[0; TLB_ENTRIES]; 2]),
+            host: Box::new([0; TLB_ENTRIES]),
+            global: Box::new([false; TLB_ENTRIES]),
+        }
+    }
+
+    fn clear_slot(&mut self, i: usize) {
+        for u in 0..2 {
+            self.read[u][i] = 0;
+            self.write[u][i] = 0;
+            self.exec[u][i] = 0;
+        }
     }
 
     pub(crate) fn flush(&mut self) {
-        self.read.fill(0);
-        self.write.fill(0);
+        for u in 0..2 {
+            self.read[u].fill(0);
+            self.write[u].fill(0);
+            self.exec[u].fill(0);
+        }
     }
 
+    /// Drops every translation not marked global (a CR3 load with CR4.PGE set).
+    pub(crate) fn flush_nonglobal(&mut self) {
+        for i in 0..TLB_ENTRIES {
+            if !self.global[i] {
+                self.clear_slot(i);
+            }
+        }
+    }
 
     /// Stops direct writes to one host page (it now holds decoded code).
     pub(crate) fn protect_host_page(&mut self, host_page: usize) {
         for i in 0..TLB_ENTRIES {
             if self.host[i] == host_page {
-                self.write[i] = 0;
+                self.write[0][i] = 0;
+                self.write[1][i] = 0;
             }
         }
     }
@@ -51,7 +81,7 @@ fn tag(lin: u64) -> u64 {
     lin / PAGE + 1
 }
 
-/// What an access is for, for segment checks and (later) paging permissions.
+/// What an access is for, for segment checks and paging permissions.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Access {
     Read,
@@ -60,126 +90,115 @@ pub(crate) enum Access {
     Exec,
 }
 
+#[inline(always)]
+fn read_host(addr: usize, size: u8) -> u64 {
+    let p = addr as *const u8;
+    // SAFETY: callers pass an address inside a 4 KiB page of guest memory that the bus mapped
+    // and that stays valid while the machine lives, with the access inside the page.
+    unsafe {
+        match size {
+            1 => u64::from(*p),
+            2 => u64::from(std::ptr::read_unaligned(p as *const u16)),
+            4 => u64::from(std::ptr::read_unaligned(p as *const u32)),
+            _ => std::ptr::read_unaligned(p as *const u64),
+        }
+    }
+}
+
+#[inline(always)]
+fn write_host(addr: usize, size: u8, v: u64) {
+    let p = addr as *mut u8;
+    // SAFETY: as in `read_host`; callers only pass RAM pages.
+    unsafe {
+        match size {
+            1 => *p = v as u8,
+            2 => std::ptr::write_unaligned(p as *mut u16, v as u16),
+            4 => std::ptr::write_unaligned(p as *mut u32, v as u32),
+            _ => std::ptr::write_unaligned(p as *mut u64, v),
+        }
+    }
+}
+
 impl Cpu {
-    /// Linear to physical. Paging arrives with protected mode; until then they are equal.
+    /// Which TLB tags apply to data accesses now: 1 at CPL 3, else 0.
     #[inline(always)]
-    fn translate(&mut self, lin: u64, _acc: Access) -> Result<u64, Fault> {
-        Ok(lin)
+    fn user_index(&self) -> usize {
+        usize::from((self.s.seg[sreg::SS].attr >> 5) & 3 == 3)
     }
 
-    /// Fills the TLB entry for `lin`'s page, if the page is memory. Returns the mapping.
-    fn fill(&mut self, bus: &mut dyn Bus, lin: u64, acc: Access) -> Result<(u64, PageMapping), Fault> {
-        let phys = self.translate(lin, acc)?;
-        let map = bus.map_page(phys & !(PAGE - 1));
-        let i = slot(lin);
-        match map {
-            PageMapping::Ram { host } => {
-                let h = host as usize;
-                self.tlb.host[i] = h;
-                self.tlb.read[i] = tag(lin);
-                self.tlb.write[i] = if self.blocks.is_code_page(h) { 0 } else { tag(lin) };
-            }
-            PageMapping::Rom { host } => {
-                self.tlb.host[i] = host as usize;
-                self.tlb.read[i] = tag(lin);
-                self.tlb.write[i] = 0;
-            }
-            PageMapping::Mmio => {}
+    /// Linear addresses wrap at 4 GiB outside 64-bit mode.
+    #[inline(always)]
+    pub(crate) fn wrap_lin(&self, a: u64) -> u64 {
+        if self.bits == 64 {
+            a
+        } else {
+            a & 0xFFFF_FFFF
         }
-        Ok((phys, map))
     }
 
-    /// Reads `size` bytes (1, 2, 4 or 8) at a linear address.
-    #[inline(always)]
-    pub(crate) fn read(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
+    /// Translates `lin` for an access (checking page permissions) and fills the TLB entry
+    /// for its page with every access that the translation allows. Returns the physical
+    /// address and what lives there.
+    fn fill(&mut self, bus: &mut dyn Bus, lin: u64, acc: Access, user: bool) -> Result<(u64, PageMapping), Fault> {
+        let x = self.translate(bus, lin, acc, user)?;
+        let map = bus.map_page(x.phys & !(PAGE - 1));
         let i = slot(lin);
+        self.tlb.clear_slot(i);
+        let t = tag(lin);
+        let host = match map {
+            PageMapping::Ram { host } => host as usize,
+            PageMapping::Rom { host } => host as usize,
+            PageMapping::Mmio => return Ok((x.phys, map)),
+        };
+        self.tlb.host[i] = host;
+        self.tlb.global[i] = x.global;
+        let smap = x.user && self.s.cr4 & CR4_SMAP != 0;
+        let smep = x.user && self.s.cr4 & CR4_SMEP != 0;
+        // A supervisor data access to a user page under SMAP depends on EFLAGS.AC: never
+        // cached, so every such access is checked on the slow path.
+        if !smap {
+            self.tlb.read[0][i] = t;
+        }
+        if x.user {
+            self.tlb.read[1][i] = t;
+        }
+        if !x.nx && !smep {
+            self.tlb.exec[0][i] = t;
+        }
+        if !x.nx && x.user {
+            self.tlb.exec[1][i] = t;
+        }
+        let writable_ram = matches!(map, PageMapping::Ram { .. }) && !self.blocks.is_code_page(host);
+        if writable_ram && x.dirty {
+            if x.write_sup && !smap {
+                self.tlb.write[0][i] = t;
+            }
+            if x.user && x.write_user {
+                self.tlb.write[1][i] = t;
+            }
+        }
+        Ok((x.phys, map))
+    }
+
+    /// Completes an access after `fill`: through the host pointer for RAM and ROM, through
+    /// the bus for MMIO. `v` is the value of a write (which returns 0).
+    fn access_filled(&mut self, bus: &mut dyn Bus, lin: u64, phys: u64, map: PageMapping, size: u8, v: Option<u64>) -> Result<u64, Fault> {
         let off = (lin % PAGE) as usize;
-        if self.tlb.read[i] == tag(lin) && off + size as usize <= PAGE as usize {
-            let p = (self.tlb.host[i] + off) as *const u8;
-            // SAFETY: the TLB holds host pointers to whole 4 KiB pages of guest memory that
-            // live as long as the machine, and the access stays inside the page.
-            return Ok(unsafe {
-                match size {
-                    1 => u64::from(*p),
-                    2 => u64::from(std::ptr::read_unaligned(p as *const u16)),
-                    4 => u64::from(std::ptr::read_unaligned(p as *const u32)),
-                    _ => std::ptr::read_unaligned(p as *const u64),
-                }
+        let Some(v) = v else {
+            return Ok(match map {
+                PageMapping::Mmio => mask(bus.mmio_read(phys, size), size),
+                PageMapping::Ram { host } => read_host(host as usize + off, size),
+                PageMapping::Rom { host } => read_host(host as usize + off, size),
             });
-        }
-        self.read_slow(bus, lin, size)
-    }
-
-    #[cold]
-    fn read_slow(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
-        let off = lin % PAGE;
-        if off + u64::from(size) > PAGE {
-            let mut v = 0u64;
-            for k in 0..u64::from(size) {
-                v |= self.read(bus, (lin + k) & 0xFFFF_FFFF, 1)? << (8 * k);
-            }
-            return Ok(v);
-        }
-        let (phys, map) = self.fill(bus, lin, Access::Read)?;
-        match map {
-            PageMapping::Mmio => Ok(mask(bus.mmio_read(phys, size), size)),
-            _ => self.read(bus, lin, size),
-        }
-    }
-
-    /// Writes `size` bytes at a linear address.
-    #[inline(always)]
-    pub(crate) fn write(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, v: u64) -> Result<(), Fault> {
-        let i = slot(lin);
-        let off = (lin % PAGE) as usize;
-        if self.tlb.write[i] == tag(lin) && off + size as usize <= PAGE as usize {
-            let p = (self.tlb.host[i] + off) as *mut u8;
-            // SAFETY: as in `read`; write tags are only set for RAM pages.
-            unsafe {
-                match size {
-                    1 => *p = v as u8,
-                    2 => std::ptr::write_unaligned(p as *mut u16, v as u16),
-                    4 => std::ptr::write_unaligned(p as *mut u32, v as u32),
-                    _ => std::ptr::write_unaligned(p as *mut u64, v),
-                }
-            }
-            return Ok(());
-        }
-        self.write_slow(bus, lin, size, v)
-    }
-
-    #[cold]
-    fn write_slow(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, v: u64) -> Result<(), Fault> {
-        let off = lin % PAGE;
-        if off + u64::from(size) > PAGE {
-            // Check both pages before writing either, so a fault leaves memory untouched.
-            let second = (lin + u64::from(size) - 1) & 0xFFFF_FFFF;
-            self.translate(lin, Access::Write)?;
-            self.translate(second, Access::Write)?;
-            for k in 0..u64::from(size) {
-                self.write(bus, (lin + k) & 0xFFFF_FFFF, 1, v >> (8 * k))?;
-            }
-            return Ok(());
-        }
-        let (phys, map) = self.fill(bus, lin, Access::Write)?;
+        };
         match map {
             PageMapping::Ram { host } => {
                 let h = host as usize;
                 if self.blocks.invalidate_page(h) {
                     // The instruction may have rewritten code of the block being executed.
                     self.end_block = true;
-                    self.tlb.write[slot(lin)] = tag(lin);
                 }
-                let p = (h + off as usize) as *mut u8;
-                // SAFETY: `host` is the start of a 4 KiB RAM page and the access fits in it.
-                unsafe {
-                    match size {
-                        1 => *p = v as u8,
-                        2 => std::ptr::write_unaligned(p as *mut u16, v as u16),
-                        4 => std::ptr::write_unaligned(p as *mut u32, v as u32),
-                        _ => std::ptr::write_unaligned(p as *mut u64, v),
-                    }
-                }
+                write_host(h + off, size, v);
             }
             PageMapping::Rom { .. } => {
                 tracing::trace!(lin = format_args!("{lin:#x}"), "write to ROM dropped");
@@ -191,17 +210,88 @@ impl Cpu {
                 }
             }
         }
-        Ok(())
+        Ok(0)
     }
 
-    /// A system access (descriptor tables, TSS, IDT): made with supervisor rights whatever
-    /// the CPL.
+    /// Reads `size` bytes (1, 2, 4 or 8) at a linear address, at the current privilege.
+    #[inline(always)]
+    pub(crate) fn read(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
+        let i = slot(lin);
+        let off = (lin % PAGE) as usize;
+        if self.tlb.read[self.user_index()][i] == tag(lin) && off + size as usize <= PAGE as usize {
+            return Ok(read_host(self.tlb.host[i] + off, size));
+        }
+        self.read_slow(bus, lin, size)
+    }
+
+    #[cold]
+    fn read_slow(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
+        if lin % PAGE + u64::from(size) > PAGE {
+            let mut v = 0u64;
+            for k in 0..u64::from(size) {
+                let a = self.wrap_lin(lin + k);
+                v |= self.read(bus, a, 1)? << (8 * k);
+            }
+            return Ok(v);
+        }
+        let user = self.user_index() == 1;
+        let (phys, map) = self.fill(bus, lin, Access::Read, user)?;
+        self.access_filled(bus, lin, phys, map, size, None)
+    }
+
+    /// Writes `size` bytes at a linear address, at the current privilege.
+    #[inline(always)]
+    pub(crate) fn write(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, v: u64) -> Result<(), Fault> {
+        let i = slot(lin);
+        let off = (lin % PAGE) as usize;
+        if self.tlb.write[self.user_index()][i] == tag(lin) && off + size as usize <= PAGE as usize {
+            write_host(self.tlb.host[i] + off, size, v);
+            return Ok(());
+        }
+        self.write_slow(bus, lin, size, v)
+    }
+
+    #[cold]
+    fn write_slow(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, v: u64) -> Result<(), Fault> {
+        let user = self.user_index() == 1;
+        if lin % PAGE + u64::from(size) > PAGE {
+            // Check both pages before writing either, so a fault leaves memory untouched.
+            let second = self.wrap_lin(lin + u64::from(size) - 1);
+            self.translate(bus, lin, Access::Write, user)?;
+            self.translate(bus, second, Access::Write, user)?;
+            for k in 0..u64::from(size) {
+                let a = self.wrap_lin(lin + k);
+                self.write(bus, a, 1, v >> (8 * k))?;
+            }
+            return Ok(());
+        }
+        let (phys, map) = self.fill(bus, lin, Access::Write, user)?;
+        self.access_filled(bus, lin, phys, map, size, Some(v)).map(|_| ())
+    }
+
+    /// A system access (descriptor tables, TSS, IDT, a new privilege level's stack): made
+    /// with supervisor rights whatever the CPL.
     pub(crate) fn read_sys(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
-        self.read(bus, lin, size)
+        let mut v = 0;
+        for k in 0..u64::from(size) {
+            let a = self.wrap_lin(lin + k);
+            let (phys, map) = self.fill(bus, a, Access::Read, false)?;
+            v |= self.access_filled(bus, a, phys, map, 1, None)? << (8 * k);
+        }
+        Ok(v)
     }
 
     pub(crate) fn write_sys(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, v: u64) -> Result<(), Fault> {
-        self.write(bus, lin, size, v)
+        for k in 0..u64::from(size) {
+            let a = self.wrap_lin(lin + k);
+            self.translate(bus, a, Access::Write, false)?;
+        }
+        for k in 0..u64::from(size) {
+            let a = self.wrap_lin(lin + k);
+            let (phys, map) = self.fill(bus, a, Access::Write, false)?;
+            self.access_filled(bus, a, phys, map, 1, Some(v >> (8 * k)))?;
+        }
+        Ok(())
     }
 
     /// Where the code byte at `lin` lives: the host address of its page's first byte and its
@@ -209,8 +299,9 @@ impl Cpu {
     /// 4 KiB aligned, so the page is named by its start, never by masking an address.)
     pub(crate) fn code_host(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<Option<(usize, usize)>, Fault> {
         let i = slot(lin);
-        if self.tlb.read[i] != tag(lin) {
-            let (_, map) = self.fill(bus, lin, Access::Read)?;
+        let u = self.user_index();
+        if self.tlb.exec[u][i] != tag(lin) {
+            let (_, map) = self.fill(bus, lin, Access::Exec, u == 1)?;
             if map == PageMapping::Mmio {
                 return Ok(None);
             }
@@ -218,11 +309,42 @@ impl Cpu {
         Ok(Some((self.tlb.host[i], (lin % PAGE) as usize)))
     }
 
+    /// Reads a code byte for the decoder (instruction fetch permissions).
+    pub(crate) fn fetch_byte(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<u8, Fault> {
+        let u = self.user_index();
+        let (phys, map) = self.fill(bus, lin, Access::Exec, u == 1)?;
+        Ok(self.access_filled(bus, lin, phys, map, 1, None)? as u8)
+    }
+
     /// Ends the block and returns to the caller of `run` because the bus asked for it.
     pub(crate) fn stop_for_bus(&mut self) {
         self.end_block = true;
         if self.stop.is_none() {
             self.stop = Some(crate::cpu::Stop::Bus);
+        }
+    }
+
+    // ---- physical memory, for page walks ------------------------------------------------
+
+    pub(crate) fn phys_read(&mut self, bus: &mut dyn Bus, paddr: u64, size: u8) -> u64 {
+        match bus.map_page(paddr & !(PAGE - 1)) {
+            PageMapping::Ram { host } => read_host(host as usize + (paddr % PAGE) as usize, size),
+            PageMapping::Rom { host } => read_host(host as usize + (paddr % PAGE) as usize, size),
+            PageMapping::Mmio => mask(bus.mmio_read(paddr, size), size),
+        }
+    }
+
+    pub(crate) fn phys_write(&mut self, bus: &mut dyn Bus, paddr: u64, size: u8, v: u64) {
+        match bus.map_page(paddr & !(PAGE - 1)) {
+            PageMapping::Ram { host } => {
+                let h = host as usize;
+                if self.blocks.invalidate_page(h) {
+                    self.end_block = true;
+                }
+                write_host(h + (paddr % PAGE) as usize, size, v);
+            }
+            PageMapping::Rom { .. } => {}
+            PageMapping::Mmio => bus.mmio_write(paddr, size, v),
         }
     }
 
@@ -242,10 +364,12 @@ impl Cpu {
 
     // ---- the stack -----------------------------------------------------------------------
 
-    /// Width of the stack pointer: SS.B selects ESP over SP (RSP in 64-bit mode).
+    /// Width of the stack pointer: RSP in 64-bit mode, else SS.B selects ESP over SP.
     #[inline(always)]
     pub(crate) fn stack_width(&self) -> u8 {
-        if self.s.seg[sreg::SS].attr & 0x4000 != 0 {
+        if self.bits == 64 {
+            8
+        } else if self.s.seg[sreg::SS].attr & 0x4000 != 0 {
             4
         } else {
             2

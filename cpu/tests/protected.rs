@@ -39,3 +39,20 @@ fn gates_rings_and_the_tss_stack() {
     assert_eq!(s.seg[sreg::CS].selector, 0x08);
     assert_eq!(s.seg[sreg::SS].selector, 0x10);
 }
+
+#[test]
+fn paging_faults_accessed_dirty_and_long_mode() {
+    let (cpu, bus) = run(include_bytes!("asm/paging.bin"), 0x7C00);
+    let s = cpu.state();
+    assert_eq!(dword(&bus, 0x500), 2, "two #PFs in 32-bit paging");
+    assert_eq!(dword(&bus, 0x530), 3, "first #PF: protection, write, supervisor (CR0.WP)");
+    assert_eq!(dword(&bus, 0x534), 0, "second #PF: not present, read, supervisor");
+    assert_eq!(dword(&bus, 0x508), 0x403000);
+    assert_eq!(dword(&bus, 0x510) & 0x60, 0x60, "write set A and D");
+    assert_eq!(dword(&bus, 0x514) & 0x60, 0x20, "read set A only");
+    let v = u64::from(dword(&bus, 0x518)) | (u64::from(dword(&bus, 0x51C)) << 32);
+    assert_eq!(v, 0x1234567890ABCDEFu64.wrapping_add(0x1234567890ABCDEF >> 4), "64-bit arithmetic");
+    assert_eq!(dword(&bus, 0x520), 0, "#PF in long mode: not present, read");
+    assert_eq!(dword(&bus, 0x524), 0x400000);
+    assert_eq!(s.efer & 0x500, 0x500, "LME and LMA");
+}

@@ -7,7 +7,11 @@ use crate::decode::Insn;
 use crate::fault::Fault;
 use crate::mem::Access;
 use crate::state::flags::*;
+use crate::paging::{CR0_PG, CR4_PAE, CR4_PGE, EFER_NXE, MAX_PHYS_BITS};
 use crate::state::reg;
+
+pub(crate) const EFER_LME: u64 = 1 << 8;
+pub(crate) const EFER_LMA: u64 = 1 << 10;
 
 const RAX: u8 = reg::RAX as u8;
 
@@ -66,37 +70,53 @@ pub(crate) fn salc(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), F
     Ok(())
 }
 
-/// MOV CRn, r32.
+/// MOV CRn, r32/r64.
 pub(crate) fn mov_cr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
-    let v = cpu.reg(i.r1, 4);
+    let w = if cpu.bits == 64 { 8 } else { 4 };
+    let v = cpu.reg(i.r1, w);
     match i.r0 {
         0 => cpu.write_cr0(v)?,
         2 => cpu.s.cr2 = v,
-        3 => {
-            cpu.s.cr3 = v;
-            cpu.flush_tlb();
-        }
-        4 => {
-            cpu.s.cr4 = v;
-            cpu.flush_tlb();
+        3 => cpu.write_cr3(v)?,
+        4 => cpu.write_cr4(v)?,
+        8 if cpu.bits == 64 => {
+            if v > 15 {
+                return Err(Fault::gp(0));
+            }
+            cpu.s.cr8 = v;
         }
         _ => return Err(Fault::ud()),
     }
     Ok(())
 }
 
-/// MOV r32, CRn.
+/// MOV r32/r64, CRn.
 pub(crate) fn mov_r_cr(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
+    let w = if cpu.bits == 64 { 8 } else { 4 };
     let v = match i.r1 {
         0 => cpu.s.cr0,
         2 => cpu.s.cr2,
         3 => cpu.s.cr3,
         4 => cpu.s.cr4,
+        8 if cpu.bits == 64 => cpu.s.cr8,
         _ => return Err(Fault::ud()),
     };
-    cpu.set_reg(i.r0, 4, v);
+    cpu.set_reg(i.r0, w, v);
+    Ok(())
+}
+
+/// INVD, WBINVD: no caches to manage, but ring 0 only.
+pub(crate) fn cache_control(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()
+}
+
+pub(crate) fn invlpg(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    cpu.require_cpl0()?;
+    // The TLB keeps 4 KiB entries even for large pages, so invalidating one address must drop
+    // every entry its large page may have produced: drop them all (global ones too).
+    cpu.flush_tlb();
     Ok(())
 }
 
@@ -209,12 +229,18 @@ pub(crate) fn rdtsc(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), 
 
 const MSR_TSC: u64 = 0x10;
 const MSR_APIC_BASE: u64 = 0x1B;
+const MSR_EFER: u64 = 0xC000_0080;
+const MSR_FS_BASE: u64 = 0xC000_0100;
+const MSR_GS_BASE: u64 = 0xC000_0101;
 
 pub(crate) fn rdmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
     let v = match cpu.reg(reg::RCX as u8, 4) {
         MSR_TSC => cpu.tsc(),
         MSR_APIC_BASE => cpu.s.apic_base,
+        MSR_EFER => cpu.s.efer,
+        MSR_FS_BASE => cpu.s.seg[crate::state::sreg::FS].base,
+        MSR_GS_BASE => cpu.s.seg[crate::state::sreg::GS].base,
         _ => return Err(Fault::gp(0)),
     };
     cpu.set_reg(RAX, 4, v & 0xFFFF_FFFF);
@@ -225,31 +251,95 @@ pub(crate) fn rdmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), 
 pub(crate) fn wrmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
     let v = cpu.reg(RAX, 4) | (cpu.reg(reg::RDX as u8, 4) << 32);
-    match cpu.reg(reg::RCX as u8, 4) {
+    let msr = cpu.reg(reg::RCX as u8, 4);
+    match msr {
         MSR_TSC => cpu.set_tsc(v),
         MSR_APIC_BASE => cpu.s.apic_base = v,
+        MSR_EFER => cpu.write_efer(v)?,
+        MSR_FS_BASE | MSR_GS_BASE => {
+            if !crate::seg::canonical(v) {
+                return Err(Fault::gp(0));
+            }
+            let s = if msr == MSR_FS_BASE { crate::state::sreg::FS } else { crate::state::sreg::GS };
+            cpu.s.seg[s].base = v;
+        }
         _ => return Err(Fault::gp(0)),
     }
     Ok(())
 }
 
 impl Cpu {
-    /// Writes CR0. Entering protected mode is refused with a clear shutdown reason until the
-    /// protected-mode work lands, rather than running protected-mode code with real-mode rules.
+    /// Writes CR0: PG needs PE; turning paging on with EFER.LME set enters IA-32e mode
+    /// (which needs CR4.PAE).
     pub(crate) fn write_cr0(&mut self, v: u64) -> Result<(), Fault> {
-        let v = (v & 0xE005_003F) | 0x10;
-        if v & (1 << 31) != 0 && v & 1 == 0 {
+        if v >> 32 != 0 {
             return Err(Fault::gp(0));
         }
-        if v & (1 << 31) != 0 && self.s.cr0 & (1 << 31) == 0 {
-            self.shutdown("the guest enabled paging, which this interpreter does not run yet".into());
-            return Ok(());
+        let v = (v & 0xE005_003F) | 0x10;
+        if v & CR0_PG != 0 && v & 1 == 0 {
+            return Err(Fault::gp(0));
+        }
+        let pg_on = v & CR0_PG != 0 && self.s.cr0 & CR0_PG == 0;
+        let pg_off = v & CR0_PG == 0 && self.s.cr0 & CR0_PG != 0;
+        if pg_on && self.s.efer & EFER_LME != 0 {
+            if self.s.cr4 & CR4_PAE == 0 {
+                return Err(Fault::gp(0));
+            }
+            self.s.efer |= EFER_LMA;
+        }
+        if pg_off && self.long_mode() {
+            if self.bits == 64 {
+                return Err(Fault::gp(0));
+            }
+            self.s.efer &= !EFER_LMA;
         }
         self.s.cr0 = v;
         self.flush_tlb();
-        // Segment checks depend on the mode.
+        // Segment checks and code size depend on the mode.
         self.update_mode();
         self.end_block = true;
+        Ok(())
+    }
+
+    pub(crate) fn write_cr3(&mut self, v: u64) -> Result<(), Fault> {
+        // With PCIDs, bit 63 asks to keep the TLB; flushing anyway is always safe.
+        let v = v & !(1u64 << 63);
+        if self.long_mode() && v >> MAX_PHYS_BITS != 0 {
+            return Err(Fault::gp(0));
+        }
+        self.s.cr3 = v;
+        if self.s.cr4 & CR4_PGE != 0 {
+            self.tlb.flush_nonglobal();
+            self.blocks.forget_recent();
+        } else {
+            self.flush_tlb();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write_cr4(&mut self, v: u64) -> Result<(), Fault> {
+        // VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT UMIP FSGSBASE PCIDE OSXSAVE
+        // SMEP SMAP.
+        const KNOWN: u64 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800 | (1 << 16) | (1 << 17) | (1 << 18) | (1 << 20) | (1 << 21);
+        if v & !KNOWN != 0 || (self.long_mode() && v & CR4_PAE == 0) {
+            return Err(Fault::gp(0));
+        }
+        self.s.cr4 = v;
+        self.flush_tlb();
+        Ok(())
+    }
+
+    /// WRMSR to IA32_EFER: SCE, LME, NXE are writable; LMA follows CR0.PG and LME.
+    pub(crate) fn write_efer(&mut self, v: u64) -> Result<(), Fault> {
+        const WRITABLE: u64 = 1 | EFER_LME | EFER_NXE;
+        if v & !(WRITABLE | EFER_LMA) != 0 {
+            return Err(Fault::gp(0));
+        }
+        if self.paging() && (v ^ self.s.efer) & EFER_LME != 0 {
+            return Err(Fault::gp(0));
+        }
+        self.s.efer = (self.s.efer & EFER_LMA) | (v & WRITABLE);
+        self.flush_tlb();
         Ok(())
     }
 }
