@@ -3,7 +3,8 @@
 ; in a handler that sends EOI, and sleeps with STI; HLT until ten ticks have come.
 ; Checks on the way: the IMR reads back what was written, IRQ0 is in service (ISR bit 0)
 ; inside the handler and no longer after EOI, the PIT's latched count is within its reload
-; value. Exit 0 if all hold, 1 otherwise; a timer that never fires is caught by --timeout.
+; value once it runs. Exit 0 if all hold, 1 otherwise; a timer that never fires is caught by
+; --timeout.
 ;
 ; References: Intel 8259A datasheet (ICW1-4, OCW2 EOI, OCW3 ISR read), Intel 8254 datasheet
 ; (control word, mode 2, counter latch).
@@ -76,7 +77,16 @@ entry:
     mov al, ah
     out PIT_CH0, al
 
-    ; Latch channel 0 and read the count: it must lie within the reload value.
+.sleep:
+    sti                             ; STI holds interrupts off until after HLT: no lost wakeup
+    hlt
+    cli
+    inc word [wakeups]
+    cmp word [ticks], TICKS
+    jb .sleep
+
+    ; Latch channel 0 and read the count: it must lie within the reload value. (Not before the
+    ; first tick: an 8254 loads a new count only on the CLK pulse after it is written.)
     mov al, 0x00
     out PIT_CTRL, al
     in al, PIT_CH0
@@ -90,14 +100,6 @@ entry:
     PRINT ` is above its reload value\r\n`
     inc word [failures]
 .count_ok:
-
-.sleep:
-    sti                             ; STI holds interrupts off until after HLT: no lost wakeup
-    hlt
-    cli
-    inc word [wakeups]
-    cmp word [ticks], TICKS
-    jb .sleep
 
     PRINT `timer: counted `
     mov ax, [ticks]

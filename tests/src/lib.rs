@@ -1,1 +1,214 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: boot a ROM in-process on either backend with its
+//! serial port and debug console captured, and compare what two runs left behind.
+
+use accel::{AccelError, Backend, RunLimits, RunOutcome, Vm};
+use cpu::CpuState;
+use machine::host::CaptureChar;
+use machine::{ClockMode, Machine, MachineConfig};
+use std::time::Duration;
+
+/// Guest RAM for ROM runs: enough for anything a 64 KiB test program touches.
+pub const ROM_RAM_SIZE: u64 = 16 << 20;
+
+/// Which backend runs the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Interp,
+    Kvm,
+}
+
+/// How one run of a ROM ended and what it left behind.
+#[derive(Clone, Debug)]
+pub struct RomRun {
+    pub backend: BackendKind,
+    pub outcome: RunOutcome,
+    pub serial: Vec<u8>,
+    pub debugcon: Vec<u8>,
+    pub state: CpuState,
+    /// `Vm::report()`: the CPU state and recent instructions, for failure messages.
+    pub report: String,
+}
+
+impl RomRun {
+    pub fn serial_text(&self) -> String {
+        String::from_utf8_lossy(&self.serial).into_owned()
+    }
+
+    pub fn debugcon_text(&self) -> String {
+        String::from_utf8_lossy(&self.debugcon).into_owned()
+    }
+
+    /// A description for assertion messages: outcome, output and the report.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:?} run ended {:?}\n--- serial ---\n{}\n--- report ---\n{}",
+            self.backend,
+            self.outcome,
+            self.serial_text(),
+            self.report
+        )
+    }
+}
+
+/// Why a run could not be made or did not finish.
+#[derive(Debug)]
+pub enum RunError {
+    /// The backend could not be created (KVM missing or refused).
+    Unavailable(String),
+    /// The backend failed while running the guest.
+    Backend(AccelError, String),
+    Machine(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Unavailable(why) => write!(f, "backend unavailable: {why}"),
+            RunError::Backend(e, report) => write!(f, "backend failed: {e}\n{report}"),
+            RunError::Machine(e) => write!(f, "cannot build the machine: {e}"),
+        }
+    }
+}
+
+/// What one ROM run is given.
+#[derive(Clone, Debug)]
+pub struct RomSetup<'a> {
+    pub image: &'a [u8],
+    pub backend: BackendKind,
+    /// Ignored under KVM, whose time is always real time.
+    pub clock: ClockMode,
+    /// Bytes waiting in the serial port's input before the guest starts.
+    pub serial_input: &'a [u8],
+    pub timeout: Duration,
+}
+
+impl<'a> RomSetup<'a> {
+    pub fn new(image: &'a [u8], backend: BackendKind) -> RomSetup<'a> {
+        RomSetup { image, backend, clock: ClockMode::Deterministic, serial_input: &[], timeout: Duration::from_secs(60) }
+    }
+}
+
+fn machine_for(setup: &RomSetup, serial: &CaptureChar, debugcon: &CaptureChar) -> Result<Machine, RunError> {
+    let clock = match setup.backend {
+        BackendKind::Interp => setup.clock,
+        BackendKind::Kvm => ClockMode::RealTime,
+    };
+    Machine::new(MachineConfig {
+        ram_size: ROM_RAM_SIZE,
+        bios: setup.image.to_vec(),
+        clock,
+        serial: Box::new(serial.clone()),
+        debugcon: Box::new(debugcon.clone()),
+    })
+    .map_err(|e| RunError::Machine(e.to_string()))
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn kvm_backend(m: &Machine) -> Result<Box<dyn Backend>, RunError> {
+    match accel::kvm::Kvm::new(m) {
+        Ok(k) => Ok(Box::new(k)),
+        Err(e) => Err(RunError::Unavailable(e.to_string())),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn kvm_backend(_m: &Machine) -> Result<Box<dyn Backend>, RunError> {
+    Err(RunError::Unavailable("KVM exists only on Linux x86-64 hosts".into()))
+}
+
+/// Boots `setup.image` from the reset vector and runs it until it exits, gets stuck, or the
+/// timeout passes (a reset ends the run, as under `--no-reboot`).
+pub fn run_rom(setup: &RomSetup) -> Result<RomRun, RunError> {
+    let serial = CaptureChar::new();
+    serial.push_input(setup.serial_input);
+    let debugcon = CaptureChar::new();
+    let machine = machine_for(setup, &serial, &debugcon)?;
+    let backend: Box<dyn Backend> = match setup.backend {
+        BackendKind::Interp => Box::new(accel::interp::Interp::new()),
+        BackendKind::Kvm => kvm_backend(&machine)?,
+    };
+    let mut vm = Vm::new(machine, backend, CpuState::default()).map_err(|e| RunError::Unavailable(e.to_string()))?;
+    let limits = RunLimits { timeout: Some(setup.timeout), no_reboot: true };
+    let outcome = vm.run(&limits);
+    let report = vm.report();
+    let outcome = outcome.map_err(|e| RunError::Backend(e, report.clone()))?;
+    let serial = serial.output.lock().unwrap().clone();
+    let debugcon = debugcon.output.lock().unwrap().clone();
+    Ok(RomRun { backend: setup.backend, outcome, serial, debugcon, state: vm.backend.state(), report })
+}
+
+/// Can KVM run guests here? `Err` says why not. A machine is built and `Kvm::new` tried on it,
+/// the same as `run_rom` does.
+pub fn kvm_usable() -> Result<(), String> {
+    let setup = RomSetup::new(roms::HELLO, BackendKind::Kvm);
+    let (serial, debugcon) = (CaptureChar::new(), CaptureChar::new());
+    let machine = machine_for(&setup, &serial, &debugcon).map_err(|e| e.to_string())?;
+    kvm_backend(&machine).map(|_| ()).map_err(|e| match e {
+        RunError::Unavailable(why) => why,
+        other => other.to_string(),
+    })
+}
+
+/// Does the host run KVM guests on hardware virtualization (VMX or SVM)? Without it (a
+/// paravirtual KVM such as PVM) real mode goes through the host kernel's instruction emulator,
+/// which lacks instructions real hardware has (UD2's #UD, DAA, ENTER with nesting...).
+pub fn kvm_has_hardware_virtualization() -> bool {
+    accel::select::probe_host().hardware.is_some()
+}
+
+/// The parts of `CpuState` that two backends must agree on after the same program:
+/// general registers, RIP, RFLAGS, segment selectors. Returns the differences, one per line.
+///
+/// Left out, and why:
+/// - segment bases, limits and attributes: in real mode the base follows from the selector
+///   (checked through the selector), while the hidden limit and attribute bits are reported
+///   differently by KVM (accessed bits, the "unusable" convention) without any effect on
+///   real-mode code;
+/// - descriptor tables, control, debug and model-specific registers, TSC: the ROMs never
+///   change them, and KVM reports host-dependent values for some (CR0.ET, TSC);
+/// - `halted` and pending events: a ROM ends by writing the exit port, not halted;
+/// - RFLAGS bits other than the six status flags, TF, IF, DF, IOPL, NT and bit 1: RF, VM, AC,
+///   VIF, VIP and ID are never set by real-mode code, and KVM may report RF after an exit.
+pub fn state_differences(a: &CpuState, b: &CpuState) -> Vec<String> {
+    use cpu::state::{flags, sreg};
+    const NAMES: [&str; 16] =
+        ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+    const COMPARED_FLAGS: u64 = flags::ARITH | flags::FIXED1 | flags::TF | flags::IF | flags::DF | flags::IOPL | flags::NT;
+    let mut out = Vec::new();
+    for (i, name) in NAMES.iter().enumerate() {
+        if a.gpr[i] != b.gpr[i] {
+            out.push(format!("{name}: {:#x} vs {:#x}", a.gpr[i], b.gpr[i]));
+        }
+    }
+    if a.rip != b.rip {
+        out.push(format!("rip: {:#x} vs {:#x}", a.rip, b.rip));
+    }
+    if a.rflags & COMPARED_FLAGS != b.rflags & COMPARED_FLAGS {
+        out.push(format!("rflags: {:#x} vs {:#x} (compared bits {COMPARED_FLAGS:#x})", a.rflags, b.rflags));
+    }
+    for (i, name) in sreg::NAMES.iter().enumerate() {
+        if a.seg[i].selector != b.seg[i].selector {
+            out.push(format!("{name}: {:#06x} vs {:#06x}", a.seg[i].selector, b.seg[i].selector));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_states_have_no_differences() {
+        let a = CpuState::real_mode_at(0xF000, 0x1234);
+        assert!(state_differences(&a, &a.clone()).is_empty());
+        let mut b = a.clone();
+        b.gpr[3] = 7;
+        b.rflags |= cpu::state::flags::CF;
+        b.seg[cpu::state::sreg::DS].selector = 0x40;
+        b.cr0 ^= 1 << 4; // not compared
+        let d = state_differences(&a, &b);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[0].starts_with("rbx"));
+    }
+}
