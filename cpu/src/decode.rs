@@ -5,7 +5,7 @@
 use crate::bus::Bus;
 use crate::cpu::Cpu;
 use crate::fault::Fault;
-use crate::ops::{self, alu, bcd, bits, branch, io, misc, mov, muldiv, shift, stack, string, system};
+use crate::ops::{self, alu, bcd, bits, branch, ext, fastcall, io, misc, mov, muldiv, shift, stack, string, system};
 use iced_x86::{Code, Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind, Register};
 
 pub(crate) type Handler = fn(&mut Cpu, &mut dyn Bus, &Insn) -> Result<(), Fault>;
@@ -31,6 +31,9 @@ pub(crate) struct Insn {
     /// 16-19 AH..BH), a segment register number, or a condition code, as the handler expects.
     pub r0: u8,
     pub r1: u8,
+    /// The register of each operand position (`NONE` where the operand is not a register):
+    /// for three-operand forms whose registers and memory operand come in any order.
+    pub opr: [u8; 4],
     /// Memory operand: segment, base, index, scale shift, displacement.
     pub seg: u8,
     pub base: u8,
@@ -179,6 +182,7 @@ pub(crate) fn decode(bytes: &[u8], bits: u32, ip: u64) -> Option<Insn> {
         asz: mem_asz(&instr, bits),
         r0: NONE,
         r1: NONE,
+        opr: [NONE; 4],
         seg: 3,
         base: NONE,
         index: NONE,
@@ -204,6 +208,9 @@ pub(crate) fn decode(bytes: &[u8], bits: u32, ip: u64) -> Option<Insn> {
         match instr.op_kind(k) {
             OpKind::Register => {
                 let r = gpr_index(instr.op_register(k));
+                if k < 4 {
+                    i.opr[k as usize] = r;
+                }
                 match regs {
                     0 => i.r0 = r,
                     1 => i.r1 = r,
@@ -272,6 +279,7 @@ fn undefined(instr: Instruction, bits: u32, len: usize) -> Insn {
         asz: (bits / 8) as u8,
         r0: NONE,
         r1: NONE,
+        opr: [NONE; 4],
         seg: 3,
         base: NONE,
         index: NONE,
@@ -486,6 +494,37 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
             by_mem!(mem, bits::setcc)
         }
         M::Xadd => by_mem!(mem, alu::xadd),
+        M::Cmpxchg8b | M::Cmpxchg16b => {
+            i.osz = if m == M::Cmpxchg16b { 8 } else { 4 };
+            ext::cmpxchg8b16b as Handler
+        }
+        M::Popcnt | M::Lzcnt | M::Tzcnt => {
+            i.imm2 = match m {
+                M::Popcnt => 0,
+                M::Lzcnt => 1,
+                _ => 2,
+            };
+            by_mem!(mem, ext::count_bits)
+        }
+        M::Movbe => {
+            if mem && instr.op_kind(0) == OpKind::Memory {
+                ext::movbe_store as Handler
+            } else {
+                ext::movbe_load as Handler
+            }
+        }
+        M::Andn | M::Bextr | M::Bzhi | M::Pdep | M::Pext | M::Sarx | M::Shlx | M::Shrx | M::Blsi | M::Blsmsk | M::Blsr | M::Rorx | M::Mulx => {
+            i.imm2 = ext::bmi_op(m);
+            by_mem!(mem, ext::bmi)
+        }
+        M::Adcx | M::Adox => {
+            i.imm2 = u64::from(m == M::Adox);
+            by_mem!(mem, ext::adx)
+        }
+        M::Crc32 => {
+            i.imm2 = src_size(instr);
+            by_mem!(mem, ext::crc32)
+        }
         M::Cmpxchg => by_mem!(mem, alu::cmpxchg),
         M::Jo | M::Jno | M::Jb | M::Jae | M::Je | M::Jne | M::Jbe | M::Ja | M::Js | M::Jns | M::Jp | M::Jnp | M::Jl | M::Jge | M::Jle | M::Jg => {
             ends = true;
@@ -644,6 +683,24 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         M::Arpl => by_mem!(mem, system::arpl),
         M::Cpuid => misc::cpuid as Handler,
         M::Rdtsc => misc::rdtsc as Handler,
+        M::Rdtscp => fastcall::rdtscp as Handler,
+        M::Syscall => {
+            ends = true;
+            fastcall::syscall as Handler
+        }
+        M::Sysret | M::Sysretq => {
+            ends = true;
+            fastcall::sysret as Handler
+        }
+        M::Sysenter => {
+            ends = true;
+            fastcall::sysenter as Handler
+        }
+        M::Sysexit | M::Sysexitq => {
+            ends = true;
+            fastcall::sysexit as Handler
+        }
+        M::Swapgs => fastcall::swapgs as Handler,
         M::Rdmsr => misc::rdmsr as Handler,
         M::Wrmsr => misc::wrmsr as Handler,
         M::Invlpg => {

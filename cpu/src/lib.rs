@@ -12,10 +12,12 @@ pub mod state;
 
 mod block;
 mod cpu;
+mod cpuid;
 mod decode;
 mod fault;
 mod flags;
 mod mem;
+mod msr;
 mod ops;
 mod paging;
 mod seg;
@@ -23,4 +25,4 @@ mod transfer;
 
 pub use bus::{Bus, PageMapping};
 pub use cpu::{Cpu, RunResult, Stop};
-pub use state::{CpuState, DescriptorTable, Segment};
+pub use state::{CpuState, DescriptorTable, Msrs, Segment};

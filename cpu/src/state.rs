@@ -114,8 +114,38 @@ pub struct CpuState {
     pub dr: [u64; 6],
     pub tsc: u64,
     pub apic_base: u64,
+    /// Model-specific registers the processor implements, other than those above and the
+    /// FS/GS bases (which live in `seg`).
+    pub msr: Msrs,
     pub halted: bool,
     pub pending: PendingEvents,
+}
+
+/// The model-specific registers operating systems program, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Msrs {
+    pub sysenter_cs: u64,
+    pub sysenter_esp: u64,
+    pub sysenter_eip: u64,
+    pub star: u64,
+    pub lstar: u64,
+    pub cstar: u64,
+    pub fmask: u64,
+    pub kernel_gs_base: u64,
+    pub tsc_aux: u64,
+    pub pat: u64,
+    pub misc_enable: u64,
+    /// MTRRs: the default type (0x2FF), fixed ranges and variable base/mask pairs, by MSR
+    /// number.
+    pub mtrr: std::collections::BTreeMap<u32, u64>,
+}
+
+impl Msrs {
+    /// Power-on values.
+    pub fn reset() -> Msrs {
+        Msrs { pat: 0x0007_0406_0007_0406, misc_enable: 1, ..Msrs::default() }
+    }
 }
 
 impl Default for CpuState {
@@ -143,6 +173,7 @@ impl Default for CpuState {
             dr: [0, 0, 0, 0, 0xFFFF_0FF0, 0x400],
             tsc: 0,
             apic_base: 0xFEE0_0900,
+            msr: Msrs::reset(),
             halted: false,
             pending: PendingEvents::default(),
         }

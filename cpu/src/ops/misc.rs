@@ -203,20 +203,15 @@ pub(crate) fn clts(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), F
     Ok(())
 }
 
-/// CPUID: reports a processor without an FPU or any extension beyond what is implemented.
+/// CPUID: see `cpuid.rs`.
 pub(crate) fn cpuid(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
-    let leaf = cpu.reg(RAX, 4);
-    let (a, b, c, d) = match leaf {
-        // "GenuineIntel": the vendor most software knows how to handle.
-        0 => (1, 0x756E_6547, 0x6C65_746E, 0x4965_6E69),
-        // Family 4 (486) model 0. EDX: TSC (bit 4), MSR (bit 5).
-        1 => (0x400, 0, 0, (1 << 4) | (1 << 5)),
-        _ => (0, 0, 0, 0),
-    };
-    cpu.set_reg(RAX, 4, a);
-    cpu.set_reg(reg::RBX as u8, 4, b);
-    cpu.set_reg(reg::RCX as u8, 4, c);
-    cpu.set_reg(reg::RDX as u8, 4, d);
+    let leaf = cpu.reg(RAX, 4) as u32;
+    let sub = cpu.reg(reg::RCX as u8, 4) as u32;
+    let [a, b, c, d] = cpu.cpuid_leaf(leaf, sub);
+    cpu.set_reg(RAX, 4, u64::from(a));
+    cpu.set_reg(reg::RBX as u8, 4, u64::from(b));
+    cpu.set_reg(reg::RCX as u8, 4, u64::from(c));
+    cpu.set_reg(reg::RDX as u8, 4, u64::from(d));
     Ok(())
 }
 
@@ -227,21 +222,12 @@ pub(crate) fn rdtsc(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), 
     Ok(())
 }
 
-const MSR_TSC: u64 = 0x10;
-const MSR_APIC_BASE: u64 = 0x1B;
-const MSR_EFER: u64 = 0xC000_0080;
-const MSR_FS_BASE: u64 = 0xC000_0100;
-const MSR_GS_BASE: u64 = 0xC000_0101;
-
 pub(crate) fn rdmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
-    let v = match cpu.reg(reg::RCX as u8, 4) {
-        MSR_TSC => cpu.tsc(),
-        MSR_APIC_BASE => cpu.s.apic_base,
-        MSR_EFER => cpu.s.efer,
-        MSR_FS_BASE => cpu.s.seg[crate::state::sreg::FS].base,
-        MSR_GS_BASE => cpu.s.seg[crate::state::sreg::GS].base,
-        _ => return Err(Fault::gp(0)),
+    let n = cpu.reg(reg::RCX as u8, 4) as u32;
+    let Some(v) = cpu.read_msr(n) else {
+        tracing::debug!("RDMSR of unknown MSR {n:#x}: #GP");
+        return Err(Fault::gp(0));
     };
     cpu.set_reg(RAX, 4, v & 0xFFFF_FFFF);
     cpu.set_reg(reg::RDX as u8, 4, v >> 32);
@@ -251,21 +237,8 @@ pub(crate) fn rdmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), 
 pub(crate) fn wrmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
     let v = cpu.reg(RAX, 4) | (cpu.reg(reg::RDX as u8, 4) << 32);
-    let msr = cpu.reg(reg::RCX as u8, 4);
-    match msr {
-        MSR_TSC => cpu.set_tsc(v),
-        MSR_APIC_BASE => cpu.s.apic_base = v,
-        MSR_EFER => cpu.write_efer(v)?,
-        MSR_FS_BASE | MSR_GS_BASE => {
-            if !crate::seg::canonical(v) {
-                return Err(Fault::gp(0));
-            }
-            let s = if msr == MSR_FS_BASE { crate::state::sreg::FS } else { crate::state::sreg::GS };
-            cpu.s.seg[s].base = v;
-        }
-        _ => return Err(Fault::gp(0)),
-    }
-    Ok(())
+    let n = cpu.reg(reg::RCX as u8, 4) as u32;
+    cpu.write_msr(n, v)
 }
 
 impl Cpu {

@@ -7,6 +7,8 @@ pub(crate) mod alu;
 pub(crate) mod bcd;
 pub(crate) mod bits;
 pub(crate) mod branch;
+pub(crate) mod ext;
+pub(crate) mod fastcall;
 pub(crate) mod io;
 pub(crate) mod misc;
 pub(crate) mod mov;

@@ -1,0 +1,101 @@
+//! Model-specific registers: the ones operating systems read and write. Any other number
+//! faults (#GP), as on hardware, so guests probing with `rdmsr_safe` see what is missing.
+
+use crate::cpu::Cpu;
+use crate::fault::Fault;
+use crate::seg::canonical;
+use crate::state::sreg;
+
+pub(crate) const TSC: u32 = 0x10;
+pub(crate) const APIC_BASE: u32 = 0x1B;
+pub(crate) const MTRR_CAP: u32 = 0xFE;
+pub(crate) const SYSENTER_CS: u32 = 0x174;
+pub(crate) const SYSENTER_ESP: u32 = 0x175;
+pub(crate) const SYSENTER_EIP: u32 = 0x176;
+pub(crate) const MISC_ENABLE: u32 = 0x1A0;
+pub(crate) const PAT: u32 = 0x277;
+pub(crate) const MTRR_DEF_TYPE: u32 = 0x2FF;
+pub(crate) const EFER: u32 = 0xC000_0080;
+pub(crate) const STAR: u32 = 0xC000_0081;
+pub(crate) const LSTAR: u32 = 0xC000_0082;
+pub(crate) const CSTAR: u32 = 0xC000_0083;
+pub(crate) const FMASK: u32 = 0xC000_0084;
+pub(crate) const FS_BASE: u32 = 0xC000_0100;
+pub(crate) const GS_BASE: u32 = 0xC000_0101;
+pub(crate) const KERNEL_GS_BASE: u32 = 0xC000_0102;
+pub(crate) const TSC_AUX: u32 = 0xC000_0103;
+
+/// Variable-range MTRRs implemented (MTRRcap.VCNT).
+const MTRR_VARIABLE: u32 = 8;
+
+fn is_mtrr(n: u32) -> bool {
+    matches!(n, 0x250 | 0x258 | 0x259 | 0x268..=0x26F | MTRR_DEF_TYPE) || (0x200..0x200 + 2 * MTRR_VARIABLE).contains(&n)
+}
+
+impl Cpu {
+    pub(crate) fn read_msr(&self, n: u32) -> Option<u64> {
+        let m = &self.s.msr;
+        Some(match n {
+            TSC => self.tsc(),
+            APIC_BASE => self.s.apic_base,
+            // Fixed-range MTRRs and write-combining supported, VCNT variable ranges.
+            MTRR_CAP => 0x500 | u64::from(MTRR_VARIABLE),
+            SYSENTER_CS => m.sysenter_cs,
+            SYSENTER_ESP => m.sysenter_esp,
+            SYSENTER_EIP => m.sysenter_eip,
+            MISC_ENABLE => m.misc_enable,
+            PAT => m.pat,
+            EFER => self.s.efer,
+            STAR => m.star,
+            LSTAR => m.lstar,
+            CSTAR => m.cstar,
+            FMASK => m.fmask,
+            FS_BASE => self.s.seg[sreg::FS].base,
+            GS_BASE => self.s.seg[sreg::GS].base,
+            KERNEL_GS_BASE => m.kernel_gs_base,
+            TSC_AUX => m.tsc_aux,
+            n if is_mtrr(n) => m.mtrr.get(&n).copied().unwrap_or(0),
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn write_msr(&mut self, n: u32, v: u64) -> Result<(), Fault> {
+        let need_canonical = matches!(n, SYSENTER_ESP | SYSENTER_EIP | LSTAR | CSTAR | FS_BASE | GS_BASE | KERNEL_GS_BASE);
+        if need_canonical && !canonical(v) {
+            return Err(Fault::gp(0));
+        }
+        let m = &mut self.s.msr;
+        match n {
+            TSC => self.set_tsc(v),
+            APIC_BASE => self.s.apic_base = v,
+            SYSENTER_CS => m.sysenter_cs = v & 0xFFFF,
+            SYSENTER_ESP => m.sysenter_esp = v,
+            SYSENTER_EIP => m.sysenter_eip = v,
+            MISC_ENABLE => m.misc_enable = v,
+            PAT => {
+                // Each byte must be a valid memory type: 0, 1, 4, 5, 6 or 7.
+                if (0..8).any(|k| matches!((v >> (8 * k)) & 0xFF, 2 | 3 | 8..=0xFF)) {
+                    return Err(Fault::gp(0));
+                }
+                m.pat = v;
+            }
+            EFER => self.write_efer(v)?,
+            STAR => m.star = v,
+            LSTAR => m.lstar = v,
+            CSTAR => m.cstar = v,
+            FMASK => m.fmask = v & 0xFFFF_FFFF,
+            FS_BASE => self.s.seg[sreg::FS].base = v,
+            GS_BASE => self.s.seg[sreg::GS].base = v,
+            KERNEL_GS_BASE => m.kernel_gs_base = v,
+            TSC_AUX => m.tsc_aux = v & 0xFFFF_FFFF,
+            n if is_mtrr(n) => {
+                m.mtrr.insert(n, v);
+            }
+            _ => {
+                tracing::debug!("WRMSR of unknown MSR {n:#x}: #GP");
+                return Err(Fault::gp(0));
+            }
+        }
+        Ok(())
+    }
+}
