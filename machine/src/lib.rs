@@ -2,6 +2,7 @@
 //! MMIO buses, the virtual clock, the devices and the firmware mapping. Neither CPU backend is
 //! named here; `accel` drives this crate through [`Machine`].
 
+pub mod block;
 pub mod board;
 pub mod clock;
 pub mod device;

@@ -1,0 +1,386 @@
+//! qcow2 images (QEMU's docs/interop/qcow2.txt, versions 2 and 3) through the `imago` crate
+//! in its synchronous build. imago does the cluster mapping, copy-on-write, allocation and
+//! refcounts; this file checks what imago trusts before handing it the image: the header, the
+//! L1 and refcount tables lying inside the file (so a hostile header cannot make it allocate
+//! gigabytes), and the backing chain (present, no loops, locked), which it opens explicitly
+//! so imago never follows a path on its own.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use imago::file::File as ImagoFile;
+use imago::qcow2::Qcow2;
+use imago::raw::Raw;
+use imago::{DenyImplicitOpenGate, FormatAccess, FormatCreateBuilder, FormatDriverBuilder, Storage, StorageCreateOptions, StorageOpenOptions};
+
+use super::lock::{ImageLock, LockMode};
+use super::{check_range, file_id, file_len, image_dir, io_err, read_exact_at, relative_path, BlockDevice, BlockError, CheckReport, Format};
+
+pub const MAGIC: &[u8; 4] = b"QFI\xfb";
+const EXT_END: u32 = 0;
+const EXT_BACKING_FORMAT: u32 = 0xE279_2ACA;
+const INCOMPAT_DIRTY: u64 = 1 << 0;
+const INCOMPAT_CORRUPT: u64 = 1 << 1;
+const INCOMPAT_DATA_FILE: u64 = 1 << 2;
+/// Bits 9-55 of an L1 or L2 entry: the host offset.
+const OFFSET_MASK: u64 = 0x00FF_FFFF_FFFF_FE00;
+const MAX_CHAIN: usize = 256;
+
+type Access = FormatAccess<ImagoFile>;
+
+/// The header fields the checks need.
+#[derive(Debug)]
+struct Header {
+    version: u32,
+    cluster_size: u64,
+    l1_size: u64,
+    l1_offset: u64,
+    backing: Option<String>,
+    backing_format: Option<String>,
+}
+
+fn malformed(path: &Path, problem: String) -> BlockError {
+    BlockError::Malformed { path: path.into(), format: Format::Qcow2, problem }
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Reads and checks the header, its extensions, and that the L1 and refcount tables and every
+/// table they point at lie inside the file.
+fn read_header(file: &File, path: &Path, len: u64) -> Result<Header, BlockError> {
+    let mut b = [0u8; 104];
+    let n = super::read_up_to(file, path, &mut b, 0)?;
+    if n < 72 || !b.starts_with(MAGIC) {
+        return Err(BlockError::Truncated { path: path.into(), what: format!("{n} bytes is shorter than a qcow2 header") });
+    }
+    let version = be32(&b, 4);
+    if version != 2 && version != 3 {
+        return Err(malformed(path, format!("version {version} (2 and 3 exist)")));
+    }
+    if version == 3 && n < 104 {
+        return Err(BlockError::Truncated { path: path.into(), what: format!("{n} bytes is shorter than a qcow2 v3 header") });
+    }
+    let cluster_bits = be32(&b, 20);
+    if !(9..=21).contains(&cluster_bits) {
+        return Err(malformed(path, format!("cluster size 2^{cluster_bits} (must be 512 bytes to 2 MiB)")));
+    }
+    let cs = 1u64 << cluster_bits;
+    if be32(&b, 32) != 0 {
+        return Err(BlockError::Unsupported { path: path.into(), what: "an encrypted qcow2 image".into() });
+    }
+    let size = be64(&b, 24);
+    let l1_size = be32(&b, 36) as u64;
+    let l1_offset = be64(&b, 40);
+    let rt_offset = be64(&b, 48);
+    let rt_clusters = be32(&b, 56) as u64;
+    let (incompat, header_len) = if version == 3 { (be64(&b, 72), be32(&b, 100) as u64) } else { (0, 72) };
+    if incompat & INCOMPAT_DIRTY != 0 {
+        return Err(malformed(path, "marked dirty (its refcounts may be wrong after a crash); repair it with `qemu-img check -r all`".into()));
+    }
+    if incompat & INCOMPAT_CORRUPT != 0 {
+        return Err(malformed(path, "marked corrupt by QEMU; repair it with `qemu-img check -r all`".into()));
+    }
+    if incompat & INCOMPAT_DATA_FILE != 0 {
+        return Err(BlockError::Unsupported { path: path.into(), what: "a qcow2 image with an external data file".into() });
+    }
+    if header_len < if version == 3 { 104 } else { 72 } || header_len > cs {
+        return Err(malformed(path, format!("header length {header_len}")));
+    }
+    let clusters_for = |bytes: u64| bytes.div_ceil(cs);
+    let l2_entries = cs / 8;
+    if size > 0 && l1_size < clusters_for(size).div_ceil(l2_entries) {
+        return Err(malformed(path, format!("an L1 table of {l1_size} entries cannot map a {size}-byte disk")));
+    }
+    let within = |what: &str, at: u64, bytes: u64| -> Result<(), BlockError> {
+        if at % cs != 0 {
+            return Err(malformed(path, format!("{what} at offset {at} is not cluster-aligned")));
+        }
+        match at.checked_add(bytes) {
+            Some(end) if end <= len => Ok(()),
+            _ => Err(BlockError::Truncated { path: path.into(), what: format!("{what} ({bytes} bytes at offset {at}) ends past the end of the file ({len} bytes)") }),
+        }
+    };
+    within("the L1 table", l1_offset, l1_size * 8)?;
+    within("the refcount table", rt_offset, rt_clusters.saturating_mul(cs))?;
+    for (what, at, count) in [("L1", l1_offset, l1_size), ("refcount table", rt_offset, rt_clusters * cs / 8)] {
+        let mut table = vec![0u8; (count * 8) as usize];
+        read_exact_at(file, path, &mut table, at)?;
+        for (i, e) in table.chunks_exact(8).enumerate() {
+            let off = u64::from_be_bytes(e.try_into().expect("8 bytes")) & OFFSET_MASK;
+            if off != 0 {
+                within(&format!("the table that {what} entry {i} points to"), off, cs)?;
+            }
+        }
+    }
+
+    let backing_off = be64(&b, 8);
+    let backing_len = be32(&b, 16) as u64;
+    let backing = if backing_off != 0 && backing_len != 0 {
+        if backing_len > 1023 || backing_off.saturating_add(backing_len) > cs.min(len) {
+            return Err(malformed(path, format!("backing file name ({backing_len} bytes at offset {backing_off}) lies outside the header cluster")));
+        }
+        let mut name = vec![0u8; backing_len as usize];
+        read_exact_at(file, path, &mut name, backing_off)?;
+        Some(String::from_utf8(name).map_err(|_| malformed(path, "backing file name is not UTF-8".into()))?)
+    } else {
+        None
+    };
+
+    let mut backing_format = None;
+    let mut at = header_len;
+    while at + 8 <= cs.min(len) {
+        let mut eh = [0u8; 8];
+        read_exact_at(file, path, &mut eh, at)?;
+        let (kind, elen) = (be32(&eh, 0), be32(&eh, 4) as u64);
+        if kind == EXT_END {
+            break;
+        }
+        if at + 8 + elen > cs {
+            return Err(malformed(path, format!("header extension {kind:#x} at offset {at} runs past the header cluster")));
+        }
+        if kind == EXT_BACKING_FORMAT {
+            let mut f = vec![0u8; elen as usize];
+            read_exact_at(file, path, &mut f, at + 8)?;
+            backing_format = Some(String::from_utf8_lossy(&f).into_owned());
+        }
+        at += 8 + elen.next_multiple_of(8);
+    }
+    Ok(Header { version, cluster_size: cs, l1_size, l1_offset, backing, backing_format })
+}
+
+/// Checks that every L2 entry points inside the file; returns the bytes of data clusters.
+fn scan_l2(file: &File, path: &Path, len: u64, h: &Header) -> Result<u64, BlockError> {
+    let cs = h.cluster_size;
+    let mut l1 = vec![0u8; (h.l1_size * 8) as usize];
+    read_exact_at(file, path, &mut l1, h.l1_offset)?;
+    let mut allocated = 0u64;
+    let mut l2 = vec![0u8; cs as usize];
+    for (i, e) in l1.chunks_exact(8).enumerate() {
+        let l2_off = u64::from_be_bytes(e.try_into().expect("8 bytes")) & OFFSET_MASK;
+        if l2_off == 0 {
+            continue;
+        }
+        read_exact_at(file, path, &mut l2, l2_off)?;
+        for (j, d) in l2.chunks_exact(8).enumerate() {
+            let d = u64::from_be_bytes(d.try_into().expect("8 bytes"));
+            if d & (1 << 62) != 0 {
+                // Compressed: the offset field is packed differently; imago checks it on use.
+                allocated += cs;
+                continue;
+            }
+            let off = d & OFFSET_MASK;
+            if off == 0 {
+                continue;
+            }
+            if off % cs != 0 || off.checked_add(cs).map_or(true, |end| end > len.next_multiple_of(cs)) {
+                return Err(BlockError::Truncated {
+                    path: path.into(),
+                    what: format!("L2 table {i} (at offset {l2_off}), entry {j}, points to a data cluster at {off}, past the end of the file ({len} bytes)"),
+                });
+            }
+            allocated += cs;
+        }
+    }
+    Ok(allocated)
+}
+
+fn imago_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> BlockError + 'a {
+    move |e| match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => malformed(path, e.to_string()),
+        _ => BlockError::Io { path: path.into(), op, source: e },
+    }
+}
+
+pub struct Qcow2Disk {
+    access: Access,
+    path: PathBuf,
+    size: u64,
+    read_only: bool,
+    version: u32,
+    cluster_size: u64,
+    parents: Vec<PathBuf>,
+    _locks: Vec<ImageLock>,
+}
+
+/// Everything opened for one chain: the locks stay held as long as the disk is open.
+struct Chain {
+    seen: Vec<(u64, u64)>,
+    locks: Vec<ImageLock>,
+    parents: Vec<PathBuf>,
+}
+
+impl Qcow2Disk {
+    pub fn open(path: &Path, writable: bool, lock: Option<LockMode>) -> Result<Qcow2Disk, BlockError> {
+        let mut chain = Chain { seen: Vec::new(), locks: Vec::new(), parents: Vec::new() };
+        let (access, header) = open_layer(path, writable, lock, &mut chain)?;
+        Ok(Qcow2Disk {
+            size: access.size(),
+            access,
+            path: path.into(),
+            read_only: !writable,
+            version: header.version,
+            cluster_size: header.cluster_size,
+            parents: chain.parents,
+            _locks: chain.locks,
+        })
+    }
+}
+
+/// Opens one qcow2 layer and, below it, its backing chain.
+fn open_layer(path: &Path, writable: bool, lock: Option<LockMode>, chain: &mut Chain) -> Result<(Access, Header), BlockError> {
+    let file = File::open(path).map_err(io_err(path, "open"))?;
+    chain.seen.push(file_id(&file, path)?);
+    if let Some(m) = lock {
+        chain.locks.push(ImageLock::acquire(path, m)?);
+    }
+    let len = file_len(&file, path)?;
+    let header = read_header(&file, path, len)?;
+    scan_l2(&file, path, len, &header)?;
+    let backing = match &header.backing {
+        None => None,
+        Some(name) => Some(open_backing(path, name, header.backing_format.as_deref(), lock.map(|_| LockMode::ReadNoWriters), chain)?),
+    };
+    let storage = ImagoFile::open(StorageOpenOptions::new().filename(path).write(writable)).map_err(io_err(path, "open"))?;
+    let q = Qcow2::<ImagoFile>::builder(storage)
+        .write(writable)
+        .backing(backing)
+        .data_file(None)
+        .open(DenyImplicitOpenGate::default())
+        .map_err(imago_err(path, "open"))?;
+    Ok((FormatAccess::new(q), header))
+}
+
+fn open_backing(path: &Path, name: &str, format: Option<&str>, lock: Option<LockMode>, chain: &mut Chain) -> Result<Access, BlockError> {
+    let target = image_dir(path).join(name);
+    let Ok(file) = File::open(&target) else {
+        return Err(BlockError::ParentMissing { path: path.into(), tried: vec![target] });
+    };
+    if chain.seen.contains(&file_id(&file, &target)?) {
+        return Err(BlockError::ParentLoop { path: path.into(), parent: target });
+    }
+    if chain.seen.len() >= MAX_CHAIN {
+        return Err(BlockError::Unsupported { path: path.into(), what: format!("a chain of more than {MAX_CHAIN} backing files") });
+    }
+    chain.parents.push(target.clone());
+    let format = match format {
+        Some("qcow2") => Format::Qcow2,
+        Some("raw") | Some("file") => Format::Raw,
+        Some(other) => return Err(BlockError::Unsupported { path: path.into(), what: format!("backing format {other:?}") }),
+        None => super::detect(&target)?,
+    };
+    match format {
+        Format::Qcow2 => Ok(open_layer(&target, false, lock, chain)?.0),
+        Format::Raw | Format::Iso => {
+            chain.seen.push(file_id(&file, &target)?);
+            if let Some(m) = lock {
+                chain.locks.push(ImageLock::acquire(&target, m)?);
+            }
+            let storage = ImagoFile::open(StorageOpenOptions::new().filename(&target).write(false)).map_err(io_err(&target, "open"))?;
+            let raw = Raw::<ImagoFile>::builder(storage).write(false).open(DenyImplicitOpenGate::default()).map_err(imago_err(&target, "open"))?;
+            Ok(FormatAccess::new(raw))
+        }
+        Format::Vhd => Err(BlockError::Unsupported { path: path.into(), what: format!("a VHD backing file under a qcow2 image ({})", target.display()) }),
+    }
+}
+
+impl BlockDevice for Qcow2Disk {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        check_range(&self.path, offset, buf.len(), self.size)?;
+        self.access.read(buf, offset).map_err(imago_err(&self.path, "read"))
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), BlockError> {
+        if self.read_only {
+            return Err(BlockError::ReadOnly { path: self.path.clone() });
+        }
+        check_range(&self.path, offset, buf.len(), self.size)?;
+        self.access.write(buf, offset).map_err(imago_err(&self.path, "write"))
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.access.flush().map_err(imago_err(&self.path, "flush"))?;
+        self.access.sync().map_err(imago_err(&self.path, "flush"))
+    }
+
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn format(&self) -> Format {
+        Format::Qcow2
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks the header and every table again.
+    fn check(&mut self) -> Result<CheckReport, BlockError> {
+        let file = File::open(&self.path).map_err(io_err(&self.path, "open"))?;
+        let len = file_len(&file, &self.path)?;
+        let h = read_header(&file, &self.path, len)?;
+        let allocated = scan_l2(&file, &self.path, len, &h)?;
+        Ok(CheckReport {
+            path: self.path.clone(),
+            format: Format::Qcow2,
+            detail: format!("qcow2 v{}, {} KiB clusters", self.version, self.cluster_size / 1024),
+            virtual_size: self.size,
+            allocated,
+            parents: self.parents.clone(),
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// A new qcow2 image (v3, 64 KiB clusters, 16-bit refcounts), optionally over a qcow2 or raw
+/// backing file recorded by its path relative to the new image.
+pub fn create(path: &Path, size: u64, parent: Option<&Path>) -> Result<u64, BlockError> {
+    let mut backing = None;
+    let mut size = size;
+    if let Some(p) = parent {
+        let (fmt, plen) = match super::detect(p)? {
+            Format::Qcow2 => ("qcow2", Qcow2Disk::open(p, false, Some(LockMode::ReadNoWriters))?.len()),
+            Format::Raw | Format::Iso => ("raw", super::RawDisk::open(p, Format::Raw, false, false, Some(LockMode::ReadNoWriters))?.len()),
+            Format::Vhd => return Err(BlockError::Unsupported { path: path.into(), what: "a qcow2 image over a VHD parent".into() }),
+        };
+        if size == 0 {
+            size = plen;
+        }
+        let rel = relative_path(&image_dir(path), p);
+        let rel = rel.to_str().ok_or_else(|| BlockError::Invalid { path: path.into(), problem: "the parent's path is not UTF-8".into() })?;
+        backing = Some((rel.to_string(), fmt.to_string()));
+    }
+    if size == 0 {
+        return Err(BlockError::Invalid { path: path.into(), problem: "a disk needs a size greater than zero".into() });
+    }
+    drop(super::create_new(path)?);
+    let made = (|| {
+        let storage = ImagoFile::create_open(StorageCreateOptions::new().filename(path).overwrite(true)).map_err(io_err(path, "create"))?;
+        let mut b = Qcow2::<ImagoFile>::create_builder(storage).size(size);
+        if let Some((name, fmt)) = backing {
+            b = b.backing(name, fmt);
+        }
+        b.create().map_err(imago_err(path, "create"))?;
+        let f = File::open(path).map_err(io_err(path, "open"))?;
+        f.sync_all().map_err(io_err(path, "flush"))
+    })();
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(size)
+}
