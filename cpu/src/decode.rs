@@ -312,6 +312,10 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
     let op0_is_reg = instr.op_count() > 0 && instr.op_kind(0) == OpKind::Register;
     let mut ends = false;
     let mut undefined = false;
+    if let Some(h) = crate::x87::select(i, instr, mem).or_else(|| crate::simd::select(i, instr, mem)) {
+        i.exec = h;
+        return;
+    }
     let h: Handler = match m {
         M::Add | M::Or | M::Adc | M::Sbb | M::And | M::Sub | M::Xor | M::Cmp => {
             let op = alu::op_of(m);

@@ -21,8 +21,10 @@ mod msr;
 mod ops;
 mod paging;
 mod seg;
+mod simd;
 mod transfer;
+mod x87;
 
 pub use bus::{Bus, PageMapping};
 pub use cpu::{Cpu, RunResult, Stop};
-pub use state::{CpuState, DescriptorTable, Msrs, Segment};
+pub use state::{CpuState, DescriptorTable, FpuState, Msrs, Segment, SseState, F80};

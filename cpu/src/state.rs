@@ -117,8 +117,64 @@ pub struct CpuState {
     /// Model-specific registers the processor implements, other than those above and the
     /// FS/GS bases (which live in `seg`).
     pub msr: Msrs,
+    /// x87 FPU (and MMX, which aliases its registers).
+    pub fpu: FpuState,
+    /// SSE: XMM0-XMM15 and MXCSR.
+    pub sse: SseState,
+    /// XCR0 (XSETBV): which state components XSAVE manages.
+    pub xcr0: u64,
     pub halted: bool,
     pub pending: PendingEvents,
+}
+
+/// An 80-bit extended-precision value as the x87 holds it: a 64-bit significand with an
+/// explicit integer bit, and sign plus 15-bit biased exponent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct F80 {
+    pub signif: u64,
+    pub sign_exp: u16,
+}
+
+/// x87 state as FXSAVE lays it out, with the full (two bits per register) tag word.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FpuState {
+    pub fcw: u16,
+    /// Status word, TOP in bits 11-13.
+    pub fsw: u16,
+    /// Tag word: two bits per physical register (00 valid, 01 zero, 10 special, 11 empty).
+    pub ftw: u16,
+    /// Last non-control instruction's opcode (11 bits), instruction and operand pointers.
+    pub fop: u16,
+    pub fip: u64,
+    pub fcs: u16,
+    pub fdp: u64,
+    pub fds: u16,
+    /// Physical registers R0-R7 (ST(i) is R((TOP + i) mod 8)); MMX registers alias their
+    /// significands.
+    pub regs: [F80; 8],
+}
+
+impl Default for FpuState {
+    /// The state FNINIT leaves (and what power-on leaves, apart from FCW 0x0040 on some
+    /// processors: FNINIT's 0x037F is what software sees after a BIOS).
+    fn default() -> Self {
+        FpuState { fcw: 0x037F, fsw: 0, ftw: 0xFFFF, fop: 0, fip: 0, fcs: 0, fds: 0, fdp: 0, regs: [F80::default(); 8] }
+    }
+}
+
+/// SSE registers. Each XMM register is two little-endian quadwords, low first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SseState {
+    pub xmm: [[u64; 2]; 16],
+    pub mxcsr: u32,
+}
+
+impl Default for SseState {
+    fn default() -> Self {
+        SseState { xmm: [[0; 2]; 16], mxcsr: 0x1F80 }
+    }
 }
 
 /// The model-specific registers operating systems program, by name.
@@ -174,6 +230,9 @@ impl Default for CpuState {
             tsc: 0,
             apic_base: 0xFEE0_0900,
             msr: Msrs::reset(),
+            fpu: FpuState::default(),
+            sse: SseState::default(),
+            xcr0: 1,
             halted: false,
             pending: PendingEvents::default(),
         }
