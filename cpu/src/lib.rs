@@ -22,6 +22,7 @@ mod ops;
 mod paging;
 mod seg;
 mod simd;
+mod task;
 mod transfer;
 mod x87;
 

@@ -8,6 +8,7 @@ use crate::cpu::{mask, Cpu};
 use crate::fault::{Fault, Source};
 use crate::seg::{attr, canonical, Descriptor};
 use crate::state::{flags, reg, sreg, Segment};
+use crate::task::TaskSwitch;
 
 /// System descriptor types.
 const TSS16_AVAIL: u8 = 1;
@@ -167,9 +168,25 @@ impl Cpu {
         }
         match d.system_type() {
             CALL_GATE16 | CALL_GATE32 => self.through_call_gate(bus, kind, sel, addr, d),
-            TASK_GATE | TSS16_AVAIL | TSS32_AVAIL => {
-                tracing::warn!("hardware task switch through selector {sel:#x} is not supported yet");
-                Err(Fault::gp(err))
+            TSS16_AVAIL | TSS32_AVAIL if !self.long_mode() => {
+                if d.dpl() < cpl || d.dpl() < (sel & 3) as u8 {
+                    return Err(Fault::gp(err));
+                }
+                if !d.present() {
+                    return Err(Fault::np(err));
+                }
+                let how = if kind == Far::Call { TaskSwitch::Call } else { TaskSwitch::Jmp };
+                self.task_switch(bus, sel, how)
+            }
+            TASK_GATE if !self.long_mode() => {
+                if d.dpl() < cpl || d.dpl() < (sel & 3) as u8 {
+                    return Err(Fault::gp(err));
+                }
+                if !d.present() {
+                    return Err(Fault::np(err));
+                }
+                let how = if kind == Far::Call { TaskSwitch::Call } else { TaskSwitch::Jmp };
+                self.task_switch(bus, (d.0 >> 16) as u16, how)
             }
             _ => Err(Fault::gp(err)),
         }
@@ -389,8 +406,9 @@ impl Cpu {
     /// IRET in protected or long mode (not virtual-8086 mode).
     pub(crate) fn iret_pm(&mut self, bus: &mut dyn Bus, osz: u8) -> Result<(), Fault> {
         if self.s.rflags & flags::NT != 0 && !self.long_mode() {
-            tracing::warn!("IRET with NT set (task return) is not supported yet");
-            return Err(Fault::gp(u32::from(self.s.tr.selector & 0xFFFC)));
+            // Return to the task named by the back link of the current TSS.
+            let link = self.read_sys(bus, self.s.tr.base, 2)? as u16;
+            return self.task_switch(bus, link, TaskSwitch::Iret);
         }
         let n = u64::from(osz);
         let rip = self.peek(bus, 0, osz)?;
@@ -477,10 +495,6 @@ impl Cpu {
         if !g.present() {
             return Err(Fault::np(idt_err));
         }
-        if g.system_type() == TASK_GATE {
-            tracing::warn!("interrupt {vector:#x} through a task gate: hardware task switching is not supported yet");
-            return Err(Fault::gp(idt_err));
-        }
         Ok((lo, hi))
     }
 
@@ -488,6 +502,13 @@ impl Cpu {
     pub(crate) fn deliver_protected(&mut self, bus: &mut dyn Bus, vector: u8, source: Source) -> Result<(), Fault> {
         let (raw, _) = self.idt_gate(bus, vector, source, false)?;
         let g = Descriptor(raw);
+        if g.system_type() == TASK_GATE {
+            let error = match source {
+                Source::Exception(e) => e,
+                _ => None,
+            };
+            return self.task_switch(bus, (raw >> 16) as u16, TaskSwitch::Int(error));
+        }
         let ext = u32::from(source == Source::External);
         let is32 = g.system_type() >= INT_GATE32;
         let trap = g.system_type() & 1 == 1;

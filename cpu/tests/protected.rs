@@ -56,3 +56,15 @@ fn paging_faults_accessed_dirty_and_long_mode() {
     assert_eq!(dword(&bus, 0x524), 0x400000);
     assert_eq!(s.efer & 0x500, 0x500, "LME and LMA");
 }
+
+#[test]
+fn task_switch_by_call_iret_and_double_fault_task_gate() {
+    let (cpu, bus) = run(include_bytes!("asm/tasks.bin"), 0x7C00);
+    assert_eq!(dword(&bus, 0x500), 1, "task B ran");
+    assert_eq!(dword(&bus, 0x504) & 0xFFFF, 0x18, "B's back link names task A");
+    assert_ne!(dword(&bus, 0x508) & 0x4000, 0, "NT set in the called task");
+    assert_eq!(dword(&bus, 0x50C), 1, "IRET returned to task A");
+    assert_eq!(dword(&bus, 0x510), 0, "#DF pushes error code 0");
+    assert_eq!(dword(&bus, 0x514) & 0xFFFF, 0x28, "running in the #DF task");
+    assert_eq!(cpu.state().tr.selector, 0x28);
+}
