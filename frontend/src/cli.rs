@@ -1,0 +1,199 @@
+//! The command line: every option of `ferrite`, parsed and checked for form by clap. Checks that
+//! need the host (files, KVM) happen in `session.rs`, still before the guest starts.
+
+use accel::AccelChoice;
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Guest memory limits, as `machine::Memory` enforces them.
+const MIN_MEMORY: u64 = 1 << 20;
+const MAX_MEMORY: u64 = 1 << 40;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferrite",
+    version,
+    about = "Ferrite: a full-system x86 PC emulator",
+    long_about = "Ferrite: a full-system x86 PC emulator.\n\nWith no options it boots its built-in \
+                  test guest headless, prints its output and exits with the status the guest \
+                  gives. The exit status is the guest's (written to port 0xF4), 124 on \
+                  --timeout, 121 when the guest halts for good, 122 on a triple fault under \
+                  --no-reboot, 2 for bad options or files, 125 when Ferrite itself fails."
+)]
+pub struct Args {
+    /// How to run the CPU: `interp` (the portable interpreter), `kvm`, or `auto` (KVM where
+    /// the host has hardware virtualization, else the interpreter)
+    #[arg(long, value_name = "interp|kvm|auto", default_value = "auto", value_parser = parse_accel)]
+    pub accel: AccelChoice,
+
+    /// Guest RAM: a whole number with an optional K, M, G or T suffix (binary units); a plain
+    /// number means MiB
+    #[arg(short = 'm', long, value_name = "SIZE", default_value = "128M", value_parser = parse_memory_size)]
+    pub memory: u64,
+
+    /// BIOS image to boot (a multiple of 64 KiB, at most 16 MiB) instead of the built-in
+    /// test guest
+    #[arg(long, value_name = "FILE")]
+    pub bios: Option<PathBuf>,
+
+    /// Where COM1 goes: `stdio` (output to standard output, input from standard input),
+    /// `file:PATH` (output to PATH), or `none`
+    #[arg(long, value_name = "stdio|file:PATH|none", default_value = "stdio", value_parser = parse_char_spec)]
+    pub serial: CharSpec,
+
+    /// Where the debug console (port 0xE9) goes: `stdio`, `file:PATH` or `none`
+    #[arg(long, value_name = "stdio|file:PATH|none", default_value = "none", value_parser = parse_char_spec)]
+    pub debugcon: CharSpec,
+
+    /// `window` (not in this build yet) or `none` (headless)
+    #[arg(long, value_enum, value_name = "window|none", default_value_t = Display::None)]
+    pub display: Display,
+
+    /// Stop after this many seconds of wall time (fractions allowed), print the CPU state and
+    /// the last instructions, and exit with status 124
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, allow_negative_numbers = true)]
+    pub timeout: Option<Duration>,
+
+    /// Run on a deterministic virtual clock (the headless default; needs the interpreter)
+    #[arg(long)]
+    pub deterministic: bool,
+
+    /// Exit instead of rebooting when the guest resets the machine or triple-faults
+    #[arg(long)]
+    pub no_reboot: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Display {
+    Window,
+    None,
+}
+
+/// The host end of a character device, as given on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CharSpec {
+    Stdio,
+    File(PathBuf),
+    None,
+}
+
+impl std::fmt::Display for CharSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CharSpec::Stdio => write!(f, "stdio"),
+            CharSpec::File(p) => write!(f, "file:{}", p.display()),
+            CharSpec::None => write!(f, "none"),
+        }
+    }
+}
+
+fn parse_accel(s: &str) -> Result<AccelChoice, String> {
+    s.parse()
+}
+
+pub fn parse_char_spec(s: &str) -> Result<CharSpec, String> {
+    match s {
+        "stdio" => Ok(CharSpec::Stdio),
+        "none" => Ok(CharSpec::None),
+        _ => match s.strip_prefix("file:") {
+            Some("") => Err("file: needs a path, as in file:serial.log".into()),
+            Some(path) => Ok(CharSpec::File(PathBuf::from(path))),
+            None => Err("expected stdio, file:PATH or none".into()),
+        },
+    }
+}
+
+/// A size as QEMU's `-m` takes it: `512K`, `64M`, `1G`, `1T`, `64` (MiB), optionally with
+/// `B` or `iB` after the unit letter; `4096B` is bytes.
+pub fn parse_memory_size(s: &str) -> Result<u64, String> {
+    const FORM: &str = "expected a whole number with an optional K, M, G or T suffix, as in 512M or 1G";
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    if number.is_empty() {
+        return Err(FORM.into());
+    }
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "M" | "MB" | "MIB" => 20,
+        "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(FORM.into()),
+    };
+    let range = "guest memory must be from 1M to 1T";
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s} is too large: {range}"))?;
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
+        return Err(format!("{s} is {bytes} bytes: {range}"));
+    }
+    Ok(bytes)
+}
+
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| "expected a number of seconds, as in 10 or 0.5".to_string())?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err("the timeout must be a positive number of seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| "the timeout is too long".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory_size("64"), Ok(64 << 20));
+        assert_eq!(parse_memory_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_memory_size("64mib"), Ok(64 << 20));
+        assert_eq!(parse_memory_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_memory_size("1024K"), Ok(1 << 20));
+        assert_eq!(parse_memory_size("1T"), Ok(1 << 40));
+        assert_eq!(parse_memory_size("2097152B"), Ok(2 << 20));
+        for bad in ["", "M", "12X", "1.5G", "-1", " 64", "64 M"] {
+            assert!(parse_memory_size(bad).unwrap_err().contains("expected"), "{bad:?}");
+        }
+        for out in ["512K", "0", "2T", "99999999999999999999", "9999999999999G"] {
+            assert!(parse_memory_size(out).unwrap_err().contains("from 1M to 1T"), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn char_specs() {
+        assert_eq!(parse_char_spec("stdio"), Ok(CharSpec::Stdio));
+        assert_eq!(parse_char_spec("none"), Ok(CharSpec::None));
+        assert_eq!(parse_char_spec("file:a/b.log"), Ok(CharSpec::File("a/b.log".into())));
+        assert!(parse_char_spec("file:").is_err());
+        assert!(parse_char_spec("tcp:1234").is_err());
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_timeout("10"), Ok(Duration::from_secs(10)));
+        for bad in ["0", "-1", "nan", "inf", "ten", "1e30"] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let a = Args::parse_from(["ferrite"]);
+        assert_eq!(a.accel, AccelChoice::Auto);
+        assert_eq!(a.memory, 128 << 20);
+        assert_eq!(a.serial, CharSpec::Stdio);
+        assert_eq!(a.debugcon, CharSpec::None);
+        assert_eq!(a.display, Display::None);
+        assert!(a.bios.is_none() && a.timeout.is_none() && !a.deterministic && !a.no_reboot);
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,211 @@
+//! One run of Ferrite: the checks that need the host (files, KVM) and the machine build, all
+//! before the guest starts ([`Session::prepare`]), then the run and how its ending becomes
+//! the exit status ([`Session::run`]).
+
+use crate::cli::{Args, CharSpec, Display};
+use accel::interp::Interp;
+use accel::select::{choose_backend, probe_host};
+use accel::{AccelChoice, AccelError, AccelKind, Backend, RunLimits, RunOutcome, Vm};
+use anyhow::{anyhow, bail, Context, Result};
+use cpu::CpuState;
+use machine::host::{CharBackend, FileChar, NullChar, StdioChar};
+use machine::memory::MemoryError;
+use machine::{Clock, ClockMode, Machine, MachineConfig, MachineError};
+use std::path::Path;
+
+/// Exit statuses that Ferrite gives of its own accord; any other is the guest's.
+pub mod status {
+    /// Bad options or files: nothing ran.
+    pub const USAGE: u8 = 2;
+    /// The CPU halted with nothing left that could wake it.
+    pub const STUCK: u8 = 121;
+    /// The CPU shut down (triple fault) under `--no-reboot`.
+    pub const TRIPLE_FAULT: u8 = 122;
+    /// `--timeout` ran out.
+    pub const TIMEOUT: u8 = 124;
+    /// Ferrite itself failed while the guest ran (a KVM error, say).
+    pub const INTERNAL: u8 = 125;
+}
+
+pub struct Session {
+    vm: Vm,
+    limits: RunLimits,
+}
+
+impl Session {
+    /// Everything short of running the guest. An error here means bad options, files or host
+    /// support, and its message names the option.
+    pub fn prepare(args: &Args) -> Result<Session> {
+        if args.display == Display::Window {
+            bail!("--display window: the desktop window is not available in this build yet; use --display none");
+        }
+        if args.deterministic && args.accel == AccelChoice::Kvm {
+            bail!("--deterministic cannot be used with --accel kvm: under KVM the guest's time is always real time");
+        }
+        let bios = match &args.bios {
+            Some(path) => read_bios(path)?,
+            None => roms::DEFAULT.to_vec(),
+        };
+        let serial = char_backend("--serial", &args.serial, true)?;
+        let debugcon = char_backend("--debugcon", &args.debugcon, false)?;
+
+        let (kind, why) = if args.deterministic && args.accel == AccelChoice::Auto {
+            (AccelKind::Interp, "interpreter (--deterministic needs it)".to_string())
+        } else {
+            choose_backend(args.accel, &probe_host()).map_err(|e| anyhow!(e))?
+        };
+        // Headless runs are deterministic unless KVM runs them; the window (later) will default
+        // to real time.
+        let clock_for = |kind| match kind {
+            AccelKind::Kvm => ClockMode::RealTime,
+            AccelKind::Interp => ClockMode::Deterministic,
+        };
+        let machine = Machine::new(MachineConfig {
+            ram_size: args.memory,
+            bios,
+            clock: clock_for(kind),
+            serial,
+            debugcon,
+        })
+        .map_err(|e| machine_error(args, e))?;
+
+        let (backend, kind, why, mut machine) = match kind {
+            AccelKind::Interp => (Box::new(Interp::new()) as Box<dyn Backend>, kind, why, machine),
+            AccelKind::Kvm => match kvm_backend(&machine) {
+                Ok(b) => (b, kind, why, machine),
+                Err(e) if args.accel == AccelChoice::Kvm => bail!("--accel kvm: {e}"),
+                Err(e) => {
+                    let why = format!("interpreter (KVM was chosen but failed to start: {e})");
+                    (Box::new(Interp::new()) as Box<dyn Backend>, AccelKind::Interp, why, machine)
+                }
+            },
+        };
+        if machine.clock().mode() != clock_for(kind) {
+            // Nothing has run yet: the fallback to the interpreter gets the headless clock.
+            *machine.clock_mut() = Clock::new(clock_for(kind));
+        }
+        let clock = match machine.clock().mode() {
+            ClockMode::Deterministic => "deterministic clock",
+            ClockMode::RealTime => "real-time clock",
+        };
+        eprintln!("ferrite: accelerator: {why}; {clock}");
+
+        let vm = Vm::new(machine, backend, CpuState::default()).context("cannot start the CPU")?;
+        Ok(Session { vm, limits: RunLimits { timeout: args.timeout, no_reboot: args.no_reboot } })
+    }
+
+    /// Runs the guest to its end and returns the exit status. An error is Ferrite's own
+    /// failure while running (its state is reported first).
+    pub fn run(mut self) -> Result<u8> {
+        let outcome = match self.vm.run(&self.limits) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                eprint!("{}", self.vm.report());
+                return Err(anyhow!(e).context("the run stopped"));
+            }
+        };
+        Ok(match outcome {
+            RunOutcome::Exit(code) => code,
+            RunOutcome::PowerOff => 0,
+            RunOutcome::Stopped(code) => code.clamp(0, 255) as u8,
+            RunOutcome::Reset(why) => {
+                eprintln!("ferrite: {why}; exiting instead of rebooting (--no-reboot)");
+                0
+            }
+            RunOutcome::Timeout => {
+                let secs = self.limits.timeout.map_or(0.0, |t| t.as_secs_f64());
+                eprintln!("ferrite: timeout: the guest was still running after {secs} s (--timeout); its state:");
+                eprint!("{}", self.vm.report());
+                status::TIMEOUT
+            }
+            RunOutcome::TripleFault(why) => {
+                eprintln!("ferrite: triple fault ({why}); exiting instead of rebooting (--no-reboot); the CPU's state:");
+                eprint!("{}", self.vm.report());
+                status::TRIPLE_FAULT
+            }
+            RunOutcome::Stuck(why) => {
+                eprintln!("ferrite: the guest is stuck: {why}; the CPU's state:");
+                eprint!("{}", self.vm.report());
+                status::STUCK
+            }
+        })
+    }
+}
+
+/// Reads a BIOS image and checks its size as the machine will (a multiple of 64 KiB, from
+/// 64 KiB to 16 MiB), so the error names the file.
+fn read_bios(path: &Path) -> Result<Vec<u8>> {
+    let image = std::fs::read(path).map_err(|e| anyhow!("--bios {}: {}", path.display(), io_message(&e)))?;
+    let len = image.len();
+    if len == 0 || len % (64 * 1024) != 0 || len > 16 << 20 {
+        bail!(
+            "--bios {}: the image is {len} bytes; it must be a multiple of 64 KiB, from 64 KiB to 16 MiB",
+            path.display()
+        );
+    }
+    Ok(image)
+}
+
+fn char_backend(option: &str, spec: &CharSpec, with_input: bool) -> Result<Box<dyn CharBackend>> {
+    Ok(match spec {
+        CharSpec::Stdio => Box::new(StdioChar::new(with_input)),
+        CharSpec::None => Box::new(NullChar),
+        CharSpec::File(path) => Box::new(
+            FileChar::create(path).map_err(|e| anyhow!("{option} file:{}: {}", path.display(), io_message(&e)))?,
+        ),
+    })
+}
+
+fn machine_error(args: &Args, e: MachineError) -> anyhow::Error {
+    match e {
+        MachineError::Memory(MemoryError::Alloc(why)) => {
+            anyhow!("-m/--memory {} MiB: cannot allocate guest memory: {why}", args.memory >> 20)
+        }
+        MachineError::Memory(m @ (MemoryError::TooSmall(_) | MemoryError::TooLarge(_))) => anyhow!("-m/--memory: {m}"),
+        other => anyhow!("cannot build the machine: {other}"),
+    }
+}
+
+/// An I/O error as the system says it, without Rust's " (os error N)".
+fn io_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn kvm_backend(machine: &Machine) -> Result<Box<dyn Backend>, AccelError> {
+    Ok(Box::new(accel::kvm::Kvm::new(machine)?))
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn kvm_backend(_machine: &Machine) -> Result<Box<dyn Backend>, AccelError> {
+    Err(AccelError::KvmUnavailable("KVM exists only on Linux x86-64 hosts".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_messages_drop_the_os_error_number() {
+        let e = std::fs::read("/nonexistent/ferrite/x.bin").unwrap_err();
+        assert_eq!(io_message(&e), "No such file or directory");
+    }
+
+    #[test]
+    fn bios_sizes_are_checked_with_the_file_name() {
+        let dir = std::env::temp_dir().join(format!("ferrite-session-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = dir.join("small.bin");
+        std::fs::write(&small, [0u8; 1000]).unwrap();
+        let e = read_bios(&small).unwrap_err().to_string();
+        assert!(e.starts_with("--bios ") && e.contains("small.bin: the image is 1000 bytes"), "{e}");
+        let good = dir.join("good.bin");
+        std::fs::write(&good, roms::HELLO).unwrap();
+        assert_eq!(read_bios(&good).unwrap(), roms::HELLO);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
