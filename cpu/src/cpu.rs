@@ -52,6 +52,10 @@ pub struct Cpu {
     /// Code size in bits (16, 32, 64) of the current CS and mode: see `update_mode`.
     pub(crate) bits: u32,
     scratch_pages: Vec<u64>,
+    /// Enabled debug-register breakpoints, by kind (see `debug.rs`).
+    pub(crate) bp: crate::debug::Breakpoints,
+    /// Data and I/O breakpoints hit by the instruction being executed (DR6 B0-B3 bits).
+    pub(crate) db_pending: u8,
     /// Per segment register, what its memory operands may touch (see `seg.rs`).
     pub(crate) segc: [SegCheck; 6],
     /// Instructions retired since `s.tsc` was last loaded: the time-stamp counter advances
@@ -79,6 +83,8 @@ impl Cpu {
             history_pos: 0,
             bits: 16,
             scratch_pages: Vec::new(),
+            bp: crate::debug::Breakpoints::default(),
+            db_pending: 0,
             segc: [SegCheck::REAL; 6],
             retired: 0,
         }
@@ -102,6 +108,7 @@ impl Cpu {
         self.retired = 0;
         self.blocks.forget_recent();
         self.update_mode();
+        self.refresh_breakpoints();
     }
 
     /// Recomputes what depends on CS and the mode registers. Called whenever they change.
@@ -222,7 +229,16 @@ impl Cpu {
     fn exec_block(&mut self, bus: &mut dyn Bus, block: &Rc<[Insn]>) -> u64 {
         let mut n = 0;
         self.end_block = false;
-        let single_step = self.s.rflags & flags::TF != 0;
+        if self.debug_active() {
+            for insn in block.iter() {
+                let (k, go_on) = self.exec_one_debug(bus, insn);
+                n += k;
+                if !go_on {
+                    break;
+                }
+            }
+            return n;
+        }
         for insn in block.iter() {
             let ip = self.s.rip;
             self.s.rip = ip.wrapping_add(u64::from(insn.len)) & insn.ip_mask;
@@ -233,10 +249,6 @@ impl Cpu {
                     self.raise(bus, fault);
                     return n;
                 }
-            }
-            if single_step {
-                self.raise(bus, Fault::SingleStep);
-                return n;
             }
             if self.end_block {
                 return n;

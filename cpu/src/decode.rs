@@ -361,6 +361,8 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
                 }
             }
             _ if instr.op0_register().is_dr() || (op1_is_reg && instr.op1_register().is_dr()) => {
+                // Breakpoints armed or disarmed change how the following code must run.
+                ends = true;
                 if instr.op0_register().is_dr() {
                     misc::mov_dr_r as Handler
                 } else {
@@ -586,8 +588,7 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         }
         M::Int1 => {
             ends = true;
-            i.imm = 1;
-            branch::int_n as Handler
+            branch::icebp as Handler
         }
         M::Into => {
             ends = true;

@@ -37,8 +37,9 @@ pub(crate) enum Fault {
     Exception { vector: u8, error: Option<u32> },
     /// An external interrupt (or NMI) taken between instructions.
     Interrupt(u8),
-    /// The single-step trap after an instruction executed with TF set.
-    SingleStep,
+    /// The debug trap after an instruction (single-step, data or I/O breakpoint): DR6 has
+    /// already been set.
+    DebugTrap,
 }
 
 impl Fault {
@@ -68,7 +69,7 @@ impl Fault {
         match *self {
             Fault::Exception { vector, .. } => vector,
             Fault::Interrupt(v) => v,
-            Fault::SingleStep => vec::DB,
+            Fault::DebugTrap => vec::DB,
         }
     }
 }
@@ -82,8 +83,13 @@ impl Cpu {
     /// the delivery itself faults.
     pub(crate) fn raise(&mut self, bus: &mut dyn Bus, fault: Fault) {
         self.end_block = true;
-        if fault == Fault::SingleStep {
-            self.s.dr[4] |= 1 << 14; // DR6.BS
+        if let Fault::Exception { vector, .. } = fault {
+            // Faults push RF set, so that returning to the instruction does not hit an
+            // instruction breakpoint on it again; a #DB for one is the exception.
+            if vector != vec::DB {
+                self.materialize_flags();
+                self.s.rflags |= flags::RF;
+            }
         }
         let mut current = fault;
         loop {
@@ -91,7 +97,7 @@ impl Cpu {
             let source = match current {
                 Fault::Exception { error, .. } => Source::Exception(error),
                 Fault::Interrupt(_) => Source::External,
-                Fault::SingleStep => Source::Exception(None),
+                Fault::DebugTrap => Source::Exception(None),
             };
             match self.deliver(bus, v, source) {
                 Ok(()) => return,

@@ -13,6 +13,7 @@ pub mod state;
 mod block;
 mod cpu;
 mod cpuid;
+mod debug;
 mod decode;
 mod fault;
 mod flags;

@@ -150,6 +150,10 @@ impl Cpu {
             PageMapping::Rom { host } => host as usize,
             PageMapping::Mmio => return Ok((x.phys, map)),
         };
+        if self.bp.data != 0 && self.page_has_data_bp(lin) {
+            // Accesses to this page must be checked against the data breakpoints.
+            return Ok((x.phys, map));
+        }
         self.tlb.host[i] = host;
         self.tlb.global[i] = x.global;
         let smap = x.user && self.s.cr4 & CR4_SMAP != 0;
@@ -183,6 +187,9 @@ impl Cpu {
     /// Completes an access after `fill`: through the host pointer for RAM and ROM, through
     /// the bus for MMIO. `v` is the value of a write (which returns 0).
     fn access_filled(&mut self, bus: &mut dyn Bus, lin: u64, phys: u64, map: PageMapping, size: u8, v: Option<u64>) -> Result<u64, Fault> {
+        if self.bp.data != 0 {
+            self.check_data_bp(lin, size, v.is_some());
+        }
         let off = (lin % PAGE) as usize;
         let Some(v) = v else {
             return Ok(match map {

@@ -68,3 +68,23 @@ fn task_switch_by_call_iret_and_double_fault_task_gate() {
     assert_eq!(dword(&bus, 0x514) & 0xFFFF, 0x28, "running in the #DF task");
     assert_eq!(cpu.state().tr.selector, 0x28);
 }
+
+fn word(bus: &FlatBus, a: usize) -> u16 {
+    u16::from_le_bytes(bus.ram()[a..a + 2].try_into().unwrap())
+}
+
+#[test]
+fn debug_registers_instruction_data_io_and_general_detect() {
+    let image = include_bytes!("asm/debugregs.bin");
+    let (_, bus) = run(image, 0x7C00);
+    // `target` is at offset 0x28 in the listing of debugregs.asm (`nasm -l`).
+    let target = 0x7C28;
+    assert_eq!(word(&bus, 0x50E), 4, "four #DB");
+    assert_eq!(word(&bus, 0x500), target, "instruction breakpoint is a fault at the instruction");
+    assert_eq!(word(&bus, 0x502) & 0xF, 1, "DR6.B0");
+    assert_eq!(word(&bus, 0x506) & 0xF, 2, "DR6.B1 for the data write");
+    assert_eq!(word(&bus, 0x50A) & 0xF, 4, "DR6.B2 for the I/O port");
+    assert_ne!(word(&bus, 0x50C) & 0x2000, 0, "DR6.BD for general detect");
+    assert!(word(&bus, 0x504) > word(&bus, 0x500), "data breakpoint traps after the write");
+    assert!(word(&bus, 0x508) > word(&bus, 0x504), "I/O breakpoint traps after the OUT");
+}

@@ -205,6 +205,12 @@ pub(crate) fn int_n(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fa
     cpu.soft_interrupt(bus, i.imm as u8)
 }
 
+/// INT1 (ICEBP): a debug trap without the gate-DPL check of INT n.
+pub(crate) fn icebp(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    cpu.end_block = true;
+    cpu.deliver(bus, vec::DB, crate::fault::Source::Exception(None))
+}
+
 pub(crate) fn into(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     if cpu.of() {
         cpu.soft_interrupt(bus, 4)?;

@@ -13,6 +13,9 @@ impl Cpu {
     /// in virtual-8086 mode) the TSS I/O permission bitmap decides.
     #[inline(always)]
     pub(crate) fn check_io(&mut self, bus: &mut dyn Bus, port: u16, size: u8) -> Result<(), Fault> {
+        if self.bp.io != 0 {
+            self.check_io_bp(port, size);
+        }
         if !self.protected() || (!self.vm86() && self.cpl() <= self.iopl()) {
             return Ok(());
         }

@@ -120,33 +120,45 @@ pub(crate) fn invlpg(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(),
     Ok(())
 }
 
-/// Debug register index in `CpuState::dr`: DR4 and DR5 alias DR6 and DR7 (CR4.DE clear).
-fn dr_slot(n: u8) -> Option<usize> {
+/// Debug register index in `CpuState::dr`. DR4 and DR5 alias DR6 and DR7 while CR4.DE is
+/// clear; with it set they are undefined (#UD).
+fn dr_slot(cpu: &Cpu, n: u8) -> Result<usize, Fault> {
     match n {
-        0..=3 => Some(n as usize),
-        4 | 6 => Some(4),
-        5 | 7 => Some(5),
-        _ => None,
+        0..=3 => Ok(n as usize),
+        6 => Ok(4),
+        7 => Ok(5),
+        4 | 5 if cpu.s.cr4 & 8 == 0 => Ok(n as usize),
+        _ => Err(Fault::ud()),
     }
 }
 
 pub(crate) fn mov_dr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
-    let slot = dr_slot(i.r0).ok_or(Fault::ud())?;
-    let v = cpu.reg(i.r1, 4);
+    let slot = dr_slot(cpu, i.r0)?;
+    cpu.general_detect()?;
+    let w = if cpu.bits == 64 { 8 } else { 4 };
+    let v = cpu.reg(i.r1, w);
+    if slot >= 4 && v >> 32 != 0 {
+        return Err(Fault::gp(0));
+    }
     cpu.s.dr[slot] = match slot {
-        4 => v | 0xFFFF_0FF0,
-        5 => (v | 0x400) & !0x2000,
+        4 => (v | 0xFFFF_0FF0) & !0x1000,
+        5 => (v | 0x400) & !0xD800,
         _ => v,
     };
+    if slot == 5 {
+        cpu.refresh_breakpoints();
+    }
     Ok(())
 }
 
 pub(crate) fn mov_r_dr(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
-    let slot = dr_slot(i.r1).ok_or(Fault::ud())?;
+    let slot = dr_slot(cpu, i.r1)?;
+    cpu.general_detect()?;
+    let w = if cpu.bits == 64 { 8 } else { 4 };
     let v = cpu.s.dr[slot];
-    cpu.set_reg(i.r0, 4, v);
+    cpu.set_reg(i.r0, w, v);
     Ok(())
 }
 
@@ -298,7 +310,7 @@ impl Cpu {
             return Err(Fault::gp(0));
         }
         self.s.cr4 = v;
-        self.flush_tlb();
+        self.refresh_breakpoints();
         Ok(())
     }
 
