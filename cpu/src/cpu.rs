@@ -146,6 +146,12 @@ impl Cpu {
         self.blocks.clear();
     }
 
+    /// Signals a non-maskable interrupt (delivered between blocks; held while an NMI handler
+    /// runs, until its IRET).
+    pub fn raise_nmi(&mut self) {
+        self.s.pending.nmi = true;
+    }
+
     pub fn is_halted(&self) -> bool {
         self.s.halted
     }
@@ -211,8 +217,9 @@ impl Cpu {
             self.s.pending.interrupt_shadow = false;
             return !self.s.halted;
         }
-        if self.s.pending.nmi {
+        if self.s.pending.nmi && !self.s.pending.nmi_blocked {
             self.s.pending.nmi = false;
+            self.s.pending.nmi_blocked = true;
             self.s.halted = false;
             self.raise(bus, Fault::Interrupt(2));
             return true;

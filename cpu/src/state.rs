@@ -86,7 +86,11 @@ pub struct PendingEvents {
     /// The instruction just executed was MOV SS, POP SS or STI: interrupts are held off for
     /// one more instruction.
     pub interrupt_shadow: bool,
+    /// An NMI is waiting to be delivered.
     pub nmi: bool,
+    /// An NMI handler is running: further NMIs wait for its IRET.
+    #[serde(default)]
+    pub nmi_blocked: bool,
 }
 
 /// The architectural state of one processor.

@@ -156,6 +156,8 @@ pub(crate) fn retf(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fau
 /// IRET: IP, CS and FLAGS from the stack (real mode here; protected, long and
 /// virtual-8086 mode in `transfer.rs`).
 pub(crate) fn iret(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    // Any IRET ends NMI blocking (even one that faults later, as on hardware).
+    cpu.s.pending.nmi_blocked = false;
     if cpu.vm86() {
         return cpu.iret_vm86(bus, i.osz);
     }
