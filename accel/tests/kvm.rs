@@ -714,6 +714,7 @@ fn assert_round_trip(test: &str, kvm: &mut Kvm, s: &CpuState, tsc_settable: bool
         assert!(gap < TSC_SLACK, "{test}: TSC {:#x} set, {:#x} read", s.tsc, back.tsc);
     }
     let back = CpuState { tsc: s.tsc, ..back };
+    assert_eq!((&back.msr, &back.fpu, &back.sse, back.xcr0, &back.pending), (&s.msr, &s.fpu, &s.sse, s.xcr0, &s.pending), "{test}: MSR/FPU/SSE/XCR0/events");
     assert_eq!(&back, s, "{test}:\nset:\n{}read:\n{}", s.report(), back.report());
     assert_eq!(kvm.halted(), s.halted);
     assert_eq!(kvm.interrupts_enabled(), s.rflags & flags::IF != 0);
@@ -748,7 +749,7 @@ fn state_round_trips() {
         *r = 0x1111_1111_1111_1111u64.wrapping_mul(i as u64 + 1);
     }
     real.rflags = flags::FIXED1 | flags::IF | flags::CF | flags::ZF | flags::DF;
-    real.pending = PendingEvents { interrupt_shadow: true, nmi: false };
+    real.pending = PendingEvents { interrupt_shadow: true, nmi: false, nmi_blocked: false };
     real.halted = true;
     real.tsc = 123_456_789;
     assert_round_trip("real mode", &mut kvm, &real, tsc);
@@ -759,7 +760,7 @@ fn state_round_trips() {
     pm.seg[sreg::GS] = Segment { selector: 0x18, base: 0x0040_0000, limit: 0xFFFFF, attr: 0x4093 };
     pm.cr2 = 0xDEAD_0000;
     pm.dr = [0x1000, 0x2000, 0x3000, 0x4000, 0xFFFF_0FF0, 0x0000_0401];
-    pm.pending = PendingEvents { interrupt_shadow: true, nmi: true };
+    pm.pending = PendingEvents { interrupt_shadow: true, nmi: true, nmi_blocked: false };
     pm.tsc = 1 << 40;
     assert_round_trip("32-bit protected mode", &mut kvm, &pm, tsc);
 

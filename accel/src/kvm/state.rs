@@ -13,9 +13,9 @@
 //! comes back with all attribute bits clear.
 
 use cpu::state::{flags, DescriptorTable, PendingEvents, Segment};
-use cpu::CpuState;
+use cpu::{CpuState, F80};
 use kvm_bindings::{
-    kvm_debugregs, kvm_dtable, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, kvm_vcpu_events, Msrs,
+    kvm_debugregs, kvm_dtable, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs, kvm_vcpu_events, Msrs,
     KVM_VCPUEVENT_VALID_NMI_PENDING, KVM_VCPUEVENT_VALID_SHADOW, KVM_X86_SHADOW_INT_MOV_SS, KVM_X86_SHADOW_INT_STI,
 };
 use kvm_ioctls::VcpuFd;
@@ -153,11 +153,143 @@ pub(super) fn to_kvm_events(s: &CpuState) -> kvm_vcpu_events {
             if s.rflags & flags::IF != 0 { KVM_X86_SHADOW_INT_STI } else { KVM_X86_SHADOW_INT_MOV_SS } as u8;
     }
     e.nmi.pending = s.pending.nmi as u8;
+    e.nmi.masked = s.pending.nmi_blocked as u8;
     e
 }
 
 fn from_kvm_events(e: &kvm_vcpu_events) -> PendingEvents {
-    PendingEvents { interrupt_shadow: e.interrupt.shadow != 0, nmi: e.nmi.pending != 0 || e.nmi.injected != 0 }
+    PendingEvents {
+        interrupt_shadow: e.interrupt.shadow != 0,
+        nmi: e.nmi.pending != 0 || e.nmi.injected != 0,
+        nmi_blocked: e.nmi.masked != 0,
+    }
+}
+
+/// MSR numbers of the named fields of `cpu::Msrs`, read and written as a batch.
+const NAMED_MSRS: [u32; 11] = [
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+    0xC000_0081, // STAR
+    0xC000_0082, // LSTAR
+    0xC000_0083, // CSTAR
+    0xC000_0084, // FMASK
+    0xC000_0102, // KERNEL_GS_BASE
+    0xC000_0103, // TSC_AUX
+    0x277,       // PAT
+    0x1A0,       // MISC_ENABLE
+];
+
+fn named_msr(m: &mut cpu::Msrs, index: u32) -> &mut u64 {
+    match index {
+        0x174 => &mut m.sysenter_cs,
+        0x175 => &mut m.sysenter_esp,
+        0x176 => &mut m.sysenter_eip,
+        0xC000_0081 => &mut m.star,
+        0xC000_0082 => &mut m.lstar,
+        0xC000_0083 => &mut m.cstar,
+        0xC000_0084 => &mut m.fmask,
+        0xC000_0102 => &mut m.kernel_gs_base,
+        0xC000_0103 => &mut m.tsc_aux,
+        0x277 => &mut m.pat,
+        _ => &mut m.misc_enable,
+    }
+}
+
+/// The named MSRs and the MTRRs of `s`, as KVM entries.
+fn msr_entries(s: &CpuState) -> Vec<kvm_msr_entry> {
+    let mut m = s.msr.clone();
+    let mut out: Vec<kvm_msr_entry> =
+        NAMED_MSRS.iter().map(|&index| kvm_msr_entry { index, data: *named_msr(&mut m, index), ..Default::default() }).collect();
+    out.extend(s.msr.mtrr.iter().map(|(&index, &data)| kvm_msr_entry { index, data, ..Default::default() }));
+    out
+}
+
+/// Physical x87 registers and the full tag word from the FXSAVE image KVM keeps (registers in
+/// stack order, abridged tags).
+fn from_kvm_fpu(f: &kvm_fpu, s: &mut CpuState) {
+    let top = (f.fsw >> 11) & 7;
+    let mut ftw = 0u16;
+    for st in 0..8u16 {
+        let phys = ((top + st) & 7) as usize;
+        let b = &f.fpr[st as usize];
+        let signif = u64::from_le_bytes(b[0..8].try_into().unwrap());
+        let sign_exp = u16::from_le_bytes([b[8], b[9]]);
+        s.fpu.regs[phys] = F80 { signif, sign_exp };
+        let tag = if f.ftwx & (1 << phys) == 0 {
+            3
+        } else if sign_exp & 0x7FFF == 0x7FFF || (sign_exp & 0x7FFF != 0 && signif >> 63 == 0) || (sign_exp & 0x7FFF == 0 && signif != 0) {
+            2
+        } else if sign_exp & 0x7FFF == 0 && signif == 0 {
+            1
+        } else {
+            0
+        };
+        ftw |= tag << (2 * phys);
+    }
+    s.fpu.fcw = f.fcw;
+    s.fpu.fsw = f.fsw;
+    s.fpu.ftw = ftw;
+    s.fpu.fop = f.last_opcode;
+    s.fpu.fip = f.last_ip;
+    s.fpu.fdp = f.last_dp;
+    for (k, x) in f.xmm.iter().enumerate() {
+        s.sse.xmm[k] = [u64::from_le_bytes(x[0..8].try_into().unwrap()), u64::from_le_bytes(x[8..16].try_into().unwrap())];
+    }
+    s.sse.mxcsr = f.mxcsr;
+}
+
+/// Loads the x87 and SSE state: through KVM_SET_XSAVE where KVM keeps an XSAVE image (setting
+/// XSTATE_BV's x87 and SSE bits so the values are used, not the init state), else KVM_SET_FPU.
+fn write_fpu(vcpu: &VcpuFd, s: &CpuState) -> Result<(), String> {
+    let f = to_kvm_fpu(s);
+    let Ok(mut x) = vcpu.get_xsave() else {
+        return vcpu.set_fpu(&f).map_err(|e| format!("KVM_SET_FPU: {e}"));
+    };
+    let mut legacy = [0u8; 512];
+    legacy[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+    legacy[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+    legacy[4] = f.ftwx;
+    legacy[6..8].copy_from_slice(&f.last_opcode.to_le_bytes());
+    legacy[8..16].copy_from_slice(&f.last_ip.to_le_bytes());
+    legacy[16..24].copy_from_slice(&f.last_dp.to_le_bytes());
+    legacy[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
+    // MXCSR_MASK is read-only: keep KVM's.
+    let mask_word = x.region[7];
+    for k in 0..8 {
+        legacy[32 + 16 * k..48 + 16 * k].copy_from_slice(&f.fpr[k]);
+    }
+    for k in 0..16 {
+        legacy[160 + 16 * k..176 + 16 * k].copy_from_slice(&f.xmm[k]);
+    }
+    for (k, w) in legacy.chunks(4).enumerate() {
+        x.region[k] = u32::from_le_bytes(w.try_into().unwrap());
+    }
+    x.region[7] = mask_word;
+    // XSTATE_BV (bytes 512..520): x87 and SSE state present.
+    x.region[128] |= 3;
+    // SAFETY: `x` came from KVM_GET_XSAVE on this vCPU, so its XSTATE header describes only
+    // components the kernel itself sized within the 4 KiB region.
+    unsafe { vcpu.set_xsave(&x) }.map_err(|e| format!("KVM_SET_XSAVE: {e}"))
+}
+
+fn to_kvm_fpu(s: &CpuState) -> kvm_fpu {
+    let mut f = kvm_fpu { fcw: s.fpu.fcw, fsw: s.fpu.fsw, last_opcode: s.fpu.fop, last_ip: s.fpu.fip, last_dp: s.fpu.fdp, mxcsr: s.sse.mxcsr, ..Default::default() };
+    let top = (s.fpu.fsw >> 11) & 7;
+    for st in 0..8u16 {
+        let phys = ((top + st) & 7) as usize;
+        let r = s.fpu.regs[phys];
+        f.fpr[st as usize][0..8].copy_from_slice(&r.signif.to_le_bytes());
+        f.fpr[st as usize][8..10].copy_from_slice(&r.sign_exp.to_le_bytes());
+        if (s.fpu.ftw >> (2 * phys)) & 3 != 3 {
+            f.ftwx |= 1 << phys;
+        }
+    }
+    for (k, x) in s.sse.xmm.iter().enumerate() {
+        f.xmm[k][0..8].copy_from_slice(&x[0].to_le_bytes());
+        f.xmm[k][8..16].copy_from_slice(&x[1].to_le_bytes());
+    }
+    f
 }
 
 pub(super) fn to_kvm_debugregs(s: &CpuState) -> kvm_debugregs {
@@ -186,6 +318,32 @@ pub(super) fn read(vcpu: &VcpuFd) -> Result<CpuState, String> {
     }
     let ev = vcpu.get_vcpu_events().map_err(|e| format!("KVM_GET_VCPU_EVENTS: {e}"))?;
     s.pending = from_kvm_events(&ev);
+    // The named MSRs and whatever MTRRs KVM keeps; KVM stops at the first one it does not
+    // know, which leaves that field and those after it at their power-on values.
+    let mtrr_indices: Vec<u32> = [0x2FF, 0x250, 0x258, 0x259].into_iter().chain(0x268..=0x26F).chain(0x200..0x210).collect();
+    let mut want: Vec<kvm_msr_entry> = NAMED_MSRS.iter().chain(mtrr_indices.iter()).map(|&index| kvm_msr_entry { index, ..Default::default() }).collect();
+    let mut batch = Msrs::from_entries(&want).map_err(|e| format!("MSR list: {e:?}"))?;
+    let n = vcpu.get_msrs(&mut batch).map_err(|e| format!("KVM_GET_MSRS: {e}"))?;
+    want.truncate(n);
+    for e in &batch.as_slice()[..n] {
+        if NAMED_MSRS.contains(&e.index) {
+            *named_msr(&mut s.msr, e.index) = e.data;
+        } else if e.data != 0 {
+            s.msr.mtrr.insert(e.index, e.data);
+        }
+    }
+    let fpu = vcpu.get_fpu().map_err(|e| format!("KVM_GET_FPU: {e}"))?;
+    from_kvm_fpu(&fpu, &mut s);
+    if let Ok(x) = vcpu.get_xsave() {
+        // The XSAVE image is authoritative where KVM keeps one (KVM_GET_FPU may not report
+        // MXCSR from it): its legacy area has the FXSAVE layout.
+        s.sse.mxcsr = x.region[6];
+    }
+    if let Ok(x) = vcpu.get_xcrs() {
+        if let Some(x0) = x.xcrs[..x.nr_xcrs as usize].iter().find(|x| x.xcr == 0) {
+            s.xcr0 = x0.value;
+        }
+    }
     Ok(s)
 }
 
@@ -203,6 +361,13 @@ pub(super) fn write(vcpu: &VcpuFd, s: &CpuState) -> Result<(), String> {
         Err(e) => return Err(format!("KVM_SET_MSRS (IA32_TSC): {e}")),
     }
     vcpu.set_vcpu_events(&to_kvm_events(s)).map_err(|e| format!("KVM_SET_VCPU_EVENTS: {e}"))?;
+    let entries = msr_entries(s);
+    let batch = Msrs::from_entries(&entries).map_err(|e| format!("MSR list: {e:?}"))?;
+    let n = vcpu.set_msrs(&batch).map_err(|e| format!("KVM_SET_MSRS: {e}"))?;
+    if n < entries.len() {
+        tracing::debug!("KVM refused MSR {:#x}; it and the MSRs after it keep KVM's values", entries[n].index);
+    }
+    write_fpu(vcpu, s)?;
     Ok(())
 }
 
