@@ -29,6 +29,8 @@ pub(crate) struct Breakpoints {
     pub data_rw: u8,
     /// Bit n: DRn is an enabled I/O breakpoint (CR4.DE).
     pub io: u8,
+    /// Any of the above.
+    pub any: bool,
 }
 
 impl Cpu {
@@ -50,6 +52,7 @@ impl Cpu {
                 _ => {}
             }
         }
+        b.any = b.exec | b.data | b.io != 0;
         self.bp = b;
         self.flush_tlb();
     }
@@ -57,7 +60,7 @@ impl Cpu {
     /// Whether instructions must run one at a time with debug checks.
     #[inline(always)]
     pub(crate) fn debug_active(&self) -> bool {
-        self.s.rflags & (flags::TF | flags::RF) != 0 || self.bp.exec != 0 || self.bp.data != 0 || self.bp.io != 0
+        self.s.rflags & (flags::TF | flags::RF) != 0 || self.bp.any
     }
 
     fn bp_len(&self, n: usize) -> u64 {
