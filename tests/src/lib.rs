@@ -157,13 +157,13 @@ pub fn kvm_has_hardware_virtualization() -> bool {
 }
 
 /// The parts of `CpuState` that two backends must agree on after the same program:
-/// general registers, RIP, RFLAGS, segment selectors. Returns the differences, one per line.
+/// general registers, RIP, RFLAGS, segment selectors and bases. Returns the differences, one
+/// per line.
 ///
 /// Left out, and why:
-/// - segment bases, limits and attributes: in real mode the base follows from the selector
-///   (checked through the selector), while the hidden limit and attribute bits are reported
-///   differently by KVM (accessed bits, the "unusable" convention) without any effect on
-///   real-mode code;
+/// - segment limits and attributes: KVM reports the hidden attribute bits its own way
+///   (accessed bits, the "unusable" convention), and neither has any effect on real-mode code
+///   that never leaves 64 KiB segments;
 /// - descriptor tables, control, debug and model-specific registers, TSC: the ROMs never
 ///   change them, and KVM reports host-dependent values for some (CR0.ET, TSC);
 /// - `halted` and pending events: a ROM ends by writing the exit port, not halted;
@@ -189,6 +189,9 @@ pub fn state_differences(a: &CpuState, b: &CpuState) -> Vec<String> {
     for (i, name) in sreg::NAMES.iter().enumerate() {
         if a.seg[i].selector != b.seg[i].selector {
             out.push(format!("{name}: {:#06x} vs {:#06x}", a.seg[i].selector, b.seg[i].selector));
+        }
+        if a.seg[i].base != b.seg[i].base {
+            out.push(format!("{name} base: {:#x} vs {:#x}", a.seg[i].base, b.seg[i].base));
         }
     }
     out

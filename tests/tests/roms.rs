@@ -8,7 +8,7 @@
 //!   console alike.
 //! - `interp_vs_kvm::<rom>`: the interpreter against KVM: same serial and debug console output,
 //!   same ending, and for the programs whose end state does not depend on timing (hello,
-//!   exceptions, arith) the same registers, flags and selectors (see
+//!   exceptions, arith) the same registers, flags, selectors and segment bases (see
 //!   `tests::state_differences` for what is left out and why). Skipped, saying why, where
 //!   KVM cannot be used. On a host whose KVM lacks hardware virtualization (a paravirtual
 //!   KVM such as PVM), real mode runs in the host kernel's instruction emulator, which cannot
