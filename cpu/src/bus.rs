@@ -8,7 +8,8 @@ pub enum PageMapping {
     /// Ordinary RAM: `host` points at the first byte of the page and stays valid until the bus
     /// reports a memory-map change (see [`Bus::map_generation`]).
     Ram { host: *mut u8 },
-    /// Read-only memory: reads come from `host`, writes are dropped as on a real ROM.
+    /// Mapped for reads only (a ROM, or RAM the chipset write-protects): reads come from
+    /// `host`; writes go to `mmio_write`, where the board decides what they do.
     Rom { host: *const u8 },
     /// Device memory, or nothing: every access goes through `mmio_read`/`mmio_write`.
     Mmio,

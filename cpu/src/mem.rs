@@ -208,7 +208,8 @@ impl Cpu {
                 write_host(h + off, size, v);
             }
             PageMapping::Rom { .. } => {
-                tracing::trace!(lin = format_args!("{lin:#x}"), "write to ROM dropped");
+                // Read-only to the CPU; the board decides (shadow RAM takes it, ROM drops it).
+                bus.mmio_write(phys, size, mask(v, size));
             }
             PageMapping::Mmio => {
                 bus.mmio_write(phys, size, mask(v, size));
@@ -350,8 +351,7 @@ impl Cpu {
                 }
                 write_host(h + (paddr % PAGE) as usize, size, v);
             }
-            PageMapping::Rom { .. } => {}
-            PageMapping::Mmio => bus.mmio_write(paddr, size, v),
+            PageMapping::Rom { .. } | PageMapping::Mmio => bus.mmio_write(paddr, size, v),
         }
     }
 

@@ -212,7 +212,13 @@ impl Machine {
     pub fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
         match self.mmio_find(addr) {
             Some((d, off)) => self.with_device(d, |d, cx| d.mmio_write(off, size, value, cx)),
-            None => tracing::trace!(addr = format_args!("{addr:#x}"), size, value, "write to unassigned memory"),
+            None => {
+                // A write to a read-only mapping: shadow RAM takes it if the chipset says so.
+                let bytes = value.to_le_bytes();
+                if !self.memory.write_shadow(addr, &bytes[..size as usize]) {
+                    tracing::trace!(addr = format_args!("{addr:#x}"), size, value, "write to ROM or unassigned memory");
+                }
+            }
         }
     }
 

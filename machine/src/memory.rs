@@ -29,10 +29,13 @@ pub enum MemoryError {
     Alloc(String),
 }
 
-/// What backs one guest-physical region.
+/// How a guest-physical region is mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegionKind {
+    /// Read-write RAM.
     Ram,
+    /// Mapped for reads only: the BIOS image, or RAM that the chipset made read-only (PAM).
+    /// Writes go to the board as MMIO writes ([`Memory::write_shadow`] decides what they do).
     Rom,
 }
 
@@ -49,12 +52,40 @@ pub struct Region {
 // the machine; moving the descriptor to a vCPU thread does not change who owns them.
 unsafe impl Send for Region {}
 
+/// Start of the chipset-shadowed area (PAM, Intel 82441FX datasheet 3.2.18).
+pub const PAM_START: u64 = 0xC_0000;
+/// The 13 PAM segments: twelve 16 KiB ones from 0xC0000 to 0xEFFFF, then 64 KiB at 0xF0000.
+pub const PAM_SEGMENTS: usize = 13;
+
+/// Where reads and writes of one PAM segment go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PamMode {
+    /// Reads come from RAM (else from the ROM side: the BIOS image, or nothing).
+    pub read_ram: bool,
+    /// Writes go to RAM (else they are dropped).
+    pub write_ram: bool,
+}
+
+fn pam_segment(addr: u64) -> Option<(usize, u64, u64)> {
+    match addr {
+        0xC_0000..=0xE_FFFF => {
+            let k = ((addr - PAM_START) / 0x4000) as usize;
+            Some((k, PAM_START + k as u64 * 0x4000, 0x4000))
+        }
+        0xF_0000..=0xF_FFFF => Some((12, 0xF_0000, 0x1_0000)),
+        _ => None,
+    }
+}
+
 pub struct Memory {
     ram: GuestMemoryMmap<()>,
     ram_size: u64,
     /// The BIOS image, page aligned so it can back a memory slot.
     bios: PageBox,
     a20: bool,
+    pam: [PamMode; PAM_SEGMENTS],
+    /// The current map, in address order; rebuilt when PAM changes.
+    map: Vec<Region>,
     generation: u64,
     /// Physical pages written by someone other than the CPU (loaders, DMA) since the CPU last
     /// asked, so it can drop code it decoded from them.
@@ -82,7 +113,18 @@ impl Memory {
         let ram = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| MemoryError::Alloc(e.to_string()))?;
         let mut bios = PageBox::new(len);
         bios.as_mut_slice().copy_from_slice(bios_image);
-        Ok(Memory { ram, ram_size, bios, a20: true, generation: 0, written: Vec::new() })
+        let mut m = Memory {
+            ram,
+            ram_size,
+            bios,
+            a20: true,
+            pam: [PamMode::default(); PAM_SEGMENTS],
+            map: Vec::new(),
+            generation: 0,
+            written: Vec::new(),
+        };
+        m.rebuild();
+        Ok(m)
     }
 
     pub fn ram_size(&self) -> u64 {
@@ -113,6 +155,18 @@ impl Memory {
         }
     }
 
+    pub fn pam(&self) -> [PamMode; PAM_SEGMENTS] {
+        self.pam
+    }
+
+    /// Sets how the chipset routes one PAM segment.
+    pub fn set_pam(&mut self, segment: usize, mode: PamMode) {
+        if segment < PAM_SEGMENTS && self.pam[segment] != mode {
+            self.pam[segment] = mode;
+            self.rebuild();
+        }
+    }
+
     /// Changes whenever an earlier page lookup may have become stale.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -131,53 +185,83 @@ impl Memory {
         0x10_0000 - (self.bios.len as u64).min(LOW_BIOS_WINDOW)
     }
 
+    fn ram_host(&self, a: u64) -> *mut u8 {
+        self.ram.get_host_address(GuestAddress(a)).expect("address is in RAM")
+    }
+
+    fn bios_host(&self, offset: u64) -> *mut u8 {
+        self.bios.ptr.wrapping_add(offset as usize)
+    }
+
+    /// Recomputes the map from the RAM size, the BIOS size and the PAM settings.
+    fn rebuild(&mut self) {
+        let mut out: Vec<Region> = Vec::new();
+        let mut push = |r: Region| {
+            // Merge with the previous region when contiguous in both spaces.
+            if let Some(p) = out.last_mut() {
+                if p.kind == r.kind && p.guest + p.size == r.guest && p.host.wrapping_add(p.size as usize) == r.host {
+                    p.size += r.size;
+                    return;
+                }
+            }
+            out.push(r);
+        };
+        let low = self.low_ram_size();
+        push(Region { guest: 0, size: low.min(VGA_WINDOW), host: self.ram_host(0), kind: RegionKind::Ram });
+        let blen = self.bios.len as u64;
+        let bios_low = self.low_bios_start();
+        let mut a = PAM_START;
+        while a < 0x10_0000 {
+            let (k, start, size) = pam_segment(a).expect("inside the PAM area");
+            let mode = self.pam[k];
+            if mode.read_ram {
+                let kind = if mode.write_ram { RegionKind::Ram } else { RegionKind::Rom };
+                push(Region { guest: start, size, host: self.ram_host(start), kind });
+            } else if start + size > bios_low {
+                // The ROM side: the part of the segment the BIOS image covers.
+                let from = start.max(bios_low);
+                let off = blen - (0x10_0000 - from);
+                push(Region { guest: from, size: start + size - from, host: self.bios_host(off), kind: RegionKind::Rom });
+            }
+            a = start + size;
+        }
+        if low > 0x10_0000 {
+            push(Region { guest: 0x10_0000, size: low - 0x10_0000, host: self.ram_host(0x10_0000), kind: RegionKind::Ram });
+        }
+        push(Region { guest: FOUR_GIB - blen, size: blen, host: self.bios.ptr, kind: RegionKind::Rom });
+        if self.ram_size > low {
+            push(Region { guest: HIGH_RAM_START, size: self.ram_size - low, host: self.ram_host(HIGH_RAM_START), kind: RegionKind::Ram });
+        }
+        self.map = out;
+        self.generation += 1;
+    }
+
     /// The directly mapped regions, in address order. Everything not listed is device memory.
     pub fn regions(&self) -> Vec<Region> {
-        let mut out = Vec::new();
-        let host = |a: u64| self.ram.get_host_address(GuestAddress(a)).expect("address is in RAM");
-        let low = self.low_ram_size();
-        out.push(Region { guest: 0, size: low.min(VGA_WINDOW), host: host(0), kind: RegionKind::Ram });
-        let bios_low = self.low_bios_start();
-        if low > VGA_WINDOW_END {
-            let end = low.min(bios_low);
-            out.push(Region { guest: VGA_WINDOW_END, size: end - VGA_WINDOW_END, host: host(VGA_WINDOW_END), kind: RegionKind::Ram });
-        }
-        let blen = self.bios.len as u64;
-        out.push(Region {
-            guest: bios_low,
-            size: 0x10_0000 - bios_low,
-            host: unsafe_offset(self.bios.ptr, blen - (0x10_0000 - bios_low)),
-            kind: RegionKind::Rom,
-        });
-        if low > 0x10_0000 {
-            out.push(Region { guest: 0x10_0000, size: low - 0x10_0000, host: host(0x10_0000), kind: RegionKind::Ram });
-        }
-        out.push(Region { guest: FOUR_GIB - blen, size: blen, host: self.bios.ptr, kind: RegionKind::Rom });
-        if self.ram_size > low {
-            out.push(Region { guest: HIGH_RAM_START, size: self.ram_size - low, host: host(HIGH_RAM_START), kind: RegionKind::Ram });
-        }
-        out
+        self.map.clone()
     }
 
     /// Where the page holding `paddr` (after the A20 gate) lives: a host pointer to the page
-    /// start and whether it is ROM, or `None` for device memory.
+    /// start and how it is mapped, or `None` for device memory.
     pub fn page(&self, paddr: u64) -> Option<(*mut u8, RegionKind)> {
         let p = self.a20_mask(paddr) & !(PAGE_SIZE - 1);
-        let low = self.low_ram_size();
-        let blen = self.bios.len as u64;
-        if p < low.min(VGA_WINDOW) || (p >= VGA_WINDOW_END && p < low.min(self.low_bios_start())) || (p >= 0x10_0000 && p < low) {
-            return Some((self.ram.get_host_address(GuestAddress(p)).ok()?, RegionKind::Ram));
+        let i = self.map.partition_point(|r| r.guest <= p);
+        let r = self.map.get(i.checked_sub(1)?)?;
+        (p - r.guest < r.size).then(|| (r.host.wrapping_add((p - r.guest) as usize), r.kind))
+    }
+
+    /// A write the guest made to a read-only mapping (an MMIO write the board did not claim):
+    /// lands in RAM where the chipset routes writes of that PAM segment to RAM, else is
+    /// dropped, as a write to ROM is. Returns whether it was taken.
+    pub fn write_shadow(&mut self, paddr: u64, data: &[u8]) -> bool {
+        let p = self.a20_mask(paddr);
+        match pam_segment(p) {
+            Some((k, _, _)) if self.pam[k].write_ram => {
+                self.write_ram(p, data);
+                true
+            }
+            _ => false,
         }
-        if (self.low_bios_start()..0x10_0000).contains(&p) {
-            return Some((unsafe_offset(self.bios.ptr, blen - (0x10_0000 - p)), RegionKind::Rom));
-        }
-        if p >= FOUR_GIB - blen && p < FOUR_GIB {
-            return Some((unsafe_offset(self.bios.ptr, p - (FOUR_GIB - blen)), RegionKind::Rom));
-        }
-        if p >= HIGH_RAM_START && p < HIGH_RAM_START + (self.ram_size - low) {
-            return Some((self.ram.get_host_address(GuestAddress(p)).ok()?, RegionKind::Ram));
-        }
-        None
     }
 
     /// Reads guest-physical memory for firmware loading, DMA and debuggers; bytes outside RAM
@@ -193,14 +277,19 @@ impl Memory {
         }
     }
 
-    /// Writes guest RAM (loaders, DMA); writes to ROM and device memory are dropped.
+    /// Writes guest memory as a bus master would (loaders, DMA): RAM takes it, read-only
+    /// mappings follow the chipset's routing, device memory drops it.
     pub fn write(&mut self, paddr: u64, data: &[u8]) {
         self.note_written(paddr, data.len());
         for (i, &b) in data.iter().enumerate() {
             let a = paddr.wrapping_add(i as u64);
-            if let Some((host, RegionKind::Ram)) = self.page(a) {
+            match self.page(a) {
                 // SAFETY: as in `read`; RAM pages are writable.
-                unsafe { *host.add((a & (PAGE_SIZE - 1)) as usize) = b };
+                Some((host, RegionKind::Ram)) => unsafe { *host.add((a & (PAGE_SIZE - 1)) as usize) = b },
+                Some((_, RegionKind::Rom)) => {
+                    self.write_shadow(a, &[b]);
+                }
+                None => {}
             }
         }
     }
@@ -228,10 +317,6 @@ impl Memory {
     pub fn take_written(&mut self, out: &mut Vec<u64>) {
         out.append(&mut self.written);
     }
-}
-
-fn unsafe_offset(p: *mut u8, off: u64) -> *mut u8 {
-    p.wrapping_add(off as usize)
 }
 
 /// A page-aligned, zeroed heap buffer.
@@ -277,6 +362,30 @@ mod tests {
     }
 
     #[test]
+    fn pam_routes_reads_and_writes() {
+        let mut m = Memory::new(2 << 20, &bios(128 * 1024)).unwrap();
+        let mut b = [0u8; 1];
+        m.read(0xF_0000, &mut b);
+        assert_eq!(b[0], 16, "power-on: the BIOS image");
+        m.read(0xC_0000, &mut b);
+        assert_eq!(b[0], 0xFF, "power-on: nothing at 0xC0000");
+        // Write RAM, read ROM: SeaBIOS copying itself to shadow RAM.
+        m.set_pam(12, PamMode { read_ram: false, write_ram: true });
+        m.write(0xF_0000, &[0xAB]);
+        m.read(0xF_0000, &mut b);
+        assert_eq!(b[0], 16, "still reading ROM");
+        m.set_pam(12, PamMode { read_ram: true, write_ram: false });
+        m.read(0xF_0000, &mut b);
+        assert_eq!(b[0], 0xAB, "reading the shadow copy");
+        m.write(0xF_0000, &[0xCD]);
+        m.read(0xF_0000, &mut b);
+        assert_eq!(b[0], 0xAB, "write-protected shadow");
+        assert_eq!(m.page(0xF_0000).unwrap().1, RegionKind::Rom);
+        m.set_pam(0, PamMode { read_ram: true, write_ram: true });
+        assert_eq!(m.page(0xC_0000).unwrap().1, RegionKind::Ram);
+    }
+
+    #[test]
     fn bios_is_mapped_high_and_low() {
         let m = Memory::new(16 << 20, &bios(256 * 1024)).unwrap();
         let mut b = [0u8; 1];
@@ -290,7 +399,7 @@ mod tests {
         m.read(0xF_0000, &mut b);
         assert_eq!(b[0], 0);
         m.read(0xE_0000, &mut b);
-        assert_eq!(b[0], 0, "below a 64 KiB image is RAM");
+        assert_eq!(b[0], 0xFF, "below a 64 KiB image is nothing until the chipset maps RAM there");
     }
 
     #[test]
