@@ -8,6 +8,7 @@ const MAX_BASIC: u32 = 0x7;
 const MAX_EXT: u32 = 0x8000_0008;
 
 // Leaf 1 EDX.
+const FPU: u32 = 1;
 const PSE: u32 = 1 << 3;
 const TSC: u32 = 1 << 4;
 const MSR: u32 = 1 << 5;
@@ -53,7 +54,7 @@ impl Cpu {
             }
             // Family 6, model 15, stepping 1. EBX: CLFLUSH line size 8 (64 bytes), one
             // logical processor.
-            1 => [0x0000_06F1, (8 << 8) | (1 << 16), CX16 | MOVBE | POPCNT, PSE | TSC | MSR | PAE | CX8 | SEP | MTRR | PGE | CMOV | PAT | PSE36 | CLFSH],
+            1 => [0x0000_06F1, (8 << 8) | (1 << 16), CX16 | MOVBE | POPCNT, FPU | PSE | TSC | MSR | PAE | CX8 | SEP | MTRR | PGE | CMOV | PAT | PSE36 | CLFSH],
             7 if sub == 0 => [0, BMI1 | SMEP | BMI2 | ADX | SMAP, 0, 0],
             0x8000_0000 => [MAX_EXT, 0, 0, 0],
             0x8000_0001 => [0, 0, LAHF_LM | ABM, SYSCALL | NX | RDTSCP | LM],

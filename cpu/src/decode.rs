@@ -714,7 +714,6 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         }
         M::Lfence | M::Sfence | M::Mfence | M::Clflush => ops::nop as Handler,
         M::Invd | M::Wbinvd => misc::cache_control as Handler,
-        _ if is_x87(instr) => ops::nop as Handler,
         _ => {
             tracing::debug!("no handler for {:?}: #UD", code);
             undefined = true;
@@ -730,13 +729,6 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
     }
     i.exec = h;
     i.ends_block = ends || undefined;
-}
-
-/// An ESC (D8-DF) instruction: with no coprocessor present (CR0.EM clear, no FPU), they do
-/// nothing, as on an 8086 or 286 without a coprocessor.
-fn is_x87(instr: &Instruction) -> bool {
-    let oc = instr.op_code();
-    oc.table() == iced_x86::OpCodeTableKind::Normal && (0xD8..=0xDF).contains(&oc.op_code())
 }
 
 fn src_size(instr: &Instruction) -> u64 {
