@@ -13,7 +13,7 @@ use util::{pattern, qemu_img, qemu_ok, s, TempDir, MIB};
 /// names `blame`, and leaves every image in `untouched` byte for byte as it was.
 fn refused(p: &Path, blame: &Path, untouched: &[&Path], want: fn(&BlockError) -> bool) -> String {
     let before: Vec<Vec<u8>> = untouched.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    let err = match block::open(p, &OpenOptions::default()) {
+    let err = match util::open_when_free(p, &OpenOptions::default()) {
         Ok(_) => panic!("{} opened", p.display()),
         Err(e) => e,
     };
@@ -258,7 +258,8 @@ fn qcow2_damaged_headers_and_tables() {
     let dir = TempDir::new("qcow2-bad");
     let p = qcow2(&dir, "q.qcow2");
     let good = read(&p, 0, 512);
-    let cases: [(&str, u64, Vec<u8>, fn(&BlockError) -> bool); 6] = [
+    type Case = (&'static str, u64, Vec<u8>, fn(&BlockError) -> bool);
+    let cases: [Case; 6] = [
         ("version 7", 4, 7u32.to_be_bytes().to_vec(), |e| matches!(e, BlockError::Malformed { .. })),
         ("cluster bits 30", 20, 30u32.to_be_bytes().to_vec(), |e| matches!(e, BlockError::Malformed { .. })),
         ("L1 table past the end", 40, (1u64 << 40).to_be_bytes().to_vec(), |e| matches!(e, BlockError::Truncated { .. })),

@@ -2,7 +2,7 @@
 //! it has nothing to run).
 #![allow(dead_code)]
 
-use machine::block::BlockDevice;
+use machine::block::{self, BlockDevice, BlockError, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,6 +14,18 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
         let p = std::env::temp_dir().join(format!("ferrite-{name}-{}-{:x}", std::process::id(), Rng::seeded().next()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// On a memory file system where there is one (fsync costs nothing there): for tests
+    /// that write thousands of images and do not test durability.
+    pub fn in_memory(name: &str) -> TempDir {
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() {
+            return TempDir::new(name);
+        }
+        let p = shm.join(format!("ferrite-{name}-{}-{:x}", std::process::id(), Rng::seeded().next()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -43,6 +55,7 @@ impl Rng {
         Rng::new(t ^ std::process::id() as u64)
     }
 
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -143,3 +156,15 @@ pub fn assert_disk_is(disk: &mut dyn BlockDevice, model: &[u8]) {
     }
 }
 
+
+/// `block::open`, waiting out a lock briefly: a process another test thread is starting holds
+/// copies of every descriptor (our lock descriptors too) between its fork and its exec.
+pub fn open_when_free(path: &Path, opts: &OpenOptions) -> Result<Box<dyn BlockDevice>, BlockError> {
+    for _ in 0..100 {
+        match block::open(path, opts) {
+            Err(BlockError::Locked { .. }) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            r => return r,
+        }
+    }
+    block::open(path, opts)
+}

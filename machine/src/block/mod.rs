@@ -413,6 +413,11 @@ pub(crate) fn sync_data(file: &File, path: &Path) -> Result<(), BlockError> {
     file.sync_data().map_err(io_err(path, "flush"))
 }
 
+/// Whether `len` bytes from `start` end at or before `limit` (no overflow).
+pub(crate) fn ends_within(start: u64, len: u64, limit: u64) -> bool {
+    matches!(start.checked_add(len), Some(end) if end <= limit)
+}
+
 /// Refuses an access outside `[0, size)`.
 pub(crate) fn check_range(path: &Path, offset: u64, len: usize, size: u64) -> Result<(), BlockError> {
     match offset.checked_add(len as u64) {

@@ -15,7 +15,7 @@ use imago::raw::Raw;
 use imago::{DenyImplicitOpenGate, FormatAccess, FormatCreateBuilder, FormatDriverBuilder, Storage, StorageCreateOptions, StorageOpenOptions};
 
 use super::lock::{ImageLock, LockMode};
-use super::{check_range, file_id, file_len, image_dir, io_err, read_exact_at, relative_path, BlockDevice, BlockError, CheckReport, Format};
+use super::{check_range, ends_within, file_id, file_len, image_dir, io_err, read_exact_at, relative_path, BlockDevice, BlockError, CheckReport, Format};
 
 pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 const EXT_END: u32 = 0;
@@ -36,6 +36,10 @@ struct Header {
     cluster_size: u64,
     l1_size: u64,
     l1_offset: u64,
+    rt_offset: u64,
+    rt_clusters: u64,
+    refcount_bits: u64,
+    snapshots: u32,
     backing: Option<String>,
     backing_format: Option<String>,
 }
@@ -81,6 +85,10 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<Header, BlockError>
     let rt_offset = be64(&b, 48);
     let rt_clusters = be32(&b, 56) as u64;
     let (incompat, header_len) = if version == 3 { (be64(&b, 72), be32(&b, 100) as u64) } else { (0, 72) };
+    let refcount_order = if version == 3 { be32(&b, 96) } else { 4 };
+    if refcount_order > 6 {
+        return Err(malformed(path, format!("refcount width 2^{refcount_order} bits (at most 64)")));
+    }
     if incompat & INCOMPAT_DIRTY != 0 {
         return Err(malformed(path, "marked dirty (its refcounts may be wrong after a crash); repair it with `qemu-img check -r all`".into()));
     }
@@ -152,12 +160,46 @@ fn read_header(file: &File, path: &Path, len: u64) -> Result<Header, BlockError>
         }
         at += 8 + elen.next_multiple_of(8);
     }
-    Ok(Header { version, cluster_size: cs, l1_size, l1_offset, backing, backing_format })
+    Ok(Header {
+        version,
+        cluster_size: cs,
+        l1_size,
+        l1_offset,
+        rt_offset,
+        rt_clusters,
+        refcount_bits: 1 << refcount_order,
+        snapshots: be32(&b, 60),
+        backing,
+        backing_format,
+    })
 }
 
-/// Checks that every L2 entry points inside the file; returns the bytes of data clusters.
-fn scan_l2(file: &File, path: &Path, len: u64, h: &Header) -> Result<u64, BlockError> {
+/// What a walk over all the tables found.
+struct Scan {
+    /// Bytes of guest data clusters.
+    allocated: u64,
+    warnings: Vec<String>,
+}
+
+/// Walks every L2 table (each entry must point inside the file) and, with `refcounts`,
+/// recounts how often each cluster is used and compares with the stored refcounts: a cluster
+/// used more often than counted would be handed out again and overwritten, so that is an
+/// error; counted but unused (leaked) clusters are only a warning.
+fn scan(file: &File, path: &Path, len: u64, h: &Header, refcounts: bool) -> Result<Scan, BlockError> {
     let cs = h.cluster_size;
+    let cluster_bits = cs.trailing_zeros() as u64;
+    let clusters = len.div_ceil(cs);
+    let mut used = if refcounts { vec![0u32; clusters as usize] } else { Vec::new() };
+    let use_range = |used: &mut Vec<u32>, at: u64, bytes: u64| {
+        if refcounts && bytes > 0 {
+            for c in at / cs..=((at + bytes - 1) / cs).min(clusters.saturating_sub(1)) {
+                used[c as usize] = used[c as usize].saturating_add(1);
+            }
+        }
+    };
+    use_range(&mut used, 0, cs);
+    use_range(&mut used, h.l1_offset, h.l1_size * 8);
+    use_range(&mut used, h.rt_offset, h.rt_clusters * cs);
     let mut l1 = vec![0u8; (h.l1_size * 8) as usize];
     read_exact_at(file, path, &mut l1, h.l1_offset)?;
     let mut allocated = 0u64;
@@ -167,11 +209,20 @@ fn scan_l2(file: &File, path: &Path, len: u64, h: &Header) -> Result<u64, BlockE
         if l2_off == 0 {
             continue;
         }
+        use_range(&mut used, l2_off, cs);
         read_exact_at(file, path, &mut l2, l2_off)?;
         for (j, d) in l2.chunks_exact(8).enumerate() {
             let d = u64::from_be_bytes(d.try_into().expect("8 bytes"));
             if d & (1 << 62) != 0 {
-                // Compressed: the offset field is packed differently; imago checks it on use.
+                // Compressed: offset and sector count share the low 62 bits.
+                let x = 62 - (cluster_bits - 8);
+                let off = d & ((1 << x) - 1);
+                let sectors = ((d >> x) & ((1 << (cluster_bits - 8)) - 1)) + 1;
+                let end = (off & !511) + sectors * 512;
+                if off >= len || end > len.next_multiple_of(512) {
+                    return Err(BlockError::Truncated { path: path.into(), what: format!("L2 table {i}, entry {j}: compressed data at {off} lies past the end of the file ({len} bytes)") });
+                }
+                use_range(&mut used, off, end - off);
                 allocated += cs;
                 continue;
             }
@@ -179,16 +230,66 @@ fn scan_l2(file: &File, path: &Path, len: u64, h: &Header) -> Result<u64, BlockE
             if off == 0 {
                 continue;
             }
-            if off % cs != 0 || off.checked_add(cs).map_or(true, |end| end > len.next_multiple_of(cs)) {
+            if off % cs != 0 || !ends_within(off, cs, len.next_multiple_of(cs)) {
                 return Err(BlockError::Truncated {
                     path: path.into(),
                     what: format!("L2 table {i} (at offset {l2_off}), entry {j}, points to a data cluster at {off}, past the end of the file ({len} bytes)"),
                 });
             }
+            use_range(&mut used, off, cs);
             allocated += cs;
         }
     }
-    Ok(allocated)
+    let mut warnings = Vec::new();
+    if !refcounts {
+        return Ok(Scan { allocated, warnings });
+    }
+    if h.snapshots != 0 {
+        warnings.push(format!("{} internal snapshots: their clusters were not recounted", h.snapshots));
+        return Ok(Scan { allocated, warnings });
+    }
+    let mut rt = vec![0u8; (h.rt_clusters * cs) as usize];
+    read_exact_at(file, path, &mut rt, h.rt_offset)?;
+    let rt: Vec<u64> = rt.chunks_exact(8).map(|e| u64::from_be_bytes(e.try_into().expect("8 bytes")) & !511).collect();
+    for &rb in rt.iter().filter(|&&rb| rb != 0) {
+        use_range(&mut used, rb, cs);
+    }
+    let per_block = cs * 8 / h.refcount_bits;
+    let mut block = vec![0u8; cs as usize];
+    let mut loaded = None;
+    let (mut leaked, mut first_leak) = (0u64, None);
+    for c in 0..clusters {
+        let rb = rt.get((c / per_block) as usize).copied().unwrap_or(0);
+        let stored = if rb == 0 {
+            0
+        } else {
+            if loaded != Some(rb) {
+                read_exact_at(file, path, &mut block, rb)?;
+                loaded = Some(rb);
+            }
+            let bit = (c % per_block) * h.refcount_bits;
+            if h.refcount_bits < 8 {
+                // Narrow refcounts pack from the least significant bit of each byte...
+                ((block[(bit / 8) as usize] >> (bit % 8)) & ((1u16 << h.refcount_bits) - 1) as u8) as u64
+            } else {
+                // ...wider ones are big-endian.
+                block[(bit / 8) as usize..((bit + h.refcount_bits) / 8) as usize].iter().fold(0u64, |v, &b| (v << 8) | b as u64)
+            }
+        };
+        let want = used[c as usize] as u64;
+        if stored < want {
+            let cause = if rb == 0 { " (no refcount block covers it)" } else { "" };
+            return Err(malformed(path, format!("cluster {c} (offset {}) is used {want} times but its refcount is {stored}{cause}; writing would reuse it. Repair with `qemu-img check -r all`", c * cs)));
+        }
+        if stored > want {
+            leaked += 1;
+            first_leak.get_or_insert(c);
+        }
+    }
+    if leaked > 0 {
+        warnings.push(format!("{leaked} leaked clusters (counted but unused, first at offset {}): space only; `qemu-img check -r leaks` reclaims it", first_leak.unwrap_or(0) * cs));
+    }
+    Ok(Scan { allocated, warnings })
 }
 
 fn imago_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> BlockError + 'a {
@@ -242,7 +343,14 @@ fn open_layer(path: &Path, writable: bool, lock: Option<LockMode>, chain: &mut C
     }
     let len = file_len(&file, path)?;
     let header = read_header(&file, path, len)?;
-    scan_l2(&file, path, len, &header)?;
+    if writable && header.snapshots != 0 {
+        // imago does not know internal snapshots: it would write into clusters they share.
+        return Err(BlockError::Unsupported {
+            path: path.into(),
+            what: format!("writing to a qcow2 image with internal snapshots ({}); open it read-only or delete them with `qemu-img snapshot -d`", header.snapshots),
+        });
+    }
+    scan(&file, path, len, &header, writable)?;
     let backing = match &header.backing {
         None => None,
         Some(name) => Some(open_backing(path, name, header.backing_format.as_deref(), lock.map(|_| LockMode::ReadNoWriters), chain)?),
@@ -333,7 +441,7 @@ impl BlockDevice for Qcow2Disk {
         let file = File::open(&self.path).map_err(io_err(&self.path, "open"))?;
         let len = file_len(&file, &self.path)?;
         let h = read_header(&file, &self.path, len)?;
-        let allocated = scan_l2(&file, &self.path, len, &h)?;
+        let Scan { allocated, warnings } = scan(&file, &self.path, len, &h, true)?;
         Ok(CheckReport {
             path: self.path.clone(),
             format: Format::Qcow2,
@@ -341,7 +449,7 @@ impl BlockDevice for Qcow2Disk {
             virtual_size: self.size,
             allocated,
             parents: self.parents.clone(),
-            warnings: Vec::new(),
+            warnings,
         })
     }
 }

@@ -24,7 +24,7 @@ pub use footer::COOKIE;
 use footer::*;
 
 use super::lock::{ImageLock, LockMode};
-use super::{check_range, file_id, file_len, io_err, read_exact_at, sync_data, write_all_at, BlockDevice, BlockError, CheckReport, Format, Geometry};
+use super::{check_range, ends_within, file_id, file_len, io_err, read_exact_at, sync_data, write_all_at, BlockDevice, BlockError, CheckReport, Format, Geometry};
 
 /// Parents deeper than this are refused (each level holds a file open).
 const MAX_CHAIN: usize = 256;
@@ -281,6 +281,18 @@ impl VhdDisk {
     }
 }
 
+impl Drop for VhdDisk {
+    /// A disk closed without a flush still gets its metadata written, as QEMU does at close;
+    /// the controller should flush first to hear about errors.
+    fn drop(&mut self) {
+        if !self.read_only {
+            if let Err(e) = self.flush() {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
 /// Finds the footer: at the end of the file, or, for a dynamic disk whose end was cut off by a
 /// crash, the copy at offset 0. A footer that is there but damaged is an error.
 fn read_footer(file: &File, path: &Path, len: u64) -> Result<(Footer, bool, Vec<String>), BlockError> {
@@ -323,7 +335,7 @@ impl Sparse {
         warnings: &mut Vec<String>,
     ) -> Result<Sparse, BlockError> {
         let header_at = footer.data_offset;
-        if header_at.checked_add(HEADER_SIZE as u64).map_or(true, |e| e > len) {
+        if !ends_within(header_at, HEADER_SIZE as u64, len) {
             return Err(BlockError::Truncated { path: path.into(), what: format!("the dynamic header at offset {header_at} is past the end of the file ({len} bytes)") });
         }
         let mut hb = [0u8; HEADER_SIZE];
@@ -337,7 +349,7 @@ impl Sparse {
             return Err(malformed(path, format!("the BAT has {entries} entries but a {}-byte disk needs {needed}", footer.current_size)));
         }
         let bat_bytes = entries * 4;
-        if header.table_offset.checked_add(bat_bytes).map_or(true, |e| e > len) {
+        if !ends_within(header.table_offset, bat_bytes, len) {
             return Err(BlockError::Truncated { path: path.into(), what: format!("the BAT ({entries} entries at offset {}) ends past the end of the file ({len} bytes)", header.table_offset) });
         }
         let mut raw = vec![0u8; bat_bytes as usize];

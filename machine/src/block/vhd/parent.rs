@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::super::{image_dir, read_exact_at, BlockError, Format};
+use super::super::{ends_within, image_dir, read_exact_at, BlockError, Format};
 use super::footer::*;
 
 /// Longest locator data we read; real ones are a path, a few hundred bytes.
@@ -22,7 +22,7 @@ pub fn candidates(file: &File, path: &Path, header: &DynamicHeader, file_len: u6
         if l.code == PLATFORM_NONE || l.length == 0 {
             continue;
         }
-        if l.length > MAX_LOCATOR || l.offset.checked_add(l.length as u64).map_or(true, |end| end > file_len) {
+        if l.length > MAX_LOCATOR || !ends_within(l.offset, l.length as u64, file_len) {
             return Err(BlockError::Malformed {
                 path: path.into(),
                 format: Format::Vhd,
