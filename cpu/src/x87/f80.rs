@@ -331,7 +331,7 @@ pub(crate) fn round(x: Exact, f: Format, rc: u8, masks: u16) -> Rounded {
 }
 
 impl Rounded {
-    pub(crate) fn to_f80(&self) -> F80 {
+    pub(crate) fn to_f80(self) -> F80 {
         let s = if self.sign { 0x8000 } else { 0 };
         if self.inf {
             return F80 { signif: INT_BIT, sign_exp: s | 0x7FFF };

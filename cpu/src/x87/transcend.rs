@@ -134,24 +134,59 @@ fn reduce(u: Unpacked) -> (W, u32) {
     (if neg { -rw } else { rw }, q & 3)
 }
 
+/// Series coefficients, computed once: reciprocals of small integers in `W`.
+struct Coefficients {
+    /// 1 / (2k(2k + 1)) for sin, 1 / ((2k − 1)2k) for cos, k = 0..=16.
+    sin: [W; 17],
+    cos: [W; 17],
+    /// 1 / j for expm1, j = 0..=14.
+    exp: [W; 15],
+    /// 1 / (2j + 1) for atanh, j = 0..=24; (−1)^j / (2j + 1) for atan, j = 0..=16.
+    atanh: [W; 25],
+    atan: [W; 17],
+}
+
+fn coefficients() -> &'static Coefficients {
+    static C: std::sync::OnceLock<Coefficients> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let inv = |n: i64| if n == 0 { W::ZERO } else { div(w_int(1), w_int(n)) };
+        Coefficients {
+            sin: std::array::from_fn(|k| inv(2 * k as i64 * (2 * k as i64 + 1))),
+            cos: std::array::from_fn(|k| inv((2 * k as i64 - 1).max(0) * 2 * k as i64)),
+            exp: std::array::from_fn(|j| inv(j as i64)),
+            atanh: std::array::from_fn(|j| inv(2 * j as i64 + 1)),
+            atan: std::array::from_fn(|j| {
+                let c = inv(2 * j as i64 + 1);
+                if j % 2 == 1 {
+                    -c
+                } else {
+                    c
+                }
+            }),
+        }
+    })
+}
+
 /// sin(r) − r for |r| ≤ π/4.
 fn sin_lo(r: W) -> W {
+    let c = coefficients();
     let z = mul(r, r);
     let mut t = w_int(1);
-    for k in (2..=16i64).rev() {
-        t = sub(w_int(1), mul(div(z, w_int(2 * k * (2 * k + 1))), t));
+    for k in (2..=16).rev() {
+        t = sub(w_int(1), mul(mul(z, c.sin[k]), t));
     }
-    -div(mul(mul(r, z), t), w_int(6))
+    -mul(mul(mul(r, z), t), c.sin[1])
 }
 
 /// cos(r) − 1 for |r| ≤ π/4.
 fn cos_lo(r: W) -> W {
+    let c = coefficients();
     let z = mul(r, r);
     let mut u = w_int(1);
-    for k in (2..=16i64).rev() {
-        u = sub(w_int(1), mul(div(z, w_int((2 * k - 1) * 2 * k)), u));
+    for k in (2..=16).rev() {
+        u = sub(w_int(1), mul(mul(z, c.cos[k]), u));
     }
-    -mul(div(z, w_int(2)), u)
+    -mul(z.scalbn(-1), u)
 }
 
 /// sin, cos or tan of a finite nonzero x with |x| < 2^63, as (hi, lo).
@@ -279,9 +314,10 @@ fn expm1(t: W) -> W {
     }
     let k = (t.ilogb() + 9).max(0);
     let tr = t.scalbn(-k);
+    let c = coefficients();
     let mut v = w_int(1);
-    for j in (2..=14i64).rev() {
-        v = add(w_int(1), mul(div(tr, w_int(j)), v));
+    for j in (2..=14).rev() {
+        v = add(w_int(1), mul(mul(tr, c.exp[j]), v));
     }
     let mut e = mul(tr, v);
     for _ in 0..k {
@@ -345,10 +381,11 @@ fn f2xm1(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
 
 /// 2·atanh(s)·log2(e) = log2((1 + s)/(1 − s)) for |s| ≤ 0.18.
 fn log2_atanh(s: W) -> W {
+    let c = coefficients();
     let z = mul(s, s);
     let mut a = W::ZERO;
-    for j in (0..=24i64).rev() {
-        a = add(div(w_int(1), w_int(2 * j + 1)), mul(z, a));
+    for j in (0..=24).rev() {
+        a = add(c.atanh[j], mul(z, a));
     }
     mul(mul(s, a), mul(w_int(2), w_const(consts::LOG2E)))
 }
@@ -462,11 +499,11 @@ pub(crate) fn ylog2(y: F80, x: F80, plus1: bool, fcw: u16) -> Outcome {
 
 /// atan(t) − t for |t| ≤ 1/16.
 fn atan_lo(t: W) -> W {
+    let c = coefficients();
     let z = mul(t, t);
     let mut acc = W::ZERO;
-    for j in (1..=16i64).rev() {
-        let c = div(w_int(if j % 2 == 0 { 1 } else { -1 }), w_int(2 * j + 1));
-        acc = add(c, mul(z, acc));
+    for j in (1..=16).rev() {
+        acc = add(c.atan[j], mul(z, acc));
     }
     mul(mul(t, z), acc)
 }
