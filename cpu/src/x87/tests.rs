@@ -402,3 +402,74 @@ fn random_x87_code_never_panics() {
         assert!(matches!(r.stop, Stop::Budget | Stop::Halted | Stop::Shutdown(_)), "{r:?}");
     }
 }
+
+#[test]
+fn fop_is_the_opcode_and_modrm() {
+    let cases: &[(&[u8], u32, u16)] = &[
+        (&[0xDD, 0x40, 0x12], 16, 0x540),             // fld qword [bx+si+0x12]
+        (&[0xD9, 0x06, 0x34, 0x12], 16, 0x106),       // fld dword [0x1234]
+        (&[0xDB, 0x2E, 0x34, 0x12], 16, 0x32E),       // fld tword [0x1234]
+        (&[0xD8, 0x46, 0x00], 16, 0x046),             // fadd dword [bp+0]
+        (&[0xDC, 0x04, 0x24], 32, 0x404),             // fadd qword [esp]
+        (&[0xDE, 0x84, 0x88, 0, 1, 0, 0], 32, 0x684), // fiadd word [eax+ecx*4+0x100]
+        (&[0xD9, 0x45, 0x08], 32, 0x145),             // fld dword [ebp+8]
+        (&[0xD9, 0x05, 0, 0, 0, 0], 64, 0x105),       // fld dword [rip]
+        (&[0xDE, 0xE9], 32, 0x6E9),                   // fsubp st(1), st
+        (&[0xD9, 0xCB], 16, 0x1CB),                   // fxch st(3)
+        (&[0xD9, 0xFE], 16, 0x1FE),                   // fsin
+        (&[0xDA, 0xE9], 16, 0x2E9),                   // fucompp
+        (&[0xDF, 0xE0], 16, 0x7E0),                   // fnstsw ax
+    ];
+    for &(bytes, bits, fop) in cases {
+        let i = crate::decode::decode(bytes, bits, 0).unwrap();
+        let mut j = i.clone();
+        let mem = (0..i.instr.op_count()).any(|k| i.instr.op_kind(k) == iced_x86::OpKind::Memory);
+        super::select(&mut j, &i.instr, mem).unwrap();
+        assert_eq!((j.imm2 & 0x7FF) as u16, fop, "{bytes:02x?}");
+    }
+}
+
+/// Runs `code` (then HLT) in real mode at 0000:1000 with `data` at 0x2000.
+fn run_code(code: &[u8], data: &[u8]) -> (Cpu, FlatBus) {
+    let mut bus = FlatBus::new(1 << 16);
+    bus.ram_mut()[0x1000..0x1000 + code.len()].copy_from_slice(code);
+    bus.ram_mut()[0x1000 + code.len()] = 0xF4;
+    bus.ram_mut()[0x2000..0x2000 + data.len()].copy_from_slice(data);
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x1000));
+    let r = cpu.run(&mut bus, 1000);
+    assert_eq!(r.stop, Stop::Halted);
+    (cpu, bus)
+}
+
+#[test]
+fn unmasked_overflow_stores_nothing_to_memory_and_leaves_the_stack() {
+    // fldcw [0x2000]; fld tword [0x2002]; fst dword [0x2010]; fstp qword [0x2018]
+    let code = [0xD9, 0x2E, 0x00, 0x20, 0xDB, 0x2E, 0x02, 0x20, 0xD9, 0x16, 0x10, 0x20, 0xDD, 0x1E, 0x18, 0x20];
+    let mut data = vec![0u8; 0x20];
+    data[0..2].copy_from_slice(&(FCW & !OE).to_le_bytes());
+    data[2..10].copy_from_slice(&(1u64 << 63).to_le_bytes());
+    data[10..12].copy_from_slice(&(0x3FFF + 1000u16).to_le_bytes()); // 2^1000
+    let (cpu, bus) = run_code(&code, &data);
+    let s = cpu.state();
+    assert_eq!(&bus.ram()[0x2010..0x2014], &[0; 4], "no single stored");
+    assert_eq!(&bus.ram()[0x2018..0x2020], &(1u64 << 62 | 0x3E7u64 << 52).to_le_bytes(), "the double is exact");
+    assert_eq!(s.fpu.fsw & (OE | sw::ES | sw::B), OE | sw::ES | sw::B);
+    assert_eq!((s.fpu.fsw >> 11) & 7, 0, "popped by the FSTP");
+    assert!(cpu.fpu_error(), "FERR#: the pending exception");
+}
+
+#[test]
+fn unmasked_underflow_delivers_the_biased_result_to_the_register() {
+    // fldcw [0x2000]; fld tword [0x2002]; fmul st0, st0; fstp tword [0x2010]
+    let code = [0xD9, 0x2E, 0x00, 0x20, 0xDB, 0x2E, 0x02, 0x20, 0xD8, 0xC8, 0xDB, 0x3E, 0x10, 0x20];
+    let mut data = vec![0u8; 0x20];
+    data[0..2].copy_from_slice(&(FCW & !UE).to_le_bytes());
+    data[2..10].copy_from_slice(&(1u64 << 63).to_le_bytes());
+    data[10..12].copy_from_slice(&(0x3FFF - 10000u16).to_le_bytes()); // 2^-10000
+    let (cpu, bus) = run_code(&code, &data);
+    assert_eq!(&bus.ram()[0x2010..0x2018], &(1u64 << 63).to_le_bytes());
+    let se = u16::from_le_bytes([bus.ram()[0x2018], bus.ram()[0x2019]]);
+    assert_eq!(se, (0x3FFF - 20000 + 24576) as u16, "2^-20000 biased by 2^24576");
+    assert_eq!(cpu.state().fpu.fsw & 0xFF, UE | sw::ES);
+}
