@@ -82,23 +82,34 @@ fn vhd_checksum(b: &mut [u8], at: usize) {
 /// Opens the damaged image every way and uses whatever opens. Returns whether it opened.
 fn exercise(path: &Path, rng: &mut Rng) -> bool {
     let mut opened = false;
-    for opts in [
-        OpenOptions { locking: false, ..OpenOptions::default() },
+    let _ = block::check(path, &OpenOptions { locking: false, ..OpenOptions::default() });
+    for (i, opts) in [
         OpenOptions { locking: false, read_only: true, ..OpenOptions::default() },
+        OpenOptions { locking: false, ..OpenOptions::default() },
         OpenOptions { locking: false, snapshot: true, ..OpenOptions::default() },
-    ] {
-        let _ = block::check(path, &OpenOptions { locking: false, ..OpenOptions::default() });
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let Ok(mut d) = block::open(path, &opts) else { continue };
         opened = true;
         let len = d.len();
         let mut buf = vec![0u8; MIB as usize];
-        let mut off = 0;
-        while off < len {
-            let n = (len - off).min(MIB) as usize;
-            if d.read_at(off, &mut buf[..n]).is_err() {
-                break;
+        if i == 0 {
+            // Everything, once.
+            let mut off = 0;
+            while off < len {
+                let n = (len - off).min(MIB) as usize;
+                if d.read_at(off, &mut buf[..n]).is_err() {
+                    break;
+                }
+                off += n as u64;
             }
-            off += n as u64;
+        } else if len > 0 {
+            for _ in 0..4 {
+                let n = 1 + rng.below(70_000).min(len - 1);
+                let _ = d.read_at(rng.below(len - n + 1), &mut buf[..n as usize]);
+            }
         }
         if !d.is_read_only() && len > 0 {
             for _ in 0..3 {
