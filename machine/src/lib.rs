@@ -9,9 +9,8 @@ pub mod device;
 pub mod devices;
 pub mod host;
 pub mod memory;
-pub mod pci;
 
-pub use board::{Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot};
+pub use board::{Machine, MachineConfig, MachineError, MachineSnapshot};
 pub use clock::{Clock, ClockMode};
 pub use device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
 pub use memory::{Memory, Region, RegionKind};
