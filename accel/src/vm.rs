@@ -90,7 +90,7 @@ impl Vm {
                         return Ok(RunOutcome::Reset("the guest reset the machine".into()))
                     }
                     MachineEvent::Reset => self.reset()?,
-                    MachineEvent::A20(_) => {}
+                    MachineEvent::A20(_) | MachineEvent::Pam { .. } => {}
                 }
             }
             let wall = Instant::now();

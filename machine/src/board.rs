@@ -5,9 +5,11 @@
 
 use crate::clock::{Clock, ClockMode};
 use crate::device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
-use crate::devices::{debugcon::DebugCon, exit::ExitDevice, pic::DualPic, pit::Pit, uart::Uart};
+use crate::devices::{debugcon::DebugCon, exit::ExitDevice, i440fx::I440fx, piix3::Piix3Isa, pic::DualPic, pit::Pit, uart::Uart};
 use crate::host::CharBackend;
-use crate::memory::{Memory, MemoryError};
+use crate::device::{open_bus, INTX};
+use crate::memory::{Memory, MemoryError, PamMode};
+use crate::pci::{devfn, pirq_of, BarKind, DevFn, PIIX3_ISA, PIRQ_ROUTE, ROM_INDEX};
 use serde::{Deserialize, Serialize};
 
 pub const COM1_PORT: u16 = 0x3F8;
@@ -39,12 +41,28 @@ enum PortOwner {
     None,
     Pic,
     Device(u16),
+    /// PCI configuration mechanism #1 (0xCF8-0xCFF).
+    PciConfig,
+    /// An I/O BAR of a PCI function: an index into `Machine::io_bars`.
+    Bar(u16),
 }
 
 struct MmioRange {
     start: u64,
     len: u64,
     device: usize,
+    /// `Some(bar)` for a PCI function's BAR (accessed through `bar_read`/`bar_write`; the
+    /// expansion ROM is served from `rom()`), `None` for a fixed device range.
+    bar: Option<u8>,
+}
+
+/// An I/O BAR as the port table maps it.
+#[derive(Clone, Copy)]
+struct IoBar {
+    base: u16,
+    len: u32,
+    device: usize,
+    bar: u8,
 }
 
 pub struct Machine {
@@ -59,6 +77,16 @@ pub struct Machine {
     events: Vec<MachineEvent>,
     /// Something happened that the CPU loop should look at before running on.
     attention: bool,
+    /// PCI functions on bus 0: (device/function, index in `devices`).
+    pci: Vec<(DevFn, usize)>,
+    /// The CONFIG_ADDRESS register at 0xCF8.
+    pci_address: u32,
+    io_bars: Vec<IoBar>,
+    /// Per PIRQ line, which devices (by index) assert it; and the ISA IRQ it drives now.
+    pirq_assert: [Vec<usize>; 4],
+    pirq_irq: [Option<u8>; 4],
+    /// Level of each ISA line as driven by PCI interrupts, apart from the ISA devices.
+    pci_isa_level: u16,
 }
 
 /// Saved state of the board's devices and clock (memory and CPU are saved by their owners).
@@ -70,6 +98,17 @@ pub struct MachineSnapshot {
     pub pic: DeviceSnapshot,
     pub devices: Vec<DeviceSnapshot>,
     pub deadlines: Vec<Option<u64>>,
+    #[serde(default)]
+    pub pci: PciSnapshot,
+}
+
+/// The board's own PCI state: the configuration address latch and the PCI interrupt levels.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PciSnapshot {
+    pub address: u32,
+    pub pirq_assert: [Vec<usize>; 4],
+    pub pirq_irq: [Option<u8>; 4],
+    pub isa_level: u16,
 }
 
 impl Machine {
@@ -86,6 +125,12 @@ impl Machine {
             irqs: Vec::new(),
             events: Vec::new(),
             attention: false,
+            pci: Vec::new(),
+            pci_address: 0,
+            io_bars: Vec::new(),
+            pirq_assert: Default::default(),
+            pirq_irq: [None; 4],
+            pci_isa_level: 0,
         };
         for p in [0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1] {
             m.ports[p] = PortOwner::Pic;
@@ -94,6 +139,8 @@ impl Machine {
         m.add_io_device(Box::new(Uart::new(COM1_IRQ, cfg.serial)), &[(COM1_PORT, 8)]);
         m.add_io_device(Box::new(DebugCon::new(cfg.debugcon)), &[(DEBUGCON_PORT, 1)]);
         m.add_io_device(Box::new(ExitDevice::new()), &[(EXIT_PORT, 1)]);
+        m.add_pci_function(Box::new(I440fx::new()), devfn(0, 0));
+        m.add_pci_function(Box::new(Piix3Isa::new()), devfn(1, 0));
         m.power_on();
         Ok(m)
     }
@@ -116,9 +163,175 @@ impl Machine {
         let idx = self.devices.len();
         self.devices.push(dev);
         self.deadlines.push(None);
-        self.mmio.push(MmioRange { start, len, device: idx });
+        self.mmio.push(MmioRange { start, len, device: idx, bar: None });
         self.mmio.sort_by_key(|r| r.start);
         idx
+    }
+
+    /// Attaches a PCI function at `devfn` on bus 0 (the first one also claims the
+    /// configuration ports). Its BARs are mapped when the guest programs and enables them.
+    pub fn add_pci_function(&mut self, mut dev: Box<dyn Device>, devfn: DevFn) -> usize {
+        assert!(dev.as_pci().is_some(), "{} is not a PCI function", dev.name());
+        assert!(self.pci.iter().all(|&(f, _)| f != devfn), "PCI slot {devfn:#x} taken twice");
+        for p in 0xCF8..=0xCFF {
+            self.ports[p] = PortOwner::PciConfig;
+        }
+        let idx = self.devices.len();
+        self.devices.push(dev);
+        self.deadlines.push(None);
+        self.pci.push((devfn, idx));
+        self.pci.sort();
+        idx
+    }
+
+    fn pci_function(&mut self, devfn: DevFn) -> Option<usize> {
+        self.pci.iter().find(|&&(f, _)| f == devfn).map(|&(_, i)| i)
+    }
+
+    fn pci_config_access(&mut self, port: u16, size: u8, write: Option<u32>) -> u32 {
+        if port == 0xCF8 && size == 4 {
+            if let Some(v) = write {
+                self.pci_address = v & 0x80FF_FFFC;
+            }
+            return self.pci_address;
+        }
+        if port < 0xCFC {
+            // Byte and word accesses to 0xCF8-0xCFB are not configuration cycles.
+            return open_bus(size) as u32;
+        }
+        let a = self.pci_address;
+        let bus = (a >> 16) & 0xFF;
+        let target = ((a >> 8) & 0xFF) as DevFn;
+        let offset = (a & 0xFC) as u16 + (port - 0xCFC);
+        let idx = if a & 0x8000_0000 != 0 && bus == 0 { self.pci_function(target) } else { None };
+        let Some(idx) = idx else {
+            return open_bus(size) as u32;
+        };
+        match write {
+            None => self.devices[idx].as_pci().map_or(u32::MAX, |f| f.config_read(offset, size)),
+            Some(v) => {
+                self.with_device(idx, |d, cx| {
+                    if let Some(f) = d.as_pci() {
+                        f.config_write(offset, size, v, cx);
+                    }
+                });
+                self.remap_bars(idx);
+                if target == PIIX3_ISA && (PIRQ_ROUTE..PIRQ_ROUTE + 4).contains(&offset) {
+                    self.reroute_pirqs();
+                }
+                0
+            }
+        }
+    }
+
+    /// Maps a PCI function's BARs where its configuration space says they decode now.
+    fn remap_bars(&mut self, idx: usize) {
+        let Some(f) = self.devices[idx].as_pci() else { return };
+        let maps = f.config().mappings();
+        // Drop the old I/O BAR ports and MMIO ranges of this function.
+        for (k, b) in self.io_bars.iter().enumerate() {
+            if b.device == idx {
+                for p in u32::from(b.base)..u32::from(b.base) + b.len {
+                    if self.ports[p as usize] == PortOwner::Bar(k as u16) {
+                        self.ports[p as usize] = PortOwner::None;
+                    }
+                }
+            }
+        }
+        self.mmio.retain(|r| !(r.device == idx && r.bar.is_some()));
+        for m in maps {
+            match m.kind {
+                BarKind::Io => {
+                    let k = match self.io_bars.iter().position(|b| b.device == idx && b.bar == m.index) {
+                        Some(k) => k,
+                        None => {
+                            self.io_bars.push(IoBar { base: 0, len: 0, device: idx, bar: m.index });
+                            self.io_bars.len() - 1
+                        }
+                    };
+                    self.io_bars[k].base = m.base as u16;
+                    self.io_bars[k].len = m.size as u32;
+                    for p in m.base..m.base + m.size {
+                        match self.ports[p as usize] {
+                            PortOwner::None | PortOwner::Bar(_) => self.ports[p as usize] = PortOwner::Bar(k as u16),
+                            _ => tracing::debug!("PCI I/O BAR at {:#x} overlaps a fixed device's port; the device keeps it", p),
+                        }
+                    }
+                }
+                _ => {
+                    self.mmio.push(MmioRange { start: m.base, len: m.size, device: idx, bar: Some(m.index) });
+                }
+            }
+        }
+        self.mmio.sort_by_key(|r| r.start);
+        self.attention = true;
+    }
+
+    /// Recomputes which ISA IRQ each PIRQ line drives (after the PIIX3's route registers
+    /// changed), moving asserted levels along.
+    fn reroute_pirqs(&mut self) {
+        for pirq in 0..4 {
+            let new = self.pirq_target(pirq);
+            if new != self.pirq_irq[pirq] {
+                let asserted = !self.pirq_assert[pirq].is_empty();
+                if asserted {
+                    if let Some(old) = self.pirq_irq[pirq] {
+                        self.drive_pci_isa(old, pirq, false);
+                    }
+                }
+                self.pirq_irq[pirq] = new;
+                if asserted {
+                    if let Some(n) = new {
+                        self.drive_pci_isa(n, pirq, true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn pirq_target(&mut self, pirq: usize) -> Option<u8> {
+        let idx = self.pci_function(PIIX3_ISA)?;
+        let v = self.devices[idx].as_pci()?.config().get8(PIRQ_ROUTE + pirq as u16);
+        // Bit 7 disables the routing; IRQs 0-2, 8 and 13 are reserved.
+        let irq = v & 0xF;
+        (v & 0x80 == 0 && !matches!(irq, 0 | 1 | 2 | 8 | 13)).then_some(irq)
+    }
+
+    /// Sets the PCI contribution of `pirq` to ISA line `irq` (PCI lines are wired-OR).
+    fn drive_pci_isa(&mut self, irq: u8, pirq: usize, level: bool) {
+        let others = (0..4).any(|p| p != pirq && self.pirq_irq[p] == Some(irq) && !self.pirq_assert[p].is_empty());
+        let level = level || others;
+        let bit = 1u16 << irq;
+        if level != (self.pci_isa_level & bit != 0) {
+            self.pci_isa_level ^= bit;
+            self.pic.set_irq(irq, level);
+        }
+    }
+
+    /// A PCI function at `idx` drove its INTx# pin.
+    fn pci_intx(&mut self, idx: usize, level: bool) {
+        let Some(&(devfn, _)) = self.pci.iter().find(|&&(_, i)| i == idx) else { return };
+        let pin = self.devices[idx].as_pci().map_or(0, |f| f.config().interrupt_pin());
+        if pin == 0 {
+            return;
+        }
+        let pirq = pirq_of(devfn, pin);
+        let list = &mut self.pirq_assert[pirq];
+        let was = !list.is_empty();
+        if level {
+            if !list.contains(&idx) {
+                list.push(idx);
+            }
+        } else {
+            list.retain(|&i| i != idx);
+        }
+        let now = !self.pirq_assert[pirq].is_empty();
+        if was != now {
+            if let Some(irq) = self.pirq_target(pirq) {
+                self.pirq_irq[pirq] = Some(irq);
+                self.drive_pci_isa(irq, pirq, now);
+            }
+        }
     }
 
     pub fn memory(&self) -> &Memory {
@@ -151,21 +364,36 @@ impl Machine {
             self.deadlines[idx] = deadline;
             self.attention = true;
         }
-        self.route();
+        self.route(Some(idx));
         r
     }
 
-    fn route(&mut self) {
-        for (line, level) in self.irqs.drain(..) {
-            self.pic.set_irq(line, level);
+    fn route(&mut self, from: Option<usize>) {
+        let irqs = std::mem::take(&mut self.irqs);
+        for &(line, level) in &irqs {
+            match (line, from) {
+                (INTX, Some(idx)) => self.pci_intx(idx, level),
+                (INTX, None) => {}
+                _ => self.pic.set_irq(line, level),
+            }
         }
+        self.irqs = irqs;
+        self.irqs.clear();
         if !self.events.is_empty() {
             self.attention = true;
-            for e in &self.events {
-                if let MachineEvent::A20(on) = *e {
-                    self.memory.set_a20(on);
+            let events = std::mem::take(&mut self.events);
+            for e in &events {
+                match *e {
+                    MachineEvent::A20(on) => self.memory.set_a20(on),
+                    MachineEvent::Pam { segment, read_ram, write_ram } => {
+                        self.memory.set_pam(segment as usize, PamMode { read_ram, write_ram })
+                    }
+                    _ => {}
                 }
             }
+            // Only events the run loop acts on stay queued for it.
+            self.events = events;
+            self.events.retain(|e| !matches!(e, MachineEvent::Pam { .. }));
         }
     }
 
@@ -173,10 +401,16 @@ impl Machine {
         match self.ports[port as usize] {
             PortOwner::None => {
                 tracing::trace!(port = format_args!("{port:#x}"), size, "read from unassigned port");
-                crate::device::open_bus(size) as u32
+                open_bus(size) as u32
             }
-            PortOwner::Pic => self.pic.read(port) as u32 | if size > 1 { 0xFFFF_FF00 & crate::device::open_bus(size) as u32 } else { 0 },
+            PortOwner::Pic => self.pic.read(port) as u32 | if size > 1 { 0xFFFF_FF00 & open_bus(size) as u32 } else { 0 },
             PortOwner::Device(i) => self.with_device(i as usize, |d, cx| d.io_read(port, size, cx)),
+            PortOwner::PciConfig => self.pci_config_access(port, size, None),
+            PortOwner::Bar(k) => {
+                let b = self.io_bars[k as usize];
+                let off = u64::from(port - b.base);
+                self.with_device(b.device, |d, cx| d.as_pci().map_or(u64::MAX, |f| f.bar_read(b.bar, off, size, cx))) as u32
+            }
         }
     }
 
@@ -190,28 +424,56 @@ impl Machine {
                 self.attention = true;
             }
             PortOwner::Device(i) => self.with_device(i as usize, |d, cx| d.io_write(port, size, value, cx)),
+            PortOwner::PciConfig => {
+                self.pci_config_access(port, size, Some(value));
+            }
+            PortOwner::Bar(k) => {
+                let b = self.io_bars[k as usize];
+                let off = u64::from(port - b.base);
+                self.with_device(b.device, |d, cx| {
+                    if let Some(f) = d.as_pci() {
+                        f.bar_write(b.bar, off, size, u64::from(value), cx)
+                    }
+                })
+            }
         }
     }
 
-    fn mmio_find(&self, addr: u64) -> Option<(usize, u64)> {
+    fn mmio_find(&self, addr: u64) -> Option<(usize, u64, Option<u8>)> {
         let i = self.mmio.partition_point(|r| r.start <= addr);
         let r = self.mmio.get(i.checked_sub(1)?)?;
-        (addr - r.start < r.len).then_some((r.device, addr - r.start))
+        (addr - r.start < r.len).then_some((r.device, addr - r.start, r.bar))
     }
 
     pub fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
         match self.mmio_find(addr) {
-            Some((d, off)) => self.with_device(d, |d, cx| d.mmio_read(off, size, cx)),
+            Some((d, off, None)) => self.with_device(d, |d, cx| d.mmio_read(off, size, cx)),
+            Some((d, off, Some(ROM_INDEX))) => {
+                let rom = self.devices[d].as_pci().and_then(|f| f.rom());
+                (0..u64::from(size)).fold(0, |v, k| {
+                    let b = rom.and_then(|r| r.get((off + k) as usize)).copied().unwrap_or(0xFF);
+                    v | (u64::from(b) << (8 * k))
+                })
+            }
+            Some((d, off, Some(bar))) => {
+                self.with_device(d, |d, cx| d.as_pci().map_or(open_bus(size), |f| f.bar_read(bar, off, size, cx)))
+            }
             None => {
                 tracing::trace!(addr = format_args!("{addr:#x}"), size, "read from unassigned memory");
-                crate::device::open_bus(size)
+                open_bus(size)
             }
         }
     }
 
     pub fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
         match self.mmio_find(addr) {
-            Some((d, off)) => self.with_device(d, |d, cx| d.mmio_write(off, size, value, cx)),
+            Some((d, off, None)) => self.with_device(d, |d, cx| d.mmio_write(off, size, value, cx)),
+            Some((_, _, Some(ROM_INDEX))) => {}
+            Some((d, off, Some(bar))) => self.with_device(d, |d, cx| {
+                if let Some(f) = d.as_pci() {
+                    f.bar_write(bar, off, size, value, cx)
+                }
+            }),
             None => {
                 // A write to a read-only mapping: shadow RAM takes it if the chipset says so.
                 let bytes = value.to_le_bytes();
@@ -264,6 +526,16 @@ impl Machine {
         for d in &mut self.devices {
             d.reset();
         }
+        self.pci_address = 0;
+        self.pirq_assert = Default::default();
+        self.pirq_irq = [None; 4];
+        self.pci_isa_level = 0;
+        for i in 0..self.devices.len() {
+            self.remap_bars(i);
+        }
+        for k in 0..crate::memory::PAM_SEGMENTS {
+            self.memory.set_pam(k, PamMode::default());
+        }
         self.deadlines.iter_mut().for_each(|d| *d = None);
         self.memory.set_a20(true);
         self.power_on();
@@ -283,6 +555,12 @@ impl Machine {
             pic: self.pic.save(),
             devices: self.devices.iter().map(|d| d.save()).collect(),
             deadlines: self.deadlines.clone(),
+            pci: PciSnapshot {
+                address: self.pci_address,
+                pirq_assert: self.pirq_assert.clone(),
+                pirq_irq: self.pirq_irq,
+                isa_level: self.pci_isa_level,
+            },
         }
     }
 
@@ -297,6 +575,13 @@ impl Machine {
         self.deadlines = s.deadlines.clone();
         self.clock.set(s.now);
         self.memory.set_a20(s.a20);
+        self.pci_address = s.pci.address;
+        self.pirq_assert = s.pci.pirq_assert.clone();
+        self.pirq_irq = s.pci.pirq_irq;
+        self.pci_isa_level = s.pci.isa_level;
+        for i in 0..self.devices.len() {
+            self.remap_bars(i);
+        }
         Ok(())
     }
 }

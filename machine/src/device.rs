@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The pseudo line number of a PCI function's INTx# pin in `DeviceContext::irqs`.
+pub(crate) const INTX: u8 = 0xFF;
+
 /// Something a device asks of the board beyond interrupts and deadlines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MachineEvent {
@@ -15,6 +18,8 @@ pub enum MachineEvent {
     PowerOff,
     /// The A20 gate changed.
     A20(bool),
+    /// The chipset changed how a PAM segment of 0xC0000-0xFFFFF is routed.
+    Pam { segment: u8, read_ram: bool, write_ram: bool },
 }
 
 /// What a device sees of the board while it handles an access or a tick.
@@ -39,6 +44,11 @@ impl<'a> DeviceContext<'a> {
     /// Drive ISA interrupt line `line` (0-15) to `level`.
     pub fn set_irq(&mut self, line: u8, level: bool) {
         self.irqs.push((line, level));
+    }
+
+    /// Drive this PCI function's INTx# pin (the board routes it by slot and PIRQ).
+    pub fn set_intx(&mut self, level: bool) {
+        self.irqs.push((INTX, level));
     }
 
     /// An edge on an edge-triggered line: up, then down.
@@ -126,6 +136,10 @@ pub trait Device: Send {
     fn reset(&mut self);
     fn save(&self) -> DeviceSnapshot;
     fn restore(&mut self, snapshot: &DeviceSnapshot) -> Result<(), SnapshotError>;
+    /// The PCI function behind this device, if it is one.
+    fn as_pci(&mut self) -> Option<&mut dyn crate::pci::PciFunction> {
+        None
+    }
 }
 
 /// What a read of nothing returns: all ones, as the pulled-up ISA data bus gives.

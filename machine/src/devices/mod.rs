@@ -2,6 +2,8 @@
 
 pub mod debugcon;
 pub mod exit;
+pub mod i440fx;
 pub mod pic;
+pub mod piix3;
 pub mod pit;
 pub mod uart;

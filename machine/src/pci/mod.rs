@@ -1,0 +1,49 @@
+//! PCI: configuration mechanism #1 (ports 0xCF8/0xCFC), functions that the board maps by
+//! their BARs, and INTx lines routed through the PIIX3's PIRQ registers to ISA interrupts.
+
+pub mod config;
+
+pub use config::{Bar, BarKind, BarMapping, PciConfig, ROM_INDEX};
+
+use crate::device::{open_bus, Device, DeviceContext};
+
+/// Device and function number on bus 0: device << 3 | function.
+pub type DevFn = u8;
+
+pub const fn devfn(device: u8, function: u8) -> DevFn {
+    (device << 3) | function
+}
+
+/// Where the PIIX3 ISA bridge sits (its PIRQ route registers decide INTx routing).
+pub const PIIX3_ISA: DevFn = devfn(1, 0);
+/// PIRQ route control registers of the PIIX3 (82371SB datasheet 2.3.10): PIRQA-D.
+pub const PIRQ_ROUTE: u16 = 0x60;
+
+/// A PCI function: a device with a configuration space whose BARs the board maps.
+pub trait PciFunction: Device {
+    fn config(&self) -> &PciConfig;
+    fn config_mut(&mut self) -> &mut PciConfig;
+    /// A configuration read (override for registers with live values).
+    fn config_read(&mut self, offset: u16, size: u8) -> u32 {
+        self.config().read(offset, size)
+    }
+    /// A configuration write: stores it, then lets the model react (chipset registers).
+    fn config_write(&mut self, offset: u16, size: u8, value: u32, _cx: &mut DeviceContext) {
+        self.config_mut().write(offset, size, value);
+    }
+    /// An access to BAR `bar` at `offset` from its base.
+    fn bar_read(&mut self, _bar: u8, _offset: u64, size: u8, _cx: &mut DeviceContext) -> u64 {
+        open_bus(size)
+    }
+    fn bar_write(&mut self, _bar: u8, _offset: u64, _size: u8, _value: u64, _cx: &mut DeviceContext) {}
+    /// The expansion ROM image, if the function has one.
+    fn rom(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// The PIRQ (0-3 for A-D) an interrupt pin (1-4) of a slot reaches, swizzled by device
+/// number as on the QEMU "pc" board's wiring.
+pub fn pirq_of(devfn: DevFn, pin: u8) -> usize {
+    ((usize::from(devfn >> 3)) + usize::from(pin) - 1) & 3
+}
