@@ -9,8 +9,9 @@ pub mod device;
 pub mod devices;
 pub mod host;
 pub mod memory;
+pub mod pci;
 
-pub use board::{Machine, MachineConfig, MachineError, MachineSnapshot};
+pub use board::{Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot};
 pub use clock::{Clock, ClockMode};
 pub use device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
 pub use memory::{Memory, Region, RegionKind};
