@@ -6,8 +6,8 @@
 # the desktop window will add its libraries here.
 FERRITE_BUILD_PACKAGES=()
 # Debian packages only the tests need: nasm for the check that roms/build/ is what
-# roms/build.sh makes.
-FERRITE_TEST_PACKAGES=(nasm)
+# roms/build.sh makes; qemu-utils (qemu-img, qemu-io) for disk-image interoperability.
+FERRITE_TEST_PACKAGES=(nasm qemu-utils)
 
 _ferrite_apt_updated=
 
