@@ -60,6 +60,7 @@ fn machine_with_clock(bios: Vec<u8>, clock: ClockMode) -> (Machine, CaptureChar)
         clock,
         serial: Box::new(NullChar),
         debugcon: Box::new(out.clone()),
+        ..MachineConfig::default()
     })
     .expect("machine");
     (m, out)

@@ -66,6 +66,7 @@ impl Session {
             clock: clock_for(kind),
             serial,
             debugcon,
+            ..MachineConfig::default()
         })
         .map_err(|e| machine_error(args, e))?;
 

@@ -6,6 +6,7 @@
 use crate::clock::{Clock, ClockMode};
 use crate::device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
 use crate::devices::{debugcon::DebugCon, exit::ExitDevice, i440fx::I440fx, piix3::Piix3Isa, pic::DualPic, pit::Pit, uart::Uart};
+use crate::block::BlockDevice;
 use crate::host::CharBackend;
 use crate::device::{open_bus, INTX};
 use crate::memory::{Memory, MemoryError, PamMode};
@@ -23,6 +24,42 @@ pub struct MachineConfig {
     pub clock: ClockMode,
     pub serial: Box<dyn CharBackend>,
     pub debugcon: Box<dyn CharBackend>,
+    /// IDE drives: primary master, primary slave, secondary master, secondary slave.
+    pub ide: [Option<Drive>; 4],
+    /// Floppy drives A: and B:.
+    pub floppy: [Option<Box<dyn BlockDevice>>; 2],
+    /// The VGA option ROM (for example SeaBIOS's `vgabios-stdvga.bin`), served from the VGA
+    /// device's expansion ROM BAR.
+    pub vga_rom: Option<Vec<u8>>,
+    /// Boot device order for the firmware, e.g. `"cda"` (CD, disk, floppy).
+    pub boot_order: String,
+    /// Number of processors.
+    pub cpus: u32,
+}
+
+/// A drive on an IDE channel.
+pub struct Drive {
+    pub media: Box<dyn BlockDevice>,
+    /// An ATAPI CD-ROM (else an ATA hard disk).
+    pub cdrom: bool,
+}
+
+impl Default for MachineConfig {
+    /// 128 MiB, no firmware image (set `bios`), deterministic clock, nothing attached.
+    fn default() -> Self {
+        MachineConfig {
+            ram_size: 128 << 20,
+            bios: Vec::new(),
+            clock: ClockMode::Deterministic,
+            serial: Box::new(crate::host::NullChar),
+            debugcon: Box::new(crate::host::NullChar),
+            ide: [None, None, None, None],
+            floppy: [None, None],
+            vga_rom: None,
+            boot_order: "cda".into(),
+            cpus: 1,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ pub mod host;
 pub mod memory;
 pub mod pci;
 
-pub use board::{Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot};
+pub use board::{Drive, Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot};
 pub use clock::{Clock, ClockMode};
 pub use device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
 pub use memory::{Memory, Region, RegionKind};

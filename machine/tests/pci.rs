@@ -68,6 +68,7 @@ fn machine() -> Machine {
         clock: ClockMode::Deterministic,
         serial: Box::new(NullChar),
         debugcon: Box::new(NullChar),
+        ..MachineConfig::default()
     })
     .unwrap()
 }

@@ -99,6 +99,7 @@ fn machine_for(setup: &RomSetup, serial: &CaptureChar, debugcon: &CaptureChar) -
         clock,
         serial: Box::new(serial.clone()),
         debugcon: Box::new(debugcon.clone()),
+        ..MachineConfig::default()
     })
     .map_err(|e| RunError::Machine(e.to_string()))
 }

@@ -102,6 +102,7 @@ fn random_programs_on_the_machine() {
             clock: ClockMode::Deterministic,
             serial: Box::new(NullChar),
             debugcon: Box::new(NullChar),
+            ..MachineConfig::default()
         })
         .unwrap();
         let mut ivt = Vec::new();
