@@ -52,6 +52,9 @@ pub struct Cpu {
     /// Code size in bits (16, 32, 64) of the current CS and mode: see `update_mode`.
     pub(crate) bits: u32,
     scratch_pages: Vec<u64>,
+    /// Iterations of repeated string instructions beyond the first, counted as retired
+    /// instructions at the end of the block.
+    pub(crate) rep_extra: u64,
     /// Enabled debug-register breakpoints, by kind (see `debug.rs`).
     pub(crate) bp: crate::debug::Breakpoints,
     /// Data and I/O breakpoints hit by the instruction being executed (DR6 B0-B3 bits).
@@ -83,6 +86,7 @@ impl Cpu {
             history_pos: 0,
             bits: 16,
             scratch_pages: Vec::new(),
+            rep_extra: 0,
             bp: crate::debug::Breakpoints::default(),
             db_pending: 0,
             segc: [SegCheck::REAL; 6],
@@ -192,7 +196,7 @@ impl Cpu {
                 }
             };
             self.record(key);
-            let n = self.exec_block(bus, &block);
+            let n = self.exec_block(bus, &block) + std::mem::take(&mut self.rep_extra);
             retired += n;
             self.retired += n;
         }

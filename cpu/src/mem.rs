@@ -8,10 +8,10 @@ use crate::fault::Fault;
 use crate::paging::{CR4_SMAP, CR4_SMEP};
 use crate::state::{reg, sreg};
 
-const TLB_ENTRIES: usize = 256;
+const TLB_ENTRIES: usize = 1024;
 const PAGE: u64 = 4096;
 
-/// Direct-mapped TLB. A tag is the linear page number plus one (0 means empty); `host` is the
+/// Direct-mapped TLB of 1,024 entries. A tag is the linear page number plus one (0 means empty); `host` is the
 /// host address of the page's first byte. Tags are kept per kind of access and per privilege
 /// ([0] supervisor, [1] user), so the permission checks of the page tables are made once, at
 /// fill time: an access whose tag matches is allowed. An entry valid for reads may be invalid
@@ -71,9 +71,12 @@ impl Tlb {
     }
 }
 
+/// The entry for a linear page: the page number folded on itself, so that pages a power of
+/// two apart (source and destination of a copy 1 MiB apart, say) do not evict each other.
 #[inline(always)]
 fn slot(lin: u64) -> usize {
-    ((lin / PAGE) as usize) & (TLB_ENTRIES - 1)
+    let vpn = lin / PAGE;
+    ((vpn ^ (vpn >> 10) ^ (vpn >> 20)) as usize) & (TLB_ENTRIES - 1)
 }
 
 #[inline(always)]
@@ -219,6 +222,16 @@ impl Cpu {
             }
         }
         Ok(0)
+    }
+
+    /// The host address of `lin` if the TLB already allows this access there directly (RAM
+    /// for writes), for bulk string operations; `None` means "take the per-element path".
+    #[inline]
+    pub(crate) fn host_for(&self, lin: u64, write: bool) -> Option<usize> {
+        let i = slot(lin);
+        let u = self.user_index();
+        let t = if write { self.tlb.write[u][i] } else { self.tlb.read[u][i] };
+        (t == tag(lin)).then(|| self.tlb.host[i] + (lin % PAGE) as usize)
     }
 
     /// Reads `size` bytes (1, 2, 4 or 8) at a linear address, at the current privilege.

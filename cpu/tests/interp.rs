@@ -193,3 +193,51 @@ fn divide_error_pushes_the_faulting_instruction() {
     let ret = u16::from_le_bytes([bus.ram()[0x7FFA], bus.ram()[0x7FFB]]);
     assert_eq!(ret, 0x102);
 }
+
+#[test]
+fn repeated_moves_keep_element_order_across_overlap_and_pages() {
+    let mut bus = FlatBus::new(1 << 20);
+    for k in 0..0x8000usize {
+        bus.ram_mut()[0x10000 + k] = (k * 7 + 3) as u8;
+    }
+    let code = [
+        0xB8, 0x00, 0x10, // mov ax, 0x1000
+        0x8E, 0xD8, // mov ds, ax
+        0x8E, 0xC0, // mov es, ax
+        0x31, 0xF6, // xor si, si
+        0xBF, 0x01, 0x00, // mov di, 1: destination one byte into the source
+        0xB9, 0x00, 0x18, // mov cx, 0x1800
+        0xF3, 0xA4, // rep movsb
+        0xBE, 0xF0, 0x0F, // mov si, 0x0FF0
+        0xBF, 0x00, 0x50, // mov di, 0x5000
+        0xB9, 0x00, 0x04, // mov cx, 0x400
+        0x66, 0xF3, 0xA5, // rep movsd, across page boundaries on both sides
+        0xBF, 0x00, 0x70, // mov di, 0x7000
+        0xB8, 0x34, 0x12, // mov ax, 0x1234
+        0xB9, 0x00, 0x08, // mov cx, 0x800
+        0xF3, 0xAB, // rep stosw
+        0xF4, // hlt
+    ];
+    load(&mut bus, 0x100, &code);
+    // What the instructions do, one element at a time.
+    let mut want = bus.ram().to_vec();
+    for k in 0..0x1800 {
+        want[0x10001 + k] = want[0x10000 + k];
+    }
+    for k in 0..0x1000 {
+        want[0x15000 + k] = want[0x10FF0 + k];
+    }
+    for k in 0..0x800 {
+        want[0x17000 + 2 * k] = 0x34;
+        want[0x17001 + 2 * k] = 0x12;
+    }
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    let n = run_until_halt(&mut cpu, &mut bus);
+    let s = cpu.state();
+    assert_eq!(s.gpr[reg::RCX] & 0xFFFF, 0);
+    assert_eq!(s.gpr[reg::RSI] & 0xFFFF, 0x1FF0);
+    assert_eq!(s.gpr[reg::RDI] & 0xFFFF, 0x8000);
+    assert!(bus.ram()[0x10000..0x18000] == want[0x10000..0x18000], "memory differs from element-by-element semantics");
+    assert!(n >= 0x1800 + 0x400 + 0x800, "every iteration counts as an instruction ({n})");
+}

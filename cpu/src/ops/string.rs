@@ -8,6 +8,7 @@ use crate::cpu::{mask, Cpu};
 use crate::decode::{Insn, REP, REPNE};
 use crate::fault::Fault;
 use crate::flags::FlagOp;
+use crate::mem::Access;
 use crate::state::{flags, reg, sreg};
 
 /// Iterations of a repeated string instruction between looks at interrupts.
@@ -44,25 +45,32 @@ fn repeat(
         return Ok(());
     }
     let cx = reg::RCX as u8;
-    let mut n = 0;
-    loop {
+    let mut n = 0u64;
+    // Each iteration counts as an instruction retired (the first is the instruction itself),
+    // so time and instruction counts see the work a long REP does.
+    let r = loop {
         let count = cpu.reg(cx, i.asz);
         if count == 0 {
-            return Ok(());
+            break Ok(());
         }
         if n == CHUNK || cpu.end_block {
             // Come back to this instruction after serving interrupts.
             cpu.s.rip = cpu.s.rip.wrapping_sub(u64::from(i.len)) & i.ip_mask;
             cpu.end_block = true;
-            return Ok(());
+            break Ok(());
         }
-        let go_on = body(cpu, bus)?;
+        let go_on = match body(cpu, bus) {
+            Ok(g) => g,
+            Err(f) => break Err(f),
+        };
         cpu.set_reg(cx, i.asz, count - 1);
         n += 1;
         if !go_on {
-            return Ok(());
+            break Ok(());
         }
-    }
+    };
+    cpu.rep_extra += n.saturating_sub(1);
+    r
 }
 
 /// For CMPS and SCAS: does the REPE/REPNE condition allow another iteration?
@@ -75,7 +83,76 @@ fn rep_condition(cpu: &Cpu, i: &Insn) -> bool {
     }
 }
 
+/// REP MOVS/STOS over plain RAM, forward: moves whole runs that stay within one page on each
+/// side at once. Returns false when the element-by-element path must do the next part (a TLB
+/// miss, a page boundary, overlap that makes element order visible, DF set, MMIO...).
+fn bulk(cpu: &mut Cpu, i: &Insn, movs: bool) -> bool {
+    if i.rep != REP || cpu.s.rflags & flags::DF != 0 || cpu.end_block {
+        return false;
+    }
+    let size = u64::from(i.osz);
+    let count = cpu.reg(reg::RCX as u8, i.asz);
+    if count < 2 {
+        return false;
+    }
+    let amask = mask(u64::MAX, i.asz);
+    let di = cpu.reg(reg::RDI as u8, i.asz);
+    let si = cpu.reg(reg::RSI as u8, i.asz);
+    // Elements that fit before either offset wraps, either page ends, and the chunk limit.
+    let page_left = |lin: u64| (4096 - lin % 4096) / size;
+    let mut n = count.min(CHUNK).min((amask - di) / size + 1);
+    if movs {
+        n = n.min((amask - si) / size + 1);
+    }
+    let sz = i.osz;
+    let Ok(dlin) = cpu.lin(sreg::ES, di, sz, Access::Write) else { return false };
+    n = n.min(page_left(dlin));
+    if movs {
+        let Ok(slin) = cpu.lin(i.seg as usize, si, sz, Access::Read) else { return false };
+        n = n.min(page_left(slin));
+    }
+    if n < 2 {
+        return false;
+    }
+    // The last element must pass the segment checks too.
+    if cpu.lin(sreg::ES, di + (n - 1) * size, sz, Access::Write).is_err() {
+        return false;
+    }
+    let Some(dst) = cpu.host_for(dlin, true) else { return false };
+    let bytes = (n * size) as usize;
+    if movs {
+        if cpu.lin(i.seg as usize, si + (n - 1) * size, sz, Access::Read).is_err() {
+            return false;
+        }
+        let Ok(slin) = cpu.lin(i.seg as usize, si, sz, Access::Read) else { return false };
+        let Some(src) = cpu.host_for(slin, false) else { return false };
+        // Forward element order equals memmove unless the destination starts inside the
+        // source run (then earlier stores feed later loads).
+        if dst > src && dst < src + bytes {
+            return false;
+        }
+        // SAFETY: both runs lie within single 4 KiB host pages the TLB maps (checked above),
+        // and `copy` handles any overlap.
+        unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, bytes) };
+        cpu.set_reg(reg::RSI as u8, i.asz, (si + n * size) & amask);
+    } else {
+        let v = cpu.reg(reg::RAX as u8, i.osz).to_le_bytes();
+        for k in 0..n as usize {
+            // SAFETY: as above: the run lies within one mapped RAM page.
+            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), (dst + k * size as usize) as *mut u8, size as usize) };
+        }
+    }
+    cpu.set_reg(reg::RDI as u8, i.asz, (di + n * size) & amask);
+    cpu.set_reg(reg::RCX as u8, i.asz, count - n);
+    cpu.rep_extra += n;
+    true
+}
+
 pub(crate) fn movs(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let mut runs = 0;
+    while runs < 64 && bulk(cpu, i, true) {
+        runs += 1;
+    }
     repeat(cpu, bus, i, |c, b| {
         let si = c.reg(reg::RSI as u8, i.asz);
         let di = c.reg(reg::RDI as u8, i.asz);
@@ -88,6 +165,10 @@ pub(crate) fn movs(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fau
 }
 
 pub(crate) fn stos(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let mut runs = 0;
+    while runs < 64 && bulk(cpu, i, false) {
+        runs += 1;
+    }
     let v = cpu.reg(reg::RAX as u8, i.osz);
     repeat(cpu, bus, i, |c, b| {
         let di = c.reg(reg::RDI as u8, i.asz);
@@ -136,7 +217,7 @@ pub(crate) fn ins(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Faul
     repeat(cpu, bus, i, |c, b| {
         let di = c.reg(reg::RDI as u8, i.asz);
         // Check the destination before the port read, which may have side effects.
-        c.lin(sreg::ES, di, i.osz, crate::mem::Access::Write)?;
+        c.lin(sreg::ES, di, i.osz, Access::Write)?;
         let v = c.port_in(b, port, i.osz)?;
         c.write_seg(b, sreg::ES, di, i.osz, v)?;
         c.advance(reg::RDI, i);
