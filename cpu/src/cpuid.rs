@@ -4,7 +4,7 @@
 use crate::cpu::Cpu;
 
 /// Highest basic and extended leaves.
-const MAX_BASIC: u32 = 0x7;
+const MAX_BASIC: u32 = 0xD;
 const MAX_EXT: u32 = 0x8000_0008;
 
 // Leaf 1 EDX.
@@ -21,16 +21,31 @@ const CMOV: u32 = 1 << 15;
 const PAT: u32 = 1 << 16;
 const PSE36: u32 = 1 << 17;
 const CLFSH: u32 = 1 << 19;
+const MMX: u32 = 1 << 23;
+const FXSR: u32 = 1 << 24;
+const SSE: u32 = 1 << 25;
+const SSE2: u32 = 1 << 26;
 // Leaf 1 ECX.
+const SSE3: u32 = 1;
+const PCLMULQDQ: u32 = 1 << 1;
+const SSSE3: u32 = 1 << 9;
 const CX16: u32 = 1 << 13;
+const SSE4_1: u32 = 1 << 19;
+const SSE4_2: u32 = 1 << 20;
 const MOVBE: u32 = 1 << 22;
 const POPCNT: u32 = 1 << 23;
+const XSAVE: u32 = 1 << 26;
+const OSXSAVE: u32 = 1 << 27;
+const RDRAND: u32 = 1 << 30;
 // Leaf 7 EBX.
 const BMI1: u32 = 1 << 3;
 const SMEP: u32 = 1 << 7;
 const BMI2: u32 = 1 << 8;
+const RDSEED: u32 = 1 << 18;
 const ADX: u32 = 1 << 19;
 const SMAP: u32 = 1 << 20;
+// Leaf 0xD sub-leaf 1 EAX.
+const XSAVEOPT: u32 = 1;
 // Leaf 0x80000001.
 const LAHF_LM: u32 = 1;
 const ABM: u32 = 1 << 5;
@@ -54,8 +69,21 @@ impl Cpu {
             }
             // Family 6, model 15, stepping 1. EBX: CLFLUSH line size 8 (64 bytes), one
             // logical processor.
-            1 => [0x0000_06F1, (8 << 8) | (1 << 16), CX16 | MOVBE | POPCNT, FPU | PSE | TSC | MSR | PAE | CX8 | SEP | MTRR | PGE | CMOV | PAT | PSE36 | CLFSH],
-            7 if sub == 0 => [0, BMI1 | SMEP | BMI2 | ADX | SMAP, 0, 0],
+            1 => {
+                // OSXSAVE mirrors CR4.OSXSAVE.
+                let osxsave = if self.s.cr4 & crate::simd::CR4_OSXSAVE != 0 { OSXSAVE } else { 0 };
+                let ecx = SSE3 | PCLMULQDQ | SSSE3 | CX16 | SSE4_1 | SSE4_2 | MOVBE | POPCNT | XSAVE | osxsave | RDRAND;
+                let edx = FPU | PSE | TSC | MSR | PAE | CX8 | SEP | MTRR | PGE | CMOV | PAT | PSE36 | CLFSH | MMX | FXSR | SSE | SSE2;
+                [0x0000_06F1, (8 << 8) | (1 << 16), ecx, edx]
+            }
+            7 if sub == 0 => [0, BMI1 | SMEP | BMI2 | RDSEED | ADX | SMAP, 0, 0],
+            // XSAVE: the x87 and SSE components in the standard format (legacy region and
+            // header); sub-leaf 1: XSAVEOPT only.
+            0xD if sub == 0 => {
+                let size = crate::simd::XSAVE_SIZE;
+                [crate::simd::XCR0_SUPPORTED as u32, size, size, 0]
+            }
+            0xD if sub == 1 => [XSAVEOPT, 0, 0, 0],
             0x8000_0000 => [MAX_EXT, 0, 0, 0],
             0x8000_0001 => [0, 0, LAHF_LM | ABM, SYSCALL | NX | RDTSCP | LM],
             0x8000_0002..=0x8000_0004 => {
