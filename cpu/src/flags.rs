@@ -110,29 +110,42 @@ impl Cpu {
         }
     }
 
-    /// RFLAGS with the lazy flags folded in.
+    /// RFLAGS with the lazy flags folded in: one pass over the record.
     pub(crate) fn rflags(&self) -> u64 {
-        if self.lazy.op == FlagOp::None {
+        let l = &self.lazy;
+        if l.op == FlagOp::None {
             return self.s.rflags;
         }
+        let sb = sign_bit(l.size);
+        let (a, b, r) = (mask(l.a, l.size), mask(l.b, l.size), l.r);
         let mut f = self.s.rflags & !ARITH;
-        if self.cf() {
-            f |= CF;
-        }
-        if self.pf() {
-            f |= PF;
-        }
-        if self.af() {
-            f |= AF;
-        }
-        if self.zf() {
+        if r == 0 {
             f |= ZF;
         }
-        if self.sf() {
+        if r & sb != 0 {
             f |= SF;
         }
-        if self.of() {
+        if parity(r) {
+            f |= PF;
+        }
+        let (cf, of, af) = match l.op {
+            FlagOp::None => unreachable!(),
+            FlagOp::Add => (r < a, (a ^ r) & (b ^ r) & sb != 0, true),
+            FlagOp::AdcCarry => (r <= a, (a ^ r) & (b ^ r) & sb != 0, true),
+            FlagOp::Sub => (a < b, (a ^ b) & (a ^ r) & sb != 0, true),
+            FlagOp::SbbBorrow => (a <= b, (a ^ b) & (a ^ r) & sb != 0, true),
+            FlagOp::Logic => (false, false, false),
+            FlagOp::Inc => (self.s.rflags & CF != 0, (a ^ r) & (b ^ r) & sb != 0, true),
+            FlagOp::Dec => (self.s.rflags & CF != 0, (a ^ b) & (a ^ r) & sb != 0, true),
+        };
+        if cf {
+            f |= CF;
+        }
+        if of {
             f |= OF;
+        }
+        if af && (a ^ b ^ r) & 0x10 != 0 {
+            f |= AF;
         }
         f
     }
