@@ -12,11 +12,12 @@ const REALTIME_SLICE: u64 = 20_000;
 
 pub struct Interp {
     cpu: cpu::Cpu,
+    seeded: bool,
 }
 
 impl Interp {
     pub fn new() -> Interp {
-        Interp { cpu: cpu::Cpu::new() }
+        Interp { cpu: cpu::Cpu::new(), seeded: false }
     }
 
     pub fn cpu(&mut self) -> &mut cpu::Cpu {
@@ -80,6 +81,11 @@ impl Backend for Interp {
 
     fn run(&mut self, m: &mut Machine, until: u64) -> Result<Exit, AccelError> {
         let deterministic = m.clock().is_deterministic();
+        if deterministic && !self.seeded {
+            // Identical runs must see identical "random" numbers too.
+            self.cpu.set_random_seed(Some(0x5EED_F3E2_217E_0001));
+            self.seeded = true;
+        }
         loop {
             let now = m.now();
             if now >= until {

@@ -52,6 +52,8 @@ pub struct Cpu {
     /// Code size in bits (16, 32, 64) of the current CS and mode: see `update_mode`.
     pub(crate) bits: u32,
     scratch_pages: Vec<u64>,
+    /// RDRAND/RDSEED state for reproducible runs; `None` takes the host's randomness.
+    pub(crate) random_seed: Option<u64>,
     /// Iterations of repeated string instructions beyond the first, counted as retired
     /// instructions at the end of the block.
     pub(crate) rep_extra: u64,
@@ -87,6 +89,7 @@ impl Cpu {
             bits: 16,
             scratch_pages: Vec::new(),
             rep_extra: 0,
+            random_seed: None,
             bp: crate::debug::Breakpoints::default(),
             db_pending: 0,
             segc: [SegCheck::REAL; 6],
@@ -148,6 +151,12 @@ impl Cpu {
     pub fn flush_caches(&mut self) {
         self.flush_tlb();
         self.blocks.clear();
+    }
+
+    /// Makes RDRAND/RDSEED a fixed pseudo-random sequence from `seed` (deterministic runs), or
+    /// the host's randomness again with `None`.
+    pub fn set_random_seed(&mut self, seed: Option<u64>) {
+        self.random_seed = seed.map(|s| s | 1);
     }
 
     /// Signals a non-maskable interrupt (delivered between blocks; held while an NMI handler

@@ -25,7 +25,16 @@ pub(super) fn select(f: &Form, _sub: &mut u64) -> Option<Handler> {
 
 /// RDRAND/RDSEED r16/r32/r64 (`osz` is the register's size).
 fn rdrand(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let v = random_u64();
+    let v = match cpu.random_seed.as_mut() {
+        // Deterministic runs: xorshift64* from the seed the host set.
+        Some(x) => {
+            *x ^= *x >> 12;
+            *x ^= *x << 25;
+            *x ^= *x >> 27;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        None => random_u64(),
+    };
     cpu.set_reg(i.r0, i.osz, v);
     cpu.set_status(CF | OF | SF | ZF | AF | PF, CF);
     Ok(())
