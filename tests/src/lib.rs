@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: boot a ROM in-process on either backend with its
 //! serial port and debug console captured, and compare what two runs left behind.
 
+pub mod diff;
+
 use accel::{AccelError, Backend, RunLimits, RunOutcome, Vm};
 use cpu::CpuState;
 use machine::host::CaptureChar;
