@@ -1,7 +1,9 @@
-//! Ferrite's own ROMs: real-mode test programs written in NASM (`asm/`), built by `build.sh`
-//! into 64 KiB BIOS images (`build/`) that are committed, so building Ferrite needs no
-//! assembler. Each reports through COM1 and the 0xE9 debug console and leaves through the
-//! exit device (port 0xF4), whose low byte becomes Ferrite's exit status.
+//! Ferrite's own ROMs: test programs written in NASM (`asm/`), built by `build.sh` into 64 KiB
+//! BIOS images (`build/`) that are committed, so building Ferrite needs no assembler. Each
+//! reports through COM1 and the 0xE9 debug console and leaves through the exit device (port
+//! 0xF4), whose low byte becomes Ferrite's exit status. The `sys_*` ROMs test what user mode
+//! cannot reach (modes, paging, gates, tasks, debug registers, fast system calls, I/O
+//! permissions), one PASS/FAIL line per check, with the scaffolding in `asm/inc/sys.inc`.
 
 /// Prints a greeting and exits 0; the default guest until the project's BIOS replaces it.
 pub const HELLO: &[u8] = include_bytes!("../build/hello.bin");
@@ -15,6 +17,12 @@ pub const EXCEPTIONS: &[u8] = include_bytes!("../build/exceptions.bin");
 pub const ARITH: &[u8] = include_bytes!("../build/arith.bin");
 /// Prints one line, then loops forever: for `--timeout`.
 pub const SPIN: &[u8] = include_bytes!("../build/spin.bin");
+/// Real, 16/32-bit protected, unreal, long (64-bit and compatibility) and virtual-8086 mode,
+/// and the switches between them; exits 0 if every check passes.
+pub const SYS_MODES: &[u8] = include_bytes!("../build/sys_modes.bin");
+/// 32-bit, PAE and 4-level paging with every page size, #PF error codes and CR2, accessed and
+/// dirty bits, CR0.WP, global pages, NX, SMEP and SMAP.
+pub const SYS_PAGING: &[u8] = include_bytes!("../build/sys_paging.bin");
 
 /// The guest Ferrite boots when no `--bios` is given.
 pub const DEFAULT: &[u8] = HELLO;
@@ -27,10 +35,12 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("exceptions", EXCEPTIONS),
     ("arith", ARITH),
     ("spin", SPIN),
+    ("sys_modes", SYS_MODES),
+    ("sys_paging", SYS_PAGING),
 ];
 
 /// The names of all ROMs, in the order of [`ALL`].
-pub const NAMES: &[&str] = &["hello", "timer", "serial_echo", "exceptions", "arith", "spin"];
+pub const NAMES: &[&str] = &["hello", "timer", "serial_echo", "exceptions", "arith", "spin", "sys_modes", "sys_paging"];
 
 /// The image of the ROM called `name`.
 pub fn by_name(name: &str) -> Option<&'static [u8]> {

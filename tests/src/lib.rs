@@ -122,22 +122,32 @@ fn kvm_backend(_m: &Machine) -> Result<Box<dyn Backend>, RunError> {
 /// Boots `setup.image` from the reset vector and runs it until it exits, gets stuck, or the
 /// timeout passes (a reset ends the run, as under `--no-reboot`).
 pub fn run_rom(setup: &RomSetup) -> Result<RomRun, RunError> {
+    run_rom_keeping_output(setup).0
+}
+
+/// `run_rom`, also returning what the serial port got when the run fails, so that a run the
+/// backend gave up on can still be compared as far as it got.
+pub fn run_rom_keeping_output(setup: &RomSetup) -> (Result<RomRun, RunError>, Vec<u8>) {
     let serial = CaptureChar::new();
     serial.push_input(setup.serial_input);
     let debugcon = CaptureChar::new();
-    let machine = machine_for(setup, &serial, &debugcon)?;
-    let backend: Box<dyn Backend> = match setup.backend {
-        BackendKind::Interp => Box::new(accel::interp::Interp::new()),
-        BackendKind::Kvm => kvm_backend(&machine)?,
-    };
-    let mut vm = Vm::new(machine, backend, CpuState::default()).map_err(|e| RunError::Unavailable(e.to_string()))?;
-    let limits = RunLimits { timeout: Some(setup.timeout), no_reboot: true };
-    let outcome = vm.run(&limits);
-    let report = vm.report();
-    let outcome = outcome.map_err(|e| RunError::Backend(e, report.clone()))?;
-    let serial = serial.output.lock().unwrap().clone();
-    let debugcon = debugcon.output.lock().unwrap().clone();
-    Ok(RomRun { backend: setup.backend, outcome, serial, debugcon, state: vm.backend.state(), report })
+    let run = (|| {
+        let machine = machine_for(setup, &serial, &debugcon)?;
+        let backend: Box<dyn Backend> = match setup.backend {
+            BackendKind::Interp => Box::new(accel::interp::Interp::new()),
+            BackendKind::Kvm => kvm_backend(&machine)?,
+        };
+        let mut vm = Vm::new(machine, backend, CpuState::default()).map_err(|e| RunError::Unavailable(e.to_string()))?;
+        let limits = RunLimits { timeout: Some(setup.timeout), no_reboot: true };
+        let outcome = vm.run(&limits);
+        let report = vm.report();
+        let outcome = outcome.map_err(|e| RunError::Backend(e, report.clone()))?;
+        let serial = serial.output.lock().unwrap().clone();
+        let debugcon = debugcon.output.lock().unwrap().clone();
+        Ok(RomRun { backend: setup.backend, outcome, serial, debugcon, state: vm.backend.state(), report })
+    })();
+    let partial = serial.output.lock().unwrap().clone();
+    (run, partial)
 }
 
 /// Can KVM run guests here? `Err` says why not. A machine is built and `Kvm::new` tried on it,
