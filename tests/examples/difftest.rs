@@ -140,7 +140,7 @@ fn main() {
     cfg.include_known_bad = args.include_known_bad;
     cfg.classes.retain(|c| {
         if c.unimplemented() {
-            eprintln!("difftest: class {} is not implemented in the interpreter yet: left out", c.name());
+            eprintln!("difftest: class {} generates nothing yet: left out", c.name());
             false
         } else if !c.host_supports() {
             eprintln!("difftest: the host CPU cannot run class {}: left out", c.name());
