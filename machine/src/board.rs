@@ -178,6 +178,10 @@ impl Machine {
         m.add_io_device(Box::new(ExitDevice::new()), &[(EXIT_PORT, 1)]);
         m.add_pci_function(Box::new(I440fx::new()), devfn(0, 0));
         m.add_pci_function(Box::new(Piix3Isa::new()), devfn(1, 0));
+        // IDE: the PIIX3's IDE function (00:01.1) with the configured drives, on the PC/AT's
+        // legacy ports and IRQs 14/15 as well as its bus-master BAR.
+        let ide = m.add_pci_function(Box::new(crate::devices::ide::PiixIde::new(cfg.ide)), crate::devices::ide::DEVFN);
+        m.add_io_ports(ide, &crate::devices::ide::LEGACY_PORTS);
         m.power_on();
         Ok(m)
     }
@@ -193,6 +197,16 @@ impl Machine {
             }
         }
         idx
+    }
+
+    /// Claims more port ranges (first port, count) for device `idx`: the fixed legacy ports of
+    /// a PCI function, which decode whatever its BARs say.
+    pub fn add_io_ports(&mut self, idx: usize, ranges: &[(u16, u16)]) {
+        for &(start, count) in ranges {
+            for p in start..start + count {
+                self.ports[p as usize] = PortOwner::Device(idx as u16);
+            }
+        }
     }
 
     /// Attaches a device to a guest-physical MMIO range. Ranges must not overlap.
@@ -397,12 +411,26 @@ impl Machine {
         let mut deadline = self.deadlines[idx];
         let mut cx = DeviceContext::new(now, &mut self.irqs, &mut self.events, &mut deadline);
         let r = f(self.devices[idx].as_mut(), &mut cx);
+        self.serve_bus_master(idx, &mut deadline);
         if deadline != self.deadlines[idx] {
             self.deadlines[idx] = deadline;
             self.attention = true;
         }
         self.route(Some(idx));
         r
+    }
+
+    /// PCI bus mastering (see `PciFunction::bus_master_pending`): a function whose guest just
+    /// started a DMA transfer runs it here, with guest memory lent for the call. The CPU is
+    /// then asked to stop, so it drops code decoded from pages the transfer overwrote before
+    /// it runs on.
+    fn serve_bus_master(&mut self, idx: usize, deadline: &mut Option<u64>) {
+        let Some(f) = self.devices[idx].as_pci() else { return };
+        if f.bus_master_pending() {
+            let mut cx = DeviceContext::new(self.clock.now(), &mut self.irqs, &mut self.events, deadline);
+            f.run_bus_master(&mut self.memory, &mut cx);
+            self.attention = true;
+        }
     }
 
     fn route(&mut self, from: Option<usize>) {

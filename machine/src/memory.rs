@@ -267,13 +267,19 @@ impl Memory {
     /// Reads guest-physical memory for firmware loading, DMA and debuggers; bytes outside RAM
     /// and ROM read as 0xFF.
     pub fn read(&self, paddr: u64, buf: &mut [u8]) {
-        for (i, b) in buf.iter_mut().enumerate() {
-            let a = paddr.wrapping_add(i as u64);
-            *b = match self.page(a) {
-                // SAFETY: `page` returned the start of a 4 KiB page that Memory owns.
-                Some((host, _)) => unsafe { *host.add((a & (PAGE_SIZE - 1)) as usize) },
-                None => 0xFF,
-            };
+        let mut done = 0;
+        while done < buf.len() {
+            let a = paddr.wrapping_add(done as u64);
+            let off = (a & (PAGE_SIZE - 1)) as usize;
+            let n = (PAGE_SIZE as usize - off).min(buf.len() - done);
+            let part = &mut buf[done..done + n];
+            match self.page(a) {
+                // SAFETY: `page` returned the start of a 4 KiB page that Memory owns, and
+                // `off + n` stays within that page.
+                Some((host, _)) => unsafe { std::ptr::copy_nonoverlapping(host.add(off), part.as_mut_ptr(), n) },
+                None => part.fill(0xFF),
+            }
+            done += n;
         }
     }
 
@@ -281,16 +287,22 @@ impl Memory {
     /// mappings follow the chipset's routing, device memory drops it.
     pub fn write(&mut self, paddr: u64, data: &[u8]) {
         self.note_written(paddr, data.len());
-        for (i, &b) in data.iter().enumerate() {
-            let a = paddr.wrapping_add(i as u64);
+        let mut done = 0;
+        while done < data.len() {
+            let a = paddr.wrapping_add(done as u64);
+            let off = (a & (PAGE_SIZE - 1)) as usize;
+            let n = (PAGE_SIZE as usize - off).min(data.len() - done);
+            let part = &data[done..done + n];
             match self.page(a) {
                 // SAFETY: as in `read`; RAM pages are writable.
-                Some((host, RegionKind::Ram)) => unsafe { *host.add((a & (PAGE_SIZE - 1)) as usize) = b },
+                Some((host, RegionKind::Ram)) => unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), host.add(off), n) },
+                // A page lies within one PAM segment, so one routing decision covers it.
                 Some((_, RegionKind::Rom)) => {
-                    self.write_shadow(a, &[b]);
+                    self.write_shadow(a, part);
                 }
                 None => {}
             }
+            done += n;
         }
     }
 
@@ -415,6 +427,21 @@ mod tests {
         assert_eq!(b[0], 0xFF);
         m.read(0x1000, &mut b);
         assert_eq!(b[0], 0xAA);
+    }
+
+    #[test]
+    fn bulk_accesses_cross_pages_and_regions() {
+        let mut m = Memory::new(2 << 20, &bios(64 * 1024)).unwrap();
+        // RAM up to 0xA0000, then the VGA hole: the RAM part lands, the rest is dropped.
+        let data: Vec<u8> = (0..0x3000u32).map(|i| i as u8 | 1).collect();
+        m.write(0x9_E800, &data);
+        let mut back = vec![0u8; 0x3000];
+        m.read(0x9_E800, &mut back);
+        assert_eq!(back[..0x1800], data[..0x1800]);
+        assert!(back[0x1800..].iter().all(|&b| b == 0xFF), "the VGA hole reads as an empty bus");
+        let mut pages = Vec::new();
+        m.take_written(&mut pages);
+        assert_eq!(pages, [0x9_E000, 0x9_F000, 0xA_0000, 0xA_1000]);
     }
 
     #[test]

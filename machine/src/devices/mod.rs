@@ -3,6 +3,7 @@
 pub mod debugcon;
 pub mod exit;
 pub mod i440fx;
+pub mod ide;
 pub mod pic;
 pub mod piix3;
 pub mod pit;

@@ -6,6 +6,7 @@ pub mod config;
 pub use config::{Bar, BarKind, BarMapping, PciConfig, ROM_INDEX};
 
 use crate::device::{open_bus, Device, DeviceContext};
+use crate::memory::Memory;
 
 /// Device and function number on bus 0: device << 3 | function.
 pub type DevFn = u8;
@@ -40,6 +41,16 @@ pub trait PciFunction: Device {
     fn rom(&self) -> Option<&[u8]> {
         None
     }
+    /// Bus mastering: whether the function has a DMA transfer waiting for guest memory (the
+    /// guest started its engine). Devices never hold the memory; the board asks this after
+    /// every access to the function and every tick, and then calls `run_bus_master`.
+    fn bus_master_pending(&self) -> bool {
+        false
+    }
+    /// Runs the waiting transfers with guest memory in hand. Reads and writes go through
+    /// [`Memory::read`] and [`Memory::write`], which route them as the chipset does (RAM and
+    /// shadow RAM take them, device memory drops them) and tell the CPU which pages changed.
+    fn run_bus_master(&mut self, _memory: &mut Memory, _cx: &mut DeviceContext) {}
 }
 
 /// The PIRQ (0-3 for A-D) an interrupt pin (1-4) of a slot reaches, swizzled by device
