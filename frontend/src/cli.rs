@@ -62,6 +62,16 @@ pub struct Args {
     /// Exit instead of rebooting when the guest resets the machine or triple-faults
     #[arg(long)]
     pub no_reboot: bool,
+
+    /// Write a PNG of the screen to PATH about once a second while the guest runs, and at
+    /// exit (replaced atomically)
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
+
+    /// Write the text of the screen to PATH about once a second and at exit (replaced
+    /// atomically): one line per row in text modes, a line naming the mode otherwise
+    #[arg(long, value_name = "PATH")]
+    pub screen_text: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -189,6 +199,7 @@ mod tests {
         assert_eq!(a.debugcon, CharSpec::None);
         assert_eq!(a.display, Display::None);
         assert!(a.bios.is_none() && a.timeout.is_none() && !a.deterministic && !a.no_reboot);
+        assert!(a.screenshot.is_none() && a.screen_text.is_none());
     }
 
     #[test]

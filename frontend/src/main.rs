@@ -2,6 +2,7 @@
 //! session's result into the exit status (see `session::status` and README.md).
 
 mod cli;
+mod screen;
 mod session;
 
 use clap::Parser;

@@ -3,8 +3,10 @@
 //! the exit status ([`Session::run`]).
 
 use crate::cli::{Args, CharSpec, Display};
+use crate::screen::ScreenOutputs;
 use accel::interp::Interp;
 use accel::select::{choose_backend, probe_host};
+use accel::vm::Watch;
 use accel::{AccelChoice, AccelError, AccelKind, Backend, RunLimits, RunOutcome, Vm};
 use anyhow::{anyhow, bail, Context, Result};
 use cpu::CpuState;
@@ -30,6 +32,8 @@ pub mod status {
 pub struct Session {
     vm: Vm,
     limits: RunLimits,
+    /// --screenshot and --screen-text.
+    screen: ScreenOutputs,
 }
 
 impl Session {
@@ -91,21 +95,31 @@ impl Session {
         };
         eprintln!("ferrite: accelerator: {why}; {clock}");
 
-        let vm = Vm::new(machine, backend, CpuState::default()).context("cannot start the CPU")?;
-        Ok(Session { vm, limits: RunLimits { timeout: args.timeout, no_reboot: args.no_reboot } })
+        let mut vm = Vm::new(machine, backend, CpuState::default()).context("cannot start the CPU")?;
+        // The first write shows the power-on screen and finds unusable paths before the run.
+        let mut screen = ScreenOutputs::new(args.screenshot.clone(), args.screen_text.clone());
+        screen.refresh(&mut vm.machine)?;
+        Ok(Session { vm, limits: RunLimits { timeout: args.timeout, no_reboot: args.no_reboot }, screen })
     }
 
     /// Runs the guest to its end and returns the exit status. An error is Ferrite's own
     /// failure while running (its state is reported first).
     pub fn run(mut self) -> Result<u8> {
-        let outcome = match self.vm.run(&self.limits) {
+        let screen = &mut self.screen;
+        // The watcher runs about every 50 ms of wall time; checks of the screen go here.
+        let mut watch = |m: &mut Machine| {
+            screen.poll(m);
+            Watch::Continue
+        };
+        let outcome = match self.vm.run_watched(&self.limits, &mut watch) {
             Ok(outcome) => outcome,
             Err(e) => {
                 eprint!("{}", self.vm.report());
+                let _ = self.screen.refresh(&mut self.vm.machine);
                 return Err(anyhow!(e).context("the run stopped"));
             }
         };
-        Ok(match outcome {
+        let code = match outcome {
             RunOutcome::Exit(code) => code,
             RunOutcome::PowerOff => 0,
             RunOutcome::Stopped(code) => code.clamp(0, 255) as u8,
@@ -129,7 +143,13 @@ impl Session {
                 eprint!("{}", self.vm.report());
                 status::STUCK
             }
-        })
+        };
+        // The screen as the guest left it.
+        if let Err(e) = self.screen.refresh(&mut self.vm.machine) {
+            eprintln!("ferrite: {e:#}");
+            return Ok(status::INTERNAL);
+        }
+        Ok(code)
     }
 }
 

@@ -182,6 +182,9 @@ impl Machine {
         // legacy ports and IRQs 14/15 as well as its bus-master BAR.
         let ide = m.add_pci_function(Box::new(crate::devices::ide::PiixIde::new(cfg.ide)), crate::devices::ide::DEVFN);
         m.add_io_ports(ide, &crate::devices::ide::LEGACY_PORTS);
+        // VGA: the standard VGA PCI function at 00:02.0 (QEMU's stdvga, Bochs VBE) with its
+        // legacy ports and the 0xA0000-0xBFFFF window.
+        crate::devices::vga::attach(&mut m, cfg.vga_rom);
         m.power_on();
         Ok(m)
     }
@@ -217,6 +220,19 @@ impl Machine {
         self.mmio.push(MmioRange { start, len, device: idx, bar: None });
         self.mmio.sort_by_key(|r| r.start);
         idx
+    }
+
+    /// Routes a fixed guest-physical range to an attached device (the VGA's 0xA0000 window).
+    /// Ranges must not overlap.
+    pub fn add_mmio_range(&mut self, idx: usize, start: u64, len: u64) {
+        self.mmio.push(MmioRange { start, len, device: idx, bar: None });
+        self.mmio.sort_by_key(|r| r.start);
+    }
+
+    /// The display adapter (the first device that drives a screen), for frames and screen text.
+    pub fn display(&mut self) -> Option<&mut dyn crate::display::Display> {
+        let i = self.devices.iter_mut().position(|d| d.as_display().is_some())?;
+        self.devices[i].as_display()
     }
 
     /// Attaches a PCI function at `devfn` on bus 0 (the first one also claims the

@@ -140,6 +140,11 @@ pub trait Device: Send {
     fn as_pci(&mut self) -> Option<&mut dyn crate::pci::PciFunction> {
         None
     }
+    /// The screen this device drives, if it is a display adapter (the frontends' frames and
+    /// screen text come from here).
+    fn as_display(&mut self) -> Option<&mut dyn crate::display::Display> {
+        None
+    }
 }
 
 /// What a read of nothing returns: all ones, as the pulled-up ISA data bus gives.

@@ -8,3 +8,4 @@ pub mod pic;
 pub mod piix3;
 pub mod pit;
 pub mod uart;
+pub mod vga;
