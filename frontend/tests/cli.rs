@@ -209,6 +209,17 @@ fn triple_fault_under_no_reboot() {
 }
 
 #[test]
+fn sys_triple_rom_ends_in_a_triple_fault_under_no_reboot() {
+    // roms/asm/sys_triple.asm: two lines, then a #GP with an IDT limit of 0 in protected mode.
+    let path = write_image("sys_triple.bin", roms::SYS_TRIPLE);
+    let o = ferrite(&["--bios", &path, "--no-reboot", "--timeout", "60"]);
+    assert_status(&o, 122);
+    assert!(stdout(&o).contains("sys_triple: IDT limit 0, now MOV DS"), "{}", describe(&o));
+    assert!(!stdout(&o).contains("FAIL"), "{}", describe(&o));
+    assert!(stderr(&o).contains("triple fault"), "{}", describe(&o));
+}
+
+#[test]
 fn memory_sizes_are_accepted() {
     for size in ["64", "1G", "2048K", "16MiB"] {
         let o = ferrite(&["-m", size, "--serial", "none"]);

@@ -97,6 +97,102 @@ bits 32
     mov byte [FRAME0 + 0x200], 0xCB                                   ; RETF, for fetches
     mov dword [0x400900], MARK_HI
 
+    ; ---- 4-level paging, first (a paravirtual KVM may run long mode but not 32-bit paging) --------
+    mov eax, [ext_edx]
+    and eax, 1 << 26
+    XEQ eax, 1 << 26, `CPUID.80000001h.EDX[26] advertises 1 GiB pages`
+    mov dword [PML4 + 0 * 8], PDPT4 | PTE_RW | PTE_P
+    mov dword [PML4 + 1 * 8], PDPT4 | PTE_PS | PTE_RW | PTE_P        ; PS is reserved here
+    mov dword [PDPT4 + 0 * 8], PD4 | PTE_RW | PTE_P
+    mov dword [PDPT4 + 1 * 8], 0x00000000 | PTE_PS | PTE_RW | PTE_P  ; 1 GiB at 40000000h
+    mov dword [PDPT4 + 2 * 8], (1 << 13) | PTE_PS | PTE_RW | PTE_P   ; reserved bit 13
+    mov dword [PD4 + 0 * 8], 0x000000 | PTE_PS | PTE_RW | PTE_P      ; 2 MiB, identity
+    mov dword [PD4 + 1 * 8], 0x200000 | PTE_PS | PTE_P               ; 2 MiB, read-only
+    mov dword [PD4 + 2 * 8], 0x400000 | PTE_PS | PTE_RW | PTE_P      ; 2 MiB, no-execute
+    mov dword [PD4 + 2 * 8 + 4], 0x80000000
+    mov dword [PD4 + 3 * 8], 0x600000 | (1 << 13) | PTE_PS | PTE_RW | PTE_P ; reserved bit 13
+    mov eax, cr4
+    or eax, 0x20                        ; PAE
+    mov cr4, eax
+    mov eax, PML4
+    mov cr3, eax
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, 0x900                       ; LME, NXE
+    wrmsr
+    lidt [cs:idtr64]
+    mov eax, cr0
+    or eax, 0x80010000                  ; PG, WP
+    mov cr0, eax
+    jmp SEL_CODE64:long64
+
+section .text64
+bits 64
+long64:
+    ; 2 MiB pages and the upper levels first, 1 GiB pages last (CPUID may not have them).
+    TRY .ro2m
+    mov dword [0x200010], 1
+.ro2m:
+    EXPECT_EXC `#PF: 4-level, write to a read-only 2 MiB page`, 14, 3
+    TRY .nx2m
+    mov eax, 0x400000
+    call rax
+.nx2m:
+    EXPECT_EXC `#PF: 4-level, fetch from a no-execute 2 MiB page (P, I/D)`, 14, 0x11
+    EQ qword [exc_eip], 0x400000, `#PF: 4-level fetch: the frame's RIP`
+    TRY .rsvd2m
+    mov eax, [0x600010]
+.rsvd2m:
+    EXPECT_EXC `#PF: 4-level 2 MiB PDE with reserved bit 13 set (RSVD)`, 14, 9
+    TRY .pml4ps
+    mov rax, 0x8000000010
+    mov eax, [rax]
+.pml4ps:
+    EXPECT_EXC `#PF: PS set in a PML4 entry (RSVD)`, 14, 9
+    EQ qword [exc_cr2], 0x8000000010, `#PF: CR2 holds the whole 64-bit address`
+    TRY .np64
+    mov rax, 0x700000000123
+    mov eax, [rax]
+.np64:
+    EXPECT_EXC `#PF: 4-level, not-present PML4 entry`, 14, 0
+    EQ qword [exc_cr2], 0x700000000123, `#PF: 4-level, not-present PML4 entry: CR2`
+    mov eax, [PML4]
+    and eax, 0x60
+    EQ rax, 0x20, `4-level: the PML4 entry gets accessed, never dirty`
+    EQD dword [0x40000900], MARK900, `4-level, 1 GiB page: linear 40000900h is physical 900h`
+    mov eax, [PDPT4 + 1 * 8]
+    and eax, 0x60
+    EQ rax, 0x20, `4-level, 1 GiB page: a read sets accessed only`
+    mov dword [0x40000904], 1
+    mov eax, [PDPT4 + 1 * 8]
+    and eax, 0x60
+    EQ rax, 0x60, `4-level, 1 GiB page: a write sets dirty`
+    TRY .rsvd1g
+    mov eax, 0x80000010
+    mov eax, [rax]
+.rsvd1g:
+    EXPECT_EXC `#PF: 1 GiB PDPTE with reserved bit 13 set (RSVD)`, 14, 9
+    jmp far dword [rel leave_ptr]
+
+leave_ptr:  dd leave_long
+            dw SEL_CODE32
+
+section .text
+bits 32
+; Out of long mode (from compatibility mode): paging off, LME, NXE and PAE off, the 32-bit IDT.
+leave_long:
+    mov eax, cr0
+    and eax, 0x7FFFFFFF
+    mov cr0, eax
+    mov ecx, 0xC0000080
+    rdmsr
+    and eax, ~0x900
+    wrmsr
+    mov eax, cr4
+    and eax, ~0x20
+    mov cr4, eax
+    lidt [cs:idtr32]
+
     ; ---- 32-bit paging --------------------------------------------------------------------------
     mov eax, cr4
     or eax, 0x10                        ; PSE
@@ -416,81 +512,7 @@ bits 32
     mov eax, PDPT_PAE
     mov cr3, eax
     XEXPECT_EXC `PAE: MOV CR3 with a reserved bit in a present PDPTE is #GP(0)`, 13, 0
-
-    ; ---- 4-level paging ------------------------------------------------------------------------------
-    mov eax, [ext_edx]
-    and eax, 1 << 26
-    XEQ eax, 1 << 26, `CPUID.80000001h.EDX[26] advertises 1 GiB pages`
-    mov eax, cr0
-    and eax, 0x7FFFFFFF
-    mov cr0, eax
-    mov dword [PML4 + 0 * 8], PDPT4 | PTE_RW | PTE_P
-    mov dword [PML4 + 1 * 8], PDPT4 | PTE_PS | PTE_RW | PTE_P        ; PS is reserved here
-    mov dword [PDPT4 + 0 * 8], PD4 | PTE_RW | PTE_P
-    mov dword [PDPT4 + 1 * 8], 0x00000000 | PTE_PS | PTE_RW | PTE_P  ; 1 GiB at 40000000h
-    mov dword [PDPT4 + 2 * 8], (1 << 13) | PTE_PS | PTE_RW | PTE_P   ; reserved bit 13
-    mov dword [PDPT4 + 3 * 8], 0x00000000 | PTE_PS | PTE_RW | PTE_P
-    mov dword [PDPT4 + 3 * 8 + 4], 0x80000000                       ; NX
-    mov dword [PDPT4 + 4 * 8], 0x00000000 | PTE_PS | PTE_P           ; read-only 1 GiB
-    mov dword [PD4 + 0 * 8], 0x000000 | PTE_PS | PTE_RW | PTE_P
-    mov eax, PML4
-    mov cr3, eax
-    mov ecx, 0xC0000080
-    rdmsr
-    or eax, 0x100                       ; LME (NXE stays set)
-    wrmsr
-    lidt [cs:idtr64]
-    mov eax, cr0
-    or eax, 0x80000000
-    mov cr0, eax
-    jmp SEL_CODE64:long64
-
-section .text64
-bits 64
-long64:
-    EQD dword [0x40000900], MARK900, `4-level, 1 GiB page: linear 40000900h is physical 900h`
-    mov eax, [PDPT4 + 1 * 8]
-    and eax, 0x60
-    EQ rax, 0x20, `4-level, 1 GiB page: a read sets accessed only`
-    mov dword [0x40000904], 1
-    mov eax, [PDPT4 + 1 * 8]
-    and eax, 0x60
-    EQ rax, 0x60, `4-level, 1 GiB page: a write sets dirty`
-    mov eax, [PML4]
-    and eax, 0x60
-    EQ rax, 0x20, `4-level: the PML4 entry gets accessed, never dirty`
-    TRY .rsvd1g
-    mov eax, 0x80000010
-    mov eax, [rax]
-.rsvd1g:
-    EXPECT_EXC `#PF: 1 GiB PDPTE with reserved bit 13 set (RSVD)`, 14, 9
-    TRY .pml4ps
-    mov rax, 0x8000000010
-    mov eax, [rax]
-.pml4ps:
-    EXPECT_EXC `#PF: PS set in a PML4 entry (RSVD)`, 14, 9
-    EQ qword [exc_cr2], 0x8000000010, `#PF: CR2 holds the whole 64-bit address`
-    TRY .np64
-    mov rax, 0x700000000123
-    mov eax, [rax]
-.np64:
-    EXPECT_EXC `#PF: 4-level, not-present PML4 entry`, 14, 0
-    EQ qword [exc_cr2], 0x700000000123, `#PF: 4-level, not-present PML4 entry: CR2`
-    TRY .ro1g
-    mov rax, 0x100000010
-    mov dword [rax], 1
-.ro1g:
-    EXPECT_EXC `#PF: 4-level, write to a read-only 1 GiB page`, 14, 3
-    TRY .nx1g
-    mov rax, 0xC0000000
-    call rax
-.nx1g:
-    EXPECT_EXC `#PF: 4-level, fetch from a no-execute 1 GiB page (P, I/D)`, 14, 0x11
-    EQ qword [exc_eip], 0xC0000000, `#PF: 4-level fetch: the frame's RIP`
-    jmp far dword [rel finish_ptr]
-
-finish_ptr: dd finish32
-            dw SEL_CODE32
+    call finish32
 
 ; ---- ring-3 snippets (through SEL_CODE32_R3U, DS flat) ---------------------------------------------
 section .text

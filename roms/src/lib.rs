@@ -23,6 +23,21 @@ pub const SYS_MODES: &[u8] = include_bytes!("../build/sys_modes.bin");
 /// 32-bit, PAE and 4-level paging with every page size, #PF error codes and CR2, accessed and
 /// dirty bits, CR0.WP, global pages, NX, SMEP and SMAP.
 pub const SYS_PAGING: &[u8] = include_bytes!("../build/sys_paging.bin");
+/// Call gates to the same and inner levels, interrupt and trap gates, privilege checks and
+/// their error codes, conforming code, RETF/IRET to an outer level, LAR/LSL/VERR/VERW/ARPL.
+pub const SYS_GATES: &[u8] = include_bytes!("../build/sys_gates.bin");
+/// Task switches by CALL, JMP, IRET and task gates, busy bits, back links, a 16-bit TSS and a
+/// double fault through a task gate.
+pub const SYS_TASKS: &[u8] = include_bytes!("../build/sys_tasks.bin");
+/// Debug registers (instruction, data and I/O breakpoints), DR6, RF, single-step, INT1 and
+/// general detect.
+pub const SYS_DEBUG: &[u8] = include_bytes!("../build/sys_debug.bin");
+/// SYSENTER/SYSEXIT, SYSCALL/SYSRET, SWAPGS, the FS/GS base MSRs and RDTSCP.
+pub const SYS_FASTCALL: &[u8] = include_bytes!("../build/sys_fastcall.bin");
+/// The TSS I/O permission bitmap and IOPL from rings 1 and 3; CLI/STI/POPF/IRET at CPL > IOPL.
+pub const SYS_IOBITMAP: &[u8] = include_bytes!("../build/sys_iobitmap.bin");
+/// Prints two lines, then triple-faults (a #GP with an IDT limit of 0): ends in shutdown.
+pub const SYS_TRIPLE: &[u8] = include_bytes!("../build/sys_triple.bin");
 
 /// The guest Ferrite boots when no `--bios` is given.
 pub const DEFAULT: &[u8] = HELLO;
@@ -37,10 +52,31 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("spin", SPIN),
     ("sys_modes", SYS_MODES),
     ("sys_paging", SYS_PAGING),
+    ("sys_gates", SYS_GATES),
+    ("sys_tasks", SYS_TASKS),
+    ("sys_debug", SYS_DEBUG),
+    ("sys_fastcall", SYS_FASTCALL),
+    ("sys_iobitmap", SYS_IOBITMAP),
+    ("sys_triple", SYS_TRIPLE),
 ];
 
 /// The names of all ROMs, in the order of [`ALL`].
-pub const NAMES: &[&str] = &["hello", "timer", "serial_echo", "exceptions", "arith", "spin", "sys_modes", "sys_paging"];
+pub const NAMES: &[&str] = &[
+    "hello",
+    "timer",
+    "serial_echo",
+    "exceptions",
+    "arith",
+    "spin",
+    "sys_modes",
+    "sys_paging",
+    "sys_gates",
+    "sys_tasks",
+    "sys_debug",
+    "sys_fastcall",
+    "sys_iobitmap",
+    "sys_triple",
+];
 
 /// The image of the ROM called `name`.
 pub fn by_name(name: &str) -> Option<&'static [u8]> {
