@@ -70,6 +70,10 @@ pub enum MachineError {
     Snapshot(#[from] SnapshotError),
     #[error("snapshot has {found} devices, this machine {expected}")]
     DeviceCount { expected: usize, found: usize },
+    #[error(transparent)]
+    Floppy(#[from] crate::devices::fdc::FdcError),
+    #[error(transparent)]
+    Cmos(#[from] crate::devices::rtc::CmosError),
 }
 
 /// Which handler a port belongs to.
@@ -124,6 +128,10 @@ pub struct Machine {
     pirq_irq: [Option<u8>; 4],
     /// Level of each ISA line as driven by PCI interrupts, apart from the ISA devices.
     pci_isa_level: u16,
+    /// The 8237A pair (index in `devices`): other devices' ISA DMA runs through it.
+    isa_dma: Option<usize>,
+    /// The 8042 (index in `devices`) and where host keyboard and mouse handles come from.
+    ps2: Option<(usize, crate::devices::i8042::Ps2InputSource)>,
 }
 
 /// Saved state of the board's devices and clock (memory and CPU are saved by their owners).
@@ -168,6 +176,8 @@ impl Machine {
             pirq_assert: Default::default(),
             pirq_irq: [None; 4],
             pci_isa_level: 0,
+            isa_dma: None,
+            ps2: None,
         };
         for p in [0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1] {
             m.ports[p] = PortOwner::Pic;
@@ -176,6 +186,40 @@ impl Machine {
         m.add_io_device(Box::new(Uart::new(COM1_IRQ, cfg.serial)), &[(COM1_PORT, 8)]);
         m.add_io_device(Box::new(DebugCon::new(cfg.debugcon)), &[(DEBUGCON_PORT, 1)]);
         m.add_io_device(Box::new(ExitDevice::new()), &[(EXIT_PORT, 1)]);
+        // The legacy ISA devices of a PC/AT with a PIIX3:
+        // - the 8237A DMA pair: 0x00-0x0F, 0xC0-0xDF, page registers 0x81-0x8F (0x80 is left
+        //   to a POST code port); other devices' DMA runs through it, see `with_device`;
+        // - the MC146818A RTC and CMOS RAM at 0x70-0x71 (IRQ 8), filled from this configuration;
+        // - the 8042 keyboard controller with a PS/2 keyboard and mouse at 0x60/0x64 (IRQs 1, 12);
+        // - port 0x92 and the reset control register 0xCF9 (inside the PCI configuration
+        //   range: `add_pci_function` leaves it to this device);
+        // - the 82077AA floppy controller at 0x3F0-0x3F5 and 0x3F7 (IRQ 6, DMA 2).
+        {
+            use crate::block::{Geometry, SECTOR_SIZE};
+            use crate::devices::{dma::Dma, fdc::Fdc, i8042::I8042, rtc::CmosConfig, rtc::Rtc, sysctl::SysCtl};
+            let hard_disks = [0, 1].map(|i| match &cfg.ide[i] {
+                Some(d) if !d.cdrom => {
+                    Some(d.media.geometry().unwrap_or_else(|| Geometry::vhd_for_sectors(d.media.len() / SECTOR_SIZE)))
+                }
+                _ => None,
+            });
+            let fdc = Fdc::new(cfg.floppy)?;
+            let cmos = CmosConfig {
+                ram_size: cfg.ram_size,
+                floppies: fdc.kinds(),
+                hard_disks,
+                boot_order: cfg.boot_order.clone(),
+                cpus: cfg.cpus,
+            };
+            let rtc = Rtc::new(&cmos, cfg.clock)?;
+            m.isa_dma = Some(m.add_io_device(Box::new(Dma::new()), &[(0x00, 16), (0xC0, 32), (0x81, 15)]));
+            m.add_io_device(Box::new(rtc), &[(0x70, 2)]);
+            let kbc = I8042::new();
+            let source = kbc.input_source();
+            m.ps2 = Some((m.add_io_device(Box::new(kbc), &[(0x60, 1), (0x64, 1)]), source));
+            m.add_io_device(Box::new(SysCtl::new()), &[(0x92, 1), (0xCF9, 1)]);
+            m.add_io_device(Box::new(fdc), &[(0x3F0, 6), (0x3F7, 1)]);
+        }
         m.add_pci_function(Box::new(I440fx::new()), devfn(0, 0));
         m.add_pci_function(Box::new(Piix3Isa::new()), devfn(1, 0));
         // IDE: the PIIX3's IDE function (00:01.1) with the configured drives, on the PC/AT's
@@ -240,8 +284,13 @@ impl Machine {
     pub fn add_pci_function(&mut self, mut dev: Box<dyn Device>, devfn: DevFn) -> usize {
         assert!(dev.as_pci().is_some(), "{} is not a PCI function", dev.name());
         assert!(self.pci.iter().all(|&(f, _)| f != devfn), "PCI slot {devfn:#x} taken twice");
+        // Ports a device already claimed stay its own: byte accesses to 0xCF9 belong to the
+        // reset control register, while a 32-bit access at 0xCF8 (dispatched by its first
+        // port) and 0xCFC-0xCFF stay configuration cycles.
         for p in 0xCF8..=0xCFF {
-            self.ports[p] = PortOwner::PciConfig;
+            if self.ports[p] == PortOwner::None {
+                self.ports[p] = PortOwner::PciConfig;
+            }
         }
         let idx = self.devices.len();
         self.devices.push(dev);
@@ -409,6 +458,17 @@ impl Machine {
         &mut self.memory
     }
 
+    /// A handle through which a host window feeds the PS/2 keyboard and mouse (see
+    /// `devices::i8042::Ps2Input`). The controller polls it every 10 ms while any is held.
+    pub fn ps2_input(&mut self) -> Option<crate::devices::i8042::Ps2Input> {
+        let (idx, source) = self.ps2.clone()?;
+        let handle = source.handle()?;
+        // Tick the controller now so it starts polling.
+        self.deadlines[idx] = Some(self.clock.now());
+        self.attention = true;
+        Some(handle)
+    }
+
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
@@ -425,8 +485,15 @@ impl Machine {
     fn with_device<R>(&mut self, idx: usize, f: impl FnOnce(&mut dyn Device, &mut DeviceContext) -> R) -> R {
         let now = self.clock.now();
         let mut deadline = self.deadlines[idx];
+        // ISA DMA: every device but the 8237 pair itself gets its channels, run against guest
+        // memory (`Memory::write` tells the CPU which pages changed).
+        let (dev, dma) = crate::devices::dma::split_for_dma(&mut self.devices, idx, self.isa_dma);
+        let mut bus = dma.map(|dma| crate::devices::dma::IsaDmaBus { dma, memory: &mut self.memory });
         let mut cx = DeviceContext::new(now, &mut self.irqs, &mut self.events, &mut deadline);
-        let r = f(self.devices[idx].as_mut(), &mut cx);
+        if let Some(bus) = bus.as_mut() {
+            cx = cx.with_dma(bus);
+        }
+        let r = f(dev, &mut cx);
         self.serve_bus_master(idx, &mut deadline);
         if deadline != self.deadlines[idx] {
             self.deadlines[idx] = deadline;

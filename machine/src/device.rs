@@ -29,7 +29,32 @@ pub struct DeviceContext<'a> {
     pub(crate) irqs: &'a mut Vec<(u8, bool)>,
     pub(crate) events: &'a mut Vec<MachineEvent>,
     pub(crate) deadline: &'a mut Option<u64>,
+    /// The ISA DMA channels, for devices other than the DMA controller itself.
+    pub(crate) dma: Option<&'a mut (dyn IsaDma + 'a)>,
 }
+
+/// ISA DMA as a device on the ISA bus sees it: the DREQ/DACK handshake of one channel of the
+/// 8237A pair, run by the board between the DMA controller's registers and guest memory. A
+/// device asks for as much as it has (a sector); the channel takes what its count and mask
+/// allow and says whether terminal count (the TC line) came with the last byte.
+pub trait IsaDma {
+    /// Device to memory (the 8237's "write" transfer): offers `data`.
+    fn write_memory(&mut self, channel: u8, data: &[u8]) -> DmaTransfer;
+    /// Memory to device (the 8237's "read" transfer): fills the front of `buf`.
+    fn read_memory(&mut self, channel: u8, buf: &mut [u8]) -> DmaTransfer;
+}
+
+/// What a channel did with a device's request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DmaTransfer {
+    /// Bytes moved (whole words on channels 5-7). Zero when the channel is masked, disabled
+    /// or programmed for no transfer: the device's request stays unanswered.
+    pub bytes: usize,
+    /// The channel reached terminal count with the last byte moved.
+    pub terminal_count: bool,
+}
+
+
 
 impl<'a> DeviceContext<'a> {
     pub fn new(
@@ -38,7 +63,29 @@ impl<'a> DeviceContext<'a> {
         events: &'a mut Vec<MachineEvent>,
         deadline: &'a mut Option<u64>,
     ) -> Self {
-        DeviceContext { now, irqs, events, deadline }
+        DeviceContext { now, irqs, events, deadline, dma: None }
+    }
+    /// Gives the device the ISA DMA channels (the board does this for every device but the
+    /// DMA controller; tests pass a controller and a memory of their own).
+    pub fn with_dma(mut self, dma: &'a mut (dyn IsaDma + 'a)) -> Self {
+        self.dma = Some(dma);
+        self
+    }
+
+    /// A DMA transfer from the device into memory on `channel` (nothing happens without DMA).
+    pub fn dma_write(&mut self, channel: u8, data: &[u8]) -> DmaTransfer {
+        match self.dma.as_mut() {
+            Some(d) => d.write_memory(channel, data),
+            None => DmaTransfer::default(),
+        }
+    }
+
+    /// A DMA transfer from memory into the device on `channel`.
+    pub fn dma_read(&mut self, channel: u8, buf: &mut [u8]) -> DmaTransfer {
+        match self.dma.as_mut() {
+            Some(d) => d.read_memory(channel, buf),
+            None => DmaTransfer::default(),
+        }
     }
 
     /// Drive ISA interrupt line `line` (0-15) to `level`.
@@ -138,6 +185,10 @@ pub trait Device: Send {
     fn restore(&mut self, snapshot: &DeviceSnapshot) -> Result<(), SnapshotError>;
     /// The PCI function behind this device, if it is one.
     fn as_pci(&mut self) -> Option<&mut dyn crate::pci::PciFunction> {
+        None
+    }
+    /// The 8237A pair, if this device is it (the board runs other devices' DMA through it).
+    fn as_isa_dma(&mut self) -> Option<&mut crate::devices::dma::Dma> {
         None
     }
     /// The screen this device drives, if it is a display adapter (the frontends' frames and

@@ -1,11 +1,17 @@
 //! Device models. Each file models one chip or function and names the datasheet it follows.
 
 pub mod debugcon;
+pub mod dma;
 pub mod exit;
+pub mod fdc;
 pub mod i440fx;
+pub mod i8042;
 pub mod ide;
 pub mod pic;
 pub mod piix3;
 pub mod pit;
+pub mod ps2_keys;
+pub mod rtc;
+pub mod sysctl;
 pub mod uart;
 pub mod vga;
