@@ -134,6 +134,10 @@ bits 32
     EQ dword [g_w3], STACK3_TOP - 4, `call gate to ring 1: the caller's ESP (below its parameter) pushed`
     EQ dword [g_w4], SEL_DATA_R3 | 3, `call gate to ring 1: the caller's SS pushed`
 
+    mov dword [TSS_BASE + 16], SEL_DATA                 ; SS1 with DPL 0
+    CALL_RING3 r3_call_gate_r1
+    mov dword [TSS_BASE + 16], SEL_DATA_R1 | 1
+    EXPECT_EXC `call gate to ring 1 with a DPL 0 SS1 in the TSS is #TS(SS1)`, 10, SEL_DATA
     CALL_RING3 r3_call_gate_dpl0
     EXPECT_EXC `ring 3 through a DPL 0 call gate is #GP(gate)`, 13, GATE_DPL0
     CALL_RING3 r3_call_gate_np

@@ -82,6 +82,13 @@ pm16:
     pop ax
     movzx eax, bx
     EQ eax, 2, `16-bit code segment: PUSH r16 moves SP by 2`
+    smsw ax
+    and al, ~1
+    lmsw ax
+    smsw ax
+    movzx eax, ax
+    and eax, 1
+    EQ eax, 1, `LMSW cannot clear CR0.PE`
     mov ax, SEL_LOW16
     mov fs, ax
     mov eax, [fs:0]
@@ -262,6 +269,13 @@ long64:
     mov bl, [rax]
 .noncanon:
     EXPECT_EXC `64-bit mode: a non-canonical address is #GP(0)`, 13, 0
+    TRY .lme_off
+    mov ecx, 0xC0000080
+    rdmsr
+    and eax, ~0x100
+    wrmsr
+.lme_off:
+    EXPECT_EXC `paging on: WRMSR changing EFER.LME is #GP(0)`, 13, 0
     call far dword [rel compat_ptr]
     EQD dword [compat_push], 4, `far CALL to a compatibility-mode segment: PUSH moves ESP by 4`
     EQD dword [compat_dec], 4, `compatibility mode called from 64-bit code: 48h is DEC EAX`

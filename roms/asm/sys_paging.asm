@@ -27,6 +27,7 @@ PT_PAE          equ 0x24000         ;   page table for 0x400000-0x5FFFFF
 PML4            equ 0x25000         ; 4-level paging
 PDPT4           equ 0x26000
 PD4             equ 0x27000
+EMPTY4          equ 0x28000         ;   a page table with nothing present
 USER_ALIAS      equ 0x800000        ; the low 4 MiB again, user-accessible
 R3_STACK        equ USER_ALIAS + STACK3_TOP
 USER_OUT        equ 0x400100        ; where ring-3 code leaves results (a user RW page)
@@ -72,7 +73,7 @@ bits 32
     ; ---- tables and frames ----------------------------------------------------------------------
     mov edi, PD32
     xor eax, eax
-    mov ecx, 8 * 1024
+    mov ecx, 9 * 1024
     rep stosd
     mov dword [PD32 + 0 * 4], 0 | PTE_PS | PTE_RW | PTE_P
     mov dword [PD32 + 1 * 4], PT32 | PTE_US | PTE_RW | PTE_P
@@ -103,6 +104,7 @@ bits 32
     XEQ eax, 1 << 26, `CPUID.80000001h.EDX[26] advertises 1 GiB pages`
     mov dword [PML4 + 0 * 8], PDPT4 | PTE_RW | PTE_P
     mov dword [PML4 + 1 * 8], PDPT4 | PTE_PS | PTE_RW | PTE_P        ; PS is reserved here
+    mov dword [PML4 + 2 * 8], EMPTY4 | PTE_PS | PTE_RW | PTE_P       ; ... over an empty table
     mov dword [PDPT4 + 0 * 8], PD4 | PTE_RW | PTE_P
     mov dword [PDPT4 + 1 * 8], 0x00000000 | PTE_PS | PTE_RW | PTE_P  ; 1 GiB at 40000000h
     mov dword [PDPT4 + 2 * 8], (1 << 13) | PTE_PS | PTE_RW | PTE_P   ; reserved bit 13
@@ -150,6 +152,11 @@ long64:
 .pml4ps:
     EXPECT_EXC `#PF: PS set in a PML4 entry (RSVD)`, 14, 9
     EQ qword [exc_cr2], 0x8000000010, `#PF: CR2 holds the whole 64-bit address`
+    TRY .rsvd_first
+    mov rax, 0x10000000010
+    mov eax, [rax]
+.rsvd_first:
+    XEXPECT_EXC `#PF: a reserved bit in the PML4 entry counts, not the empty table under it (RSVD)`, 14, 9
     TRY .np64
     mov rax, 0x700000000123
     mov eax, [rax]
