@@ -19,7 +19,8 @@ const MAX_MEMORY: u64 = 1 << 40;
                   test guest headless, prints its output and exits with the status the guest \
                   gives. The exit status is the guest's (written to port 0xF4), 124 on \
                   --timeout, 121 when the guest halts for good, 122 on a triple fault under \
-                  --no-reboot, 2 for bad options or files, 125 when Ferrite itself fails."
+                  --no-reboot, 2 for bad options or files, 125 when Ferrite itself fails.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Args {
     /// How to run the CPU: `interp` (the portable interpreter), `kvm`, or `auto` (KVM where
@@ -72,6 +73,16 @@ pub struct Args {
     /// atomically): one line per row in text modes, a line naming the mode otherwise
     #[arg(long, value_name = "PATH")]
     pub screen_text: Option<PathBuf>,
+
+    /// Number of processors, 1 to 64
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_smp)]
+    pub smp: u32,
+
+    #[command(flatten)]
+    pub drives: crate::drives::DriveArgs,
+
+    #[command(subcommand)]
+    pub command: Option<crate::img::Command>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -143,6 +154,13 @@ pub fn parse_memory_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+pub fn parse_smp(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err("expected a number of processors from 1 to 64".into()),
+    }
+}
+
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|_| "expected a number of seconds, as in 10 or 0.5".to_string())?;
     if !secs.is_finite() || secs <= 0.0 {
@@ -187,6 +205,15 @@ mod tests {
         assert_eq!(parse_timeout("10"), Ok(Duration::from_secs(10)));
         for bad in ["0", "-1", "nan", "inf", "ten", "1e30"] {
             assert!(parse_timeout(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn processor_counts() {
+        assert_eq!(parse_smp("1"), Ok(1));
+        assert_eq!(parse_smp("64"), Ok(64));
+        for bad in ["0", "65", "-1", "two", ""] {
+            assert!(parse_smp(bad).is_err(), "{bad:?}");
         }
     }
 

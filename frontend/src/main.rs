@@ -2,6 +2,8 @@
 //! session's result into the exit status (see `session::status` and README.md).
 
 mod cli;
+mod drives;
+mod img;
 mod screen;
 mod session;
 
@@ -12,6 +14,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     init_logging();
+    if let Some(cmd) = &args.command {
+        return img::run(cmd);
+    }
     let session = match Session::prepare(&args) {
         Ok(s) => s,
         Err(e) => {

@@ -50,6 +50,7 @@ impl Session {
             Some(path) => read_bios(path)?,
             None => roms::DEFAULT.to_vec(),
         };
+        let drives = crate::drives::Drives::open(&args.drives)?;
         let serial = char_backend("--serial", &args.serial, true)?;
         let debugcon = char_backend("--debugcon", &args.debugcon, false)?;
 
@@ -70,6 +71,10 @@ impl Session {
             clock: clock_for(kind),
             serial,
             debugcon,
+            ide: drives.ide,
+            floppy: drives.floppy,
+            boot_order: drives.boot_order.unwrap_or_else(|| MachineConfig::default().boot_order),
+            cpus: args.smp,
             ..MachineConfig::default()
         })
         .map_err(|e| machine_error(args, e))?;

@@ -865,7 +865,7 @@ impl Drive {
     /// Word 93: how the last hardware reset went, and the cable (bit 13: an 80-conductor
     /// cable detected, which is what lets a host use Ultra DMA modes above 2).
     pub(super) fn hardware_reset_result(&self) -> u16 {
-        let device = if self.index.is_multiple_of(2) {
+        let device = if self.index % 2 == 0 {
             // Device 0: jumper-numbered, passed its diagnostics.
             0x0001 | (0b01 << 1) | (1 << 3)
         } else {

@@ -1,0 +1,172 @@
+//! The drive options as a user meets them: images attached, errors that name the option and
+//! the file before anything runs, `--snapshot` keeping the image as it was, and the machine
+//! options that come with drives (`--boot`, `--smp`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ferrite(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrite")).args(args).env_remove("RUST_LOG").output().expect("run ferrite")
+}
+
+fn describe(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_status(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "{}", describe(o));
+}
+
+/// A usage error whose message has all of `words`.
+#[track_caller]
+fn assert_refused(o: &Output, words: &[&str]) {
+    assert_status(o, 2);
+    let e = stderr(o);
+    for w in words {
+        assert!(e.contains(w), "{w:?} missing from the error\n{}", describe(o));
+    }
+}
+
+/// A scratch directory for one test.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("ferrite-drives-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    fn file(&self, name: &str, content: &[u8]) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A 64 KiB BIOS with `code` at F000:0000 and the reset vector jumping there.
+fn bios_with(code: &[u8]) -> Vec<u8> {
+    let mut b = vec![0xF4; 0x10000];
+    b[..code.len()].copy_from_slice(code);
+    b[0xFFF0..0xFFF5].copy_from_slice(&[0xEA, 0x00, 0x00, 0x00, 0xF0]);
+    b
+}
+
+/// Writes sector 0 of the primary master with 0xABCD words by PIO (WRITE SECTORS), then exits
+/// with the status register's ERR bit as its status.
+const WRITE_SECTOR_0: &[u8] = &[
+    0xBA, 0xF6, 0x01, 0xB0, 0xE0, 0xEE, // device: master, LBA
+    0xBA, 0xF2, 0x01, 0xB0, 0x01, 0xEE, // one sector
+    0xBA, 0xF3, 0x01, 0xB0, 0x00, 0xEE, 0x42, 0xEE, 0x42, 0xEE, // LBA 0
+    0xBA, 0xF7, 0x01, 0xB0, 0x30, 0xEE, // WRITE SECTORS
+    0xBA, 0xF0, 0x01, 0xB9, 0x00, 0x01, 0xB8, 0xCD, 0xAB, // 256 words of 0xABCD
+    0xEF, 0xE2, 0xFD, // out dx, ax; loop
+    0xBA, 0xF7, 0x01, 0xEC, 0x24, 0x01, // status & ERR
+    0xE6, 0xF4, 0xF4, // exit with it
+];
+
+fn sector0(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap()[..512].to_vec()
+}
+
+#[test]
+fn a_guest_writes_the_disk_and_snapshot_keeps_it_unchanged() {
+    let dir = Scratch::new("write");
+    let bios = dir.file("write.bin", &bios_with(WRITE_SECTOR_0));
+    let disk = dir.file("disk.img", &vec![0u8; 1 << 20]);
+    let written: Vec<u8> = [0xCD, 0xAB].repeat(256);
+
+    let o = ferrite(&["--accel", "interp", "--bios", &bios, "--hda", &disk, "--snapshot"]);
+    assert_status(&o, 0);
+    assert!(sector0(&disk).iter().all(|&b| b == 0), "--snapshot: the image is unchanged");
+
+    let o = ferrite(&["--accel", "interp", "--bios", &bios, "--hda", &format!("{disk},snapshot=on")]);
+    assert_status(&o, 0);
+    assert!(sector0(&disk).iter().all(|&b| b == 0), "snapshot=on: the image is unchanged");
+
+    let o = ferrite(&["--accel", "interp", "--bios", &bios, "--hda", &format!("{disk},readonly=on")]);
+    assert_status(&o, 1);
+    assert!(sector0(&disk).iter().all(|&b| b == 0), "readonly=on: the write failed");
+
+    let o = ferrite(&["--accel", "interp", "--bios", &bios, "--hda", &disk]);
+    assert_status(&o, 0);
+    assert_eq!(sector0(&disk), written, "the guest's write is in the file");
+}
+
+#[test]
+fn drives_boot_order_and_processors_are_accepted() {
+    let dir = Scratch::new("accept");
+    let disk = dir.file("disk.img", &vec![0u8; 1 << 20]);
+    let second = dir.file("second.img", &vec![0u8; 1 << 20]);
+    let mut iso = vec![0u8; 20 * 2048];
+    iso[16 * 2048..16 * 2048 + 6].copy_from_slice(b"\x01CD001");
+    let iso = dir.file("cd.iso", &iso);
+    let floppy = dir.file("a.img", &vec![0u8; 1_474_560]);
+    let o = ferrite(&["--hda", &disk, "--hdb", &format!("{second},snapshot=on"), "--cdrom", &iso, "--fda", &floppy, "--boot", "dca", "--smp", "2"]);
+    assert_status(&o, 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Hello from Ferrite!"), "{}", describe(&o));
+}
+
+#[test]
+fn missing_and_malformed_images_are_refused_by_name() {
+    let dir = Scratch::new("bad");
+    let missing = dir.path("missing.img");
+    assert_refused(&ferrite(&["--hda", &missing]), &["--hda", "missing.img", "No such file or directory"]);
+    assert_refused(&ferrite(&["--cdrom", &missing]), &["--cdrom", "missing.img"]);
+    assert_refused(&ferrite(&["--fdb", &missing]), &["--fdb", "missing.img"]);
+    let mut qcow = b"QFI\xfb\x00\x00\x00\x07".to_vec();
+    qcow.resize(4096, 0);
+    let bad = dir.file("bad.qcow2", &qcow);
+    assert_refused(&ferrite(&["--hdb", &bad]), &["--hdb", "bad.qcow2", "qcow2"]);
+    let empty = dir.file("empty.img", b"");
+    assert_refused(&ferrite(&["--hdd", &empty]), &["--hdd", "empty.img", "no 512-byte sector"]);
+    let tiny = dir.file("tiny.iso", &[0u8; 1000]);
+    assert_refused(&ferrite(&["--cdrom", &tiny]), &["--cdrom", "tiny.iso", "2048-byte"]);
+    let odd = dir.file("odd.img", &[0u8; 1000]);
+    assert_refused(&ferrite(&["--fda", &odd]), &["--fda", "odd.img", "not a floppy image size"]);
+    let raw = dir.file("raw.img", &[0u8; 4096]);
+    assert_refused(&ferrite(&["--hda", &format!("{raw},format=qcow2")]), &["--hda", "raw.img"]);
+}
+
+#[test]
+fn a_locked_image_is_refused() {
+    let dir = Scratch::new("locked");
+    let disk = dir.file("disk.img", &vec![0u8; 1 << 20]);
+    // Another user (this test) holds the image for writing.
+    let _held = machine::block::open(Path::new(&disk), &machine::block::OpenOptions::default()).unwrap();
+    assert_refused(&ferrite(&["--hda", &disk]), &["--hda", "disk.img"]);
+    // Read-only users may share it; --snapshot wants nobody writing.
+    let o = ferrite(&["--hda", &format!("{disk},readonly=on")]);
+    assert_status(&o, 0);
+    assert_refused(&ferrite(&["--hda", &disk, "--snapshot"]), &["--hda", "disk.img"]);
+}
+
+#[test]
+fn malformed_options_are_refused() {
+    assert_refused(&ferrite(&["--hda", "x.img,cache=none"]), &["--hda", "unknown drive option \"cache\""]);
+    assert_refused(&ferrite(&["--hda", "x.img,format=vmdk"]), &["--hda", "vmdk"]);
+    assert_refused(&ferrite(&["--hda", ""]), &["--hda", "needs an image file name"]);
+    assert_refused(&ferrite(&["--hdc", "a.img", "--cdrom", "b.iso"]), &["--hdc", "--cdrom", "cannot be used with"]);
+    assert_refused(&ferrite(&["--boot", "z"]), &["--boot", "not a boot device"]);
+    assert_refused(&ferrite(&["--boot", "cc"]), &["--boot", "twice"]);
+    assert_refused(&ferrite(&["--smp", "0"]), &["--smp", "1 to 64"]);
+    assert_refused(&ferrite(&["--smp", "65"]), &["--smp", "1 to 64"]);
+}
