@@ -136,3 +136,238 @@ fn power_on_screen_is_reported_as_off() {
     assert!(o.status.code().is_some(), "{}", describe(&o));
     assert_eq!(std::fs::read_to_string(&text).unwrap(), "display off\n", "the built-in guest sets no video mode");
 }
+
+/// SeaBIOS's VGA BIOS for this device, from the Debian package `seabios`.
+const SEABIOS_VGA: &str = "/usr/share/seabios/vgabios-stdvga.bin";
+
+/// A 128 KiB BIOS around SeaBIOS's VGA BIOS (at E000:0000; this code at F000:0000): shadows it
+/// to C0000, maps the VGA's BARs, calls its initialisation in big real mode (as SeaBIOS calls
+/// option ROMs), then uses INT 10h as a guest would and exits through port 0xF4. `-DMODE13`
+/// draws in mode 13h, `-DVBE` in VBE mode 0x112 (640x480, 24 bpp) through the framebuffer.
+const VGABIOS_GUEST: &str = r#"
+bits 16
+section vga start=0
+incbin @VGABIOS_PATH@
+section code start=0x10000 vstart=0
+start:
+    cli
+    xor ax, ax
+    mov ss, ax
+    mov sp, 0x7000
+    lgdt [cs:gdt_desc]
+    mov eax, cr0
+    or al, 1
+    mov cr0, eax
+    mov bx, 8
+    mov ds, bx
+    mov es, bx
+    mov fs, bx
+    mov gs, bx
+    and al, 0xFE
+    mov cr0, eax
+    xor ax, ax
+    mov ds, ax
+    mov es, ax
+    mov fs, ax
+    mov gs, ax
+    xor di, di
+    mov cx, 256
+.ivt:
+    mov word [di], iret_stub
+    mov word [di+2], 0xF000
+    add di, 4
+    loop .ivt
+    mov ebx, 0x80000058         ; i440FX PAM1/PAM2: C0000-CFFFF is RAM
+    call cfg_read
+    or eax, 0x33330000
+    call cfg_write
+    push ds
+    mov ax, 0xE000
+    mov ds, ax
+    mov ax, 0xC000
+    mov es, ax
+    xor si, si
+    xor di, di
+    mov cx, 0x8000
+    rep movsw
+    pop ds
+    mov ebx, 0x80001010         ; VGA BAR0: framebuffer
+    mov eax, 0xFD000000
+    call cfg_write
+    mov ebx, 0x80001018         ; VGA BAR2: registers
+    mov eax, 0xFEBF0000
+    call cfg_write
+    mov ebx, 0x80001004
+    mov eax, 3
+    call cfg_write
+    mov ax, 0x0010              ; 00:02.0
+    call 0xC000:0x0003
+    xor ax, ax                  ; the ROM's initialisation may leave other segments loaded
+    mov ds, ax
+    mov es, ax
+%ifdef MODE13
+    mov ax, 0x0013
+    int 0x10
+    push es
+    mov ax, 0xA000
+    mov es, ax
+    xor di, di
+    mov cx, 320
+.pixels:
+    mov ax, di
+    stosb
+    loop .pixels
+    pop es
+%elifdef VBE
+    mov ax, 0x4F02
+    mov bx, 0x4112
+    int 0x10
+    cmp ax, 0x004F
+    jne fail
+    mov ax, 0x4F01
+    mov cx, 0x0112
+    mov di, 0x8000
+    int 0x10
+    cmp ax, 0x004F
+    jne fail
+    mov edi, [0x8000 + 0x28]    ; PhysBasePtr
+    mov byte [edi + 2], 0xFF    ; pixel (0, 0): blue, green, red
+    mov byte [edi + 3 + 1], 0xFF ; pixel (1, 0): green
+%else
+    mov ax, 0x0003
+    int 0x10
+    mov si, msg
+.print:
+    cs lodsb
+    test al, al
+    jz .done
+    mov ah, 0x0E
+    mov bx, 0x0007
+    int 0x10
+    jmp .print
+.done:
+%endif
+    mov al, 0
+    out 0xF4, al
+    hlt
+fail:
+    mov al, 1
+    out 0xF4, al
+    hlt
+cfg_read:
+    mov dx, 0xCF8
+    mov eax, ebx
+    out dx, eax
+    mov dx, 0xCFC
+    in eax, dx
+    ret
+cfg_write:
+    push eax
+    mov dx, 0xCF8
+    mov eax, ebx
+    out dx, eax
+    pop eax
+    mov dx, 0xCFC
+    out dx, eax
+    ret
+iret_stub:
+    iret
+msg: db "Hello from SeaVGABIOS", 13, 10, "through INT 10h", 0
+align 8
+gdt:
+    dq 0
+    dq 0x00CF92000000FFFF
+gdt_desc:
+    dw 15
+    dd 0xF0000 + gdt
+times 0xFFF0 - ($ - $$) db 0xF4
+    jmp 0xF000:start
+times 0x10000 - ($ - $$) db 0xF4
+"#;
+
+/// Assembles the SeaBIOS VGA guest with `define` (or none), or says why it cannot.
+fn vgabios_guest(define: Option<&str>) -> Result<PathBuf, String> {
+    if !std::path::Path::new(SEABIOS_VGA).exists() {
+        return Err(format!("seabios ({SEABIOS_VGA}; apt-get install seabios)"));
+    }
+    let name = define.unwrap_or("TEXT");
+    let src = scratch(&format!("vgabios-{name}.asm"));
+    let out = scratch(&format!("vgabios-{name}.bin"));
+    std::fs::write(&src, VGABIOS_GUEST.replace("@VGABIOS_PATH@", &format!("\"{SEABIOS_VGA}\""))).unwrap();
+    let mut nasm = Command::new("nasm");
+    nasm.args(["-f", "bin", "-o"]).arg(&out).arg(&src);
+    if let Some(d) = define {
+        nasm.arg(format!("-D{d}"));
+    }
+    match nasm.output() {
+        Err(_) => Err("nasm (apt-get install nasm)".into()),
+        Ok(o) if !o.status.success() => panic!("nasm failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Ok(_) => Ok(out),
+    }
+}
+
+/// Runs a SeaBIOS VGA guest; returns the screen text and the screenshot's size and pixels.
+fn run_vgabios_guest(test: &str, define: Option<&str>) -> Option<(String, u32, u32, Vec<u8>)> {
+    let image = match vgabios_guest(define) {
+        Ok(p) => p,
+        Err(needs) => {
+            eprintln!("skipped: {test} needs {needs}");
+            return None;
+        }
+    };
+    let name = define.unwrap_or("TEXT");
+    let (text, png) = (scratch(&format!("vgabios-{name}.txt")), scratch(&format!("vgabios-{name}.png")));
+    let o = ferrite(&[
+        "--accel",
+        "interp",
+        "--bios",
+        image.to_str().unwrap(),
+        "--screen-text",
+        text.to_str().unwrap(),
+        "--screenshot",
+        png.to_str().unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    Some((std::fs::read_to_string(&text).unwrap(), info.width, info.height, buf))
+}
+
+#[test]
+fn seabios_vgabios_text_mode() {
+    let Some((text, w, h, pixels)) = run_vgabios_guest("seabios_vgabios_text_mode", None) else { return };
+    assert!(text.starts_with("Hello from SeaVGABIOS\nthrough INT 10h\n"), "{text}");
+    assert_eq!(text.lines().count(), 25);
+    assert_eq!((w, h), (720, 400));
+    // The BIOS's font drew something in light grey on black where the text is.
+    let row0 = &pixels[..720 * 16 * 4];
+    assert!(row0.chunks(4).any(|p| p == [0xAA, 0xAA, 0xAA, 0xFF]), "glyph pixels");
+    assert!(pixels[720 * 16 * 4 * 3..].chunks(4).all(|p| p == [0, 0, 0, 0xFF]), "empty rows are black");
+}
+
+#[test]
+fn seabios_vgabios_mode_13h() {
+    let Some((text, w, h, pixels)) = run_vgabios_guest("seabios_vgabios_mode_13h", Some("MODE13")) else { return };
+    assert_eq!(text, "graphics mode 320x200, 256 colours\n");
+    assert_eq!((w, h), (320, 200));
+    let px = |x: usize, y: usize| &pixels[(y * 320 + x) * 4..][..4];
+    assert_eq!(px(15, 0), [0xFF, 0xFF, 0xFF, 0xFF], "colour 15 of the default palette is white");
+    assert_eq!(px(1, 0), [0, 0, 0xAA, 0xFF], "colour 1 is blue");
+    assert_eq!(px(15, 1), [0, 0, 0, 0xFF], "line 1 was not drawn");
+}
+
+#[test]
+fn seabios_vgabios_vbe_linear_framebuffer() {
+    let Some((text, w, h, pixels)) = run_vgabios_guest("seabios_vgabios_vbe_linear_framebuffer", Some("VBE")) else {
+        return;
+    };
+    assert_eq!(text, "VBE mode 640x480, 24 bpp\n");
+    assert_eq!((w, h), (640, 480));
+    assert_eq!(&pixels[..8], [0xFF, 0, 0, 0xFF, 0, 0xFF, 0, 0xFF]);
+    assert!(pixels[8..].chunks(4).all(|p| p == [0, 0, 0, 0xFF]), "cleared on mode set");
+}

@@ -6,8 +6,9 @@
 # the desktop window will add its libraries here.
 FERRITE_BUILD_PACKAGES=()
 # Debian packages only the tests need: nasm for the check that roms/build/ is what
-# roms/build.sh makes; qemu-utils (qemu-img, qemu-io) for disk-image interoperability.
-FERRITE_TEST_PACKAGES=(nasm qemu-utils)
+# roms/build.sh makes; qemu-utils (qemu-img, qemu-io) for disk-image interoperability;
+# seabios for its VGA BIOS (vgabios-stdvga.bin) driving the VGA model.
+FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios)
 
 _ferrite_apt_updated=
 
