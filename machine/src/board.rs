@@ -159,6 +159,8 @@ pub struct PciSnapshot {
 impl Machine {
     pub fn new(cfg: MachineConfig) -> Result<Machine, MachineError> {
         let memory = Memory::new(cfg.ram_size, &cfg.bios)?;
+        // What the firmware tables describe, read before the devices take their parts of `cfg`.
+        let platform = crate::firmware::Platform::from_config(&cfg);
         let mut m = Machine {
             memory,
             clock: Clock::new(cfg.clock),
@@ -229,6 +231,13 @@ impl Machine {
         // VGA: the standard VGA PCI function at 00:02.0 (QEMU's stdvga, Bochs VBE) with its
         // legacy ports and the 0xA0000-0xBFFFF window.
         crate::devices::vga::attach(&mut m, cfg.vga_rom);
+        // Firmware interface and power management: fw_cfg (0x510, DMA at 0x514) serving the
+        // e820 map, boot order, ACPI and SMBIOS tables built from the configuration; the PIIX4
+        // ACPI function (00:01.3) with its PM block wherever PMBA puts it, the APM ports 0xB2-0xB3
+        // and QEMU's GPE0 block at 0xAFE0.
+        m.add_io_device(Box::new(crate::devices::fw_cfg::FwCfg::for_platform(&platform)), &crate::devices::fw_cfg::PORTS);
+        let pm = m.add_pci_function(Box::new(crate::devices::piix4_pm::Piix4Pm::new()), crate::devices::piix4_pm::DEVFN);
+        m.add_io_ports(pm, &crate::devices::piix4_pm::FIXED_PORTS);
         m.power_on();
         Ok(m)
     }
@@ -343,7 +352,8 @@ impl Machine {
     /// Maps a PCI function's BARs where its configuration space says they decode now.
     fn remap_bars(&mut self, idx: usize) {
         let Some(f) = self.devices[idx].as_pci() else { return };
-        let maps = f.config().mappings();
+        let mut maps = f.config().mappings();
+        maps.extend(f.io_windows());
         // Drop the old I/O BAR ports and MMIO ranges of this function.
         for (k, b) in self.io_bars.iter().enumerate() {
             if b.device == idx {
@@ -495,6 +505,7 @@ impl Machine {
         }
         let r = f(dev, &mut cx);
         self.serve_bus_master(idx, &mut deadline);
+        self.serve_memory_transfer(idx, &mut deadline);
         if deadline != self.deadlines[idx] {
             self.deadlines[idx] = deadline;
             self.attention = true;
@@ -512,6 +523,15 @@ impl Machine {
         if f.bus_master_pending() {
             let mut cx = DeviceContext::new(self.clock.now(), &mut self.irqs, &mut self.events, deadline);
             f.run_bus_master(&mut self.memory, &mut cx);
+            self.attention = true;
+        }
+    }
+
+    /// The same for a device that is not a PCI function (`Device::memory_transfer_pending`).
+    fn serve_memory_transfer(&mut self, idx: usize, deadline: &mut Option<u64>) {
+        if self.devices[idx].memory_transfer_pending() {
+            let mut cx = DeviceContext::new(self.clock.now(), &mut self.irqs, &mut self.events, deadline);
+            self.devices[idx].run_memory_transfer(&mut self.memory, &mut cx);
             self.attention = true;
         }
     }

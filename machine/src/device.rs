@@ -196,6 +196,15 @@ pub trait Device: Send {
     fn as_display(&mut self) -> Option<&mut dyn crate::display::Display> {
         None
     }
+    /// Guest memory access by a device that is not a PCI bus master (fw_cfg's DMA interface):
+    /// whether a transfer the guest started is waiting. The board asks after every access to
+    /// the device and every tick, then calls `run_memory_transfer` with the memory lent for
+    /// the call, as it does for `PciFunction::run_bus_master`.
+    fn memory_transfer_pending(&self) -> bool {
+        false
+    }
+    /// Runs the waiting transfer through [`crate::Memory::read`] and [`crate::Memory::write`].
+    fn run_memory_transfer(&mut self, _memory: &mut crate::Memory, _cx: &mut DeviceContext) {}
 }
 
 /// What a read of nothing returns: all ones, as the pulled-up ISA data bus gives.

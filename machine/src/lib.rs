@@ -8,6 +8,7 @@ pub mod clock;
 pub mod device;
 pub mod display;
 pub mod devices;
+pub mod firmware;
 pub mod host;
 pub mod memory;
 pub mod pci;

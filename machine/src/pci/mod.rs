@@ -51,6 +51,13 @@ pub trait PciFunction: Device {
     /// [`Memory::read`] and [`Memory::write`], which route them as the chipset does (RAM and
     /// shadow RAM take them, device memory drops them) and tell the CPU which pages changed.
     fn run_bus_master(&mut self, _memory: &mut Memory, _cx: &mut DeviceContext) {}
+    /// I/O ranges the function decodes through registers other than its BARs (the PIIX4's
+    /// PMBA), as they are now. The board maps them like I/O BARs after every configuration
+    /// write, and accesses arrive through `bar_read`/`bar_write` with the window's `index`
+    /// (chosen above 6 so it never names a BAR or the expansion ROM).
+    fn io_windows(&self) -> Vec<BarMapping> {
+        Vec::new()
+    }
 }
 
 /// The PIRQ (0-3 for A-D) an interrupt pin (1-4) of a slot reaches, swizzled by device
