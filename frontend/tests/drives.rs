@@ -170,3 +170,72 @@ fn malformed_options_are_refused() {
     assert_refused(&ferrite(&["--smp", "0"]), &["--smp", "1 to 64"]);
     assert_refused(&ferrite(&["--smp", "65"]), &["--smp", "1 to 64"]);
 }
+
+/// A boot sector (loaded at 0:7C00) that prints `message` on COM1 and exits with `status`.
+fn boot_code(message: &str, status: u8) -> Vec<u8> {
+    let mut code = vec![
+        0xFA, 0x31, 0xC0, 0x8E, 0xD8, // cli; ds = 0
+        0xBE, 0x18, 0x7C, // si = the message
+        0xBA, 0xF8, 0x03, // dx = COM1
+        0xAC, 0x84, 0xC0, 0x74, 0x03, 0xEE, 0xEB, 0xF8, // print until the NUL
+        0xB0, status, 0xE6, 0xF4, 0xF4, // exit with the status
+    ];
+    code.extend(message.bytes());
+    code.extend(b"\r\n\0");
+    code
+}
+
+/// An ISO 9660 image with an El Torito boot catalog whose no-emulation boot image is `code`.
+fn el_torito(code: &[u8]) -> Vec<u8> {
+    const B: usize = 2048;
+    let mut iso = vec![0u8; 40 * B];
+    let descriptor = |iso: &mut Vec<u8>, block: usize, kind: u8| {
+        iso[block * B] = kind;
+        iso[block * B + 1..block * B + 7].copy_from_slice(b"CD001\x01");
+    };
+    descriptor(&mut iso, 16, 1); // primary volume descriptor
+    descriptor(&mut iso, 17, 0); // boot record
+    iso[17 * B + 7..17 * B + 30].copy_from_slice(b"EL TORITO SPECIFICATION");
+    iso[17 * B + 0x47..17 * B + 0x4B].copy_from_slice(&19u32.to_le_bytes());
+    descriptor(&mut iso, 18, 255); // terminator
+    let cat = &mut iso[19 * B..20 * B];
+    cat[0] = 1; // validation entry, x86
+    cat[0x1E] = 0x55;
+    cat[0x1F] = 0xAA;
+    let sum = cat[..32].chunks(2).fold(0u16, |s, w| s.wrapping_add(u16::from_le_bytes([w[0], w[1]])));
+    cat[0x1C..0x1E].copy_from_slice(&sum.wrapping_neg().to_le_bytes());
+    cat[0x20] = 0x88; // bootable, no emulation, default load segment
+    cat[0x26] = 4; // four 512-byte sectors
+    cat[0x28..0x2C].copy_from_slice(&20u32.to_le_bytes());
+    iso[20 * B..20 * B + code.len()].copy_from_slice(code);
+    iso
+}
+
+#[test]
+fn seabios_boots_a_disk_and_a_cd_through_the_ide_controller() {
+    let seabios = "/usr/share/seabios/bios-256k.bin";
+    if !Path::new(seabios).exists() {
+        eprintln!("skipping seabios_boots_a_disk_and_a_cd_through_the_ide_controller: {seabios} is missing (apt-get install seabios)");
+        return;
+    }
+    let dir = Scratch::new("seabios");
+    let mut disk = vec![0u8; 4 << 20];
+    let mbr = boot_code("DISK BOOT OK", 0x42);
+    disk[..mbr.len()].copy_from_slice(&mbr);
+    disk[510..512].copy_from_slice(&[0x55, 0xAA]);
+    let disk = dir.file("boot.img", &disk);
+    let iso = dir.file("boot.iso", &el_torito(&boot_code("CD BOOT OK", 0x43)));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--accel", "interp", "--bios", seabios, "--timeout", "60"];
+        args.extend(extra);
+        ferrite(&args)
+    };
+    let o = run(&["--hda", &disk]);
+    assert_status(&o, 0x42);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("DISK BOOT OK"), "{}", describe(&o));
+    let o = run(&["--hda", &disk, "--cdrom", &iso, "--boot", "d"]);
+    assert_status(&o, 0x43);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("CD BOOT OK"), "{}", describe(&o));
+    let o = run(&["--hda", &disk, "--cdrom", &iso, "--boot", "c"]);
+    assert_status(&o, 0x42);
+}
