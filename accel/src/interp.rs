@@ -7,6 +7,8 @@ use machine::{Machine, RegionKind};
 /// Nominal speed of the deterministic clock: each retired instruction is this many virtual
 /// nanoseconds (250 MIPS), close to what the interpreter really achieves.
 pub const NS_PER_INSN: u64 = 4;
+const MSR_APIC_BASE: u32 = 0x1B;
+
 /// In real-time mode, how many instructions run between looks at the host clock.
 const REALTIME_SLICE: u64 = 20_000;
 
@@ -34,6 +36,7 @@ impl Default for Interp {
 /// The machine as the CPU sees it.
 struct MachineBus<'a> {
     m: &'a mut Machine,
+    deterministic: bool,
 }
 
 impl Bus for MachineBus<'_> {
@@ -72,6 +75,26 @@ impl Bus for MachineBus<'_> {
     fn take_dma_writes(&mut self, pages: &mut Vec<u64>) {
         self.m.memory_mut().take_written(pages)
     }
+    fn time_ns(&mut self, retired: u64) -> Option<u64> {
+        // The machine's clock moves at the end of each run in deterministic mode; inside a
+        // run, time is what the instructions retired so far add to it.
+        Some(if self.deterministic { self.m.now() + retired * NS_PER_INSN } else { self.m.now() })
+    }
+    fn msr_read(&mut self, msr: u32) -> Option<u64> {
+        (msr == MSR_APIC_BASE).then(|| self.m.apic_base())
+    }
+    fn msr_write(&mut self, msr: u32, value: u64) -> Option<bool> {
+        (msr == MSR_APIC_BASE).then(|| self.m.set_apic_base(value))
+    }
+    fn tpr(&mut self) -> Option<u8> {
+        Some(self.m.tpr())
+    }
+    fn set_tpr(&mut self, tpr: u8) {
+        self.m.set_tpr(tpr)
+    }
+    fn take_nmi(&mut self) -> bool {
+        self.m.take_nmi()
+    }
 }
 
 impl Backend for Interp {
@@ -92,7 +115,7 @@ impl Backend for Interp {
                 return Ok(Exit::Deadline);
             }
             let budget = if deterministic { ((until - now) / NS_PER_INSN).max(1) } else { REALTIME_SLICE };
-            let r = self.cpu.run(&mut MachineBus { m }, budget);
+            let r = self.cpu.run(&mut MachineBus { m, deterministic }, budget);
             if deterministic {
                 m.clock_mut().advance(r.retired * NS_PER_INSN);
             }

@@ -91,6 +91,9 @@ impl Vm {
                     }
                     MachineEvent::Reset => self.reset()?,
                     MachineEvent::A20(_) | MachineEvent::Pam { .. } => {}
+                    MachineEvent::Init { cpu } | MachineEvent::Startup { cpu, .. } => {
+                        tracing::debug!("INIT/SIPI for processor {cpu}: one processor only until SMP lands");
+                    }
                 }
             }
             let wall = Instant::now();

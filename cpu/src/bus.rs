@@ -40,4 +40,29 @@ pub trait Bus {
     /// Physical pages written by someone other than this CPU (DMA) since the last call, so
     /// decoded code from them can be dropped.
     fn take_dma_writes(&mut self, _pages: &mut Vec<u64>) {}
+    /// Virtual time in nanoseconds, given the instructions this CPU has retired so far in the
+    /// current `run` call (time may move with them). The time-stamp counter counts at 1 GHz
+    /// of this time. `None` (a bus with no clock) makes the TSC count instructions instead.
+    fn time_ns(&mut self, _retired: u64) -> Option<u64> {
+        None
+    }
+    /// An MSR the board implements (the local APIC's: IA32_APIC_BASE, TSC_DEADLINE, x2APIC).
+    /// `None`: not the board's.
+    fn msr_read(&mut self, _msr: u32) -> Option<u64> {
+        None
+    }
+    /// Writes a board MSR: `None` if not the board's, `Some(false)` if the value is refused
+    /// (#GP).
+    fn msr_write(&mut self, _msr: u32, _value: u64) -> Option<bool> {
+        None
+    }
+    /// The local APIC's task priority, bits 7:4 of which are CR8.
+    fn tpr(&mut self) -> Option<u8> {
+        None
+    }
+    fn set_tpr(&mut self, _tpr: u8) {}
+    /// A non-maskable interrupt waits (taken when returned).
+    fn take_nmi(&mut self) -> bool {
+        false
+    }
 }

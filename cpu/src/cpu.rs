@@ -52,6 +52,12 @@ pub struct Cpu {
     /// Code size in bits (16, 32, 64) of the current CS and mode: see `update_mode`.
     pub(crate) bits: u32,
     scratch_pages: Vec<u64>,
+    /// Virtual time (ns) at which `s.tsc` was the TSC value, once a clocked bus was seen.
+    tsc_anchor: Option<u64>,
+    /// Virtual time at the end of the last run.
+    last_ns: u64,
+    /// Instructions retired so far in the current `run` call.
+    pub(crate) run_retired: u64,
     /// RDRAND/RDSEED state for reproducible runs; `None` takes the host's randomness.
     pub(crate) random_seed: Option<u64>,
     /// Iterations of repeated string instructions beyond the first, counted as retired
@@ -90,6 +96,9 @@ impl Cpu {
             scratch_pages: Vec::new(),
             rep_extra: 0,
             random_seed: None,
+            tsc_anchor: None,
+            last_ns: 0,
+            run_retired: 0,
             bp: crate::debug::Breakpoints::default(),
             db_pending: 0,
             segc: [SegCheck::REAL; 6],
@@ -113,6 +122,7 @@ impl Cpu {
         self.flush_tlb();
         self.map_gen = u64::MAX;
         self.retired = 0;
+        self.tsc_anchor = None;
         self.blocks.forget_recent();
         self.update_mode();
         self.refresh_breakpoints();
@@ -137,13 +147,27 @@ impl Cpu {
         self.blocks.forget_recent();
     }
 
+    /// The TSC as of the end of the last run (for `state()`).
     pub(crate) fn tsc(&self) -> u64 {
-        self.s.tsc.wrapping_add(self.retired)
+        match self.tsc_anchor {
+            Some(a) => self.s.tsc.wrapping_add(self.last_ns.wrapping_sub(a)),
+            None => self.s.tsc.wrapping_add(self.retired),
+        }
     }
 
-    pub(crate) fn set_tsc(&mut self, v: u64) {
+    /// The TSC now, for RDTSC and RDMSR in the middle of a run.
+    pub(crate) fn tsc_now(&mut self, bus: &mut dyn Bus) -> u64 {
+        match (self.tsc_anchor, bus.time_ns(self.run_retired)) {
+            (Some(a), Some(t)) => self.s.tsc.wrapping_add(t.wrapping_sub(a)),
+            _ => self.s.tsc.wrapping_add(self.retired).wrapping_add(self.run_retired),
+        }
+    }
+
+    pub(crate) fn set_tsc(&mut self, bus: &mut dyn Bus, v: u64) {
         self.s.tsc = v;
         self.retired = 0;
+        self.tsc_anchor = bus.time_ns(self.run_retired);
+        self.last_ns = self.tsc_anchor.unwrap_or(0);
     }
 
     /// Drops decoded code and cached translations (after the host changed guest memory behind
@@ -182,9 +206,22 @@ impl Cpu {
             self.map_gen = gen;
         }
         self.drop_code_written_by_others(bus);
-        let mut retired = 0u64;
+        if self.tsc_anchor.is_none() {
+            self.tsc_anchor = bus.time_ns(0);
+        }
+        self.run_retired = 0;
         self.stop = None;
+        let r = self.run_blocks(bus, max_insns);
+        if let Some(t) = bus.time_ns(r.retired) {
+            self.last_ns = t;
+        }
+        r
+    }
+
+    fn run_blocks(&mut self, bus: &mut dyn Bus, max_insns: u64) -> RunResult {
+        let mut retired = 0u64;
         loop {
+            self.run_retired = retired;
             if let Some(stop) = self.stop.take() {
                 return RunResult { retired, stop };
             }
@@ -229,6 +266,9 @@ impl Cpu {
         if self.s.pending.interrupt_shadow {
             self.s.pending.interrupt_shadow = false;
             return !self.s.halted;
+        }
+        if bus.take_nmi() {
+            self.s.pending.nmi = true;
         }
         if self.s.pending.nmi && !self.s.pending.nmi_blocked {
             self.s.pending.nmi = false;

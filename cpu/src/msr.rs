@@ -66,7 +66,9 @@ impl Cpu {
         }
         let m = &mut self.s.msr;
         match n {
-            TSC => self.set_tsc(v),
+            TSC => {
+                self.s.tsc = v;
+            }
             APIC_BASE => self.s.apic_base = v,
             SYSENTER_CS => m.sysenter_cs = v & 0xFFFF,
             SYSENTER_ESP => m.sysenter_esp = v,

@@ -6,6 +6,9 @@
 use crate::clock::{Clock, ClockMode};
 use crate::device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
 use crate::devices::{debugcon::DebugCon, exit::ExitDevice, i440fx::I440fx, piix3::Piix3Isa, pic::DualPic, pit::Pit, uart::Uart};
+use crate::apic::ioapic::IoApic;
+use crate::apic::lapic::{Effects as LapicEffects, Lapic, Shorthand};
+use crate::apic::{delivery as apic_delivery, Message, IOAPIC_BASE};
 use crate::block::BlockDevice;
 use crate::host::CharBackend;
 use crate::device::{open_bus, INTX};
@@ -132,6 +135,11 @@ pub struct Machine {
     isa_dma: Option<usize>,
     /// The 8042 (index in `devices`) and where host keyboard and mouse handles come from.
     ps2: Option<(usize, crate::devices::i8042::Ps2InputSource)>,
+    ioapic: IoApic,
+    /// One local APIC per processor.
+    lapics: Vec<Lapic>,
+    /// The processor the backend is running now (whose local APIC answers at 0xFEE00000).
+    current_cpu: usize,
 }
 
 /// Saved state of the board's devices and clock (memory and CPU are saved by their owners).
@@ -145,6 +153,15 @@ pub struct MachineSnapshot {
     pub deadlines: Vec<Option<u64>>,
     #[serde(default)]
     pub pci: PciSnapshot,
+    #[serde(default)]
+    pub apic: Option<ApicSnapshot>,
+}
+
+/// The I/O APIC and the local APICs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApicSnapshot {
+    pub ioapic: DeviceSnapshot,
+    pub lapics: Vec<DeviceSnapshot>,
 }
 
 /// The board's own PCI state: the configuration address latch and the PCI interrupt levels.
@@ -180,6 +197,9 @@ impl Machine {
             pci_isa_level: 0,
             isa_dma: None,
             ps2: None,
+            ioapic: IoApic::new(),
+            lapics: (0..cfg.cpus.max(1)).map(|i| Lapic::new(i as u8, i == 0)).collect(),
+            current_cpu: 0,
         };
         for p in [0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1] {
             m.ports[p] = PortOwner::Pic;
@@ -430,8 +450,117 @@ impl Machine {
         let bit = 1u16 << irq;
         if level != (self.pci_isa_level & bit != 0) {
             self.pci_isa_level ^= bit;
-            self.pic.set_irq(irq, level);
+            self.isa_line(irq, level);
         }
+    }
+
+    /// An ISA interrupt line (0-15) changed level: it reaches the 8259A pair and the I/O APIC.
+    /// Lines 16-23 exist only on the I/O APIC.
+    fn isa_line(&mut self, line: u8, level: bool) {
+        if line < 16 {
+            self.pic.set_irq(line, level);
+        }
+        let pin = if line < 16 { IoApic::pin_of_isa(line) } else { line as usize };
+        if line != 2 {
+            if let Some(m) = self.ioapic.set_pin(pin, level) {
+                self.deliver_message(m);
+            }
+        }
+    }
+
+    /// Sends an interrupt message to the local APICs it addresses.
+    fn deliver_message(&mut self, m: Message) {
+        let targets: Vec<usize> = (0..self.lapics.len()).filter(|&i| self.lapics[i].matches(m.logical, m.dest)).collect();
+        self.deliver_to(&m, &targets);
+    }
+
+    fn deliver_to(&mut self, m: &Message, targets: &[usize]) {
+        match m.delivery {
+            apic_delivery::LOWEST => {
+                // Lowest priority: any one of them; the first is as good as the rest here.
+                if let Some(&i) = targets.first() {
+                    self.lapics[i].accept(m);
+                }
+            }
+            apic_delivery::INIT | apic_delivery::STARTUP => {
+                for &i in targets {
+                    self.events.push(if m.delivery == apic_delivery::INIT {
+                        MachineEvent::Init { cpu: i as u32 }
+                    } else {
+                        MachineEvent::Startup { cpu: i as u32, vector: m.vector }
+                    });
+                }
+            }
+            _ => {
+                for &i in targets {
+                    self.lapics[i].accept(m);
+                }
+            }
+        }
+        self.attention = true;
+    }
+
+    /// Applies what a local APIC register write asks of the board.
+    fn lapic_effects(&mut self, cpu: usize, fx: LapicEffects) {
+        if let Some(v) = fx.eoi {
+            for m in self.ioapic.eoi(v) {
+                self.deliver_message(m);
+            }
+        }
+        if let Some((m, sh)) = fx.ipi {
+            let n = self.lapics.len();
+            let targets: Vec<usize> = match sh {
+                Shorthand::None => (0..n).filter(|&i| self.lapics[i].matches(m.logical, m.dest)).collect(),
+                Shorthand::SelfOnly => vec![cpu],
+                Shorthand::All => (0..n).collect(),
+                Shorthand::AllButSelf => (0..n).filter(|&i| i != cpu).collect(),
+            };
+            self.deliver_to(&m, &targets);
+        }
+        if fx.timer_changed {
+            self.attention = true;
+        }
+    }
+
+    /// Chooses the processor whose local APIC the next accesses and interrupt checks concern.
+    pub fn set_current_cpu(&mut self, cpu: usize) {
+        self.current_cpu = cpu.min(self.lapics.len() - 1);
+    }
+
+    pub fn cpu_count(&self) -> usize {
+        self.lapics.len()
+    }
+
+    /// The current processor's IA32_APIC_BASE.
+    pub fn apic_base(&self) -> u64 {
+        self.lapics[self.current_cpu].base
+    }
+
+    /// Writes the current processor's IA32_APIC_BASE; false if the value is refused.
+    pub fn set_apic_base(&mut self, v: u64) -> bool {
+        let ok = self.lapics[self.current_cpu].write_base(v);
+        self.attention = true;
+        ok
+    }
+
+    pub fn tpr(&self) -> u8 {
+        self.lapics[self.current_cpu].tpr()
+    }
+
+    pub fn set_tpr(&mut self, v: u8) {
+        self.lapics[self.current_cpu].set_tpr(v);
+    }
+
+    /// Takes an NMI waiting for the current processor.
+    pub fn take_nmi(&mut self) -> bool {
+        self.lapics[self.current_cpu].take_nmi()
+    }
+
+    /// The local APIC register window of the current processor, if `addr` falls in it.
+    fn lapic_window(&self, addr: u64) -> Option<u64> {
+        let l = &self.lapics[self.current_cpu];
+        let base = l.base & 0x0000_00FF_FFFF_F000;
+        (l.globally_enabled() && addr >= base && addr < base + 0x1000).then(|| addr - base)
     }
 
     /// A PCI function at `idx` drove its INTx# pin.
@@ -542,7 +671,7 @@ impl Machine {
             match (line, from) {
                 (INTX, Some(idx)) => self.pci_intx(idx, level),
                 (INTX, None) => {}
-                _ => self.pic.set_irq(line, level),
+                _ => self.isa_line(line, level),
             }
         }
         self.irqs = irqs;
@@ -614,6 +743,13 @@ impl Machine {
     }
 
     pub fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        if let Some(off) = self.lapic_window(addr) {
+            let now = self.clock.now();
+            return u64::from(self.lapics[self.current_cpu].read(off & !3, now)) >> (8 * (off & 3));
+        }
+        if (IOAPIC_BASE..IOAPIC_BASE + 0x1000).contains(&addr) {
+            return u64::from(self.ioapic.mmio_read(addr - IOAPIC_BASE));
+        }
         match self.mmio_find(addr) {
             Some((d, off, None)) => self.with_device(d, |d, cx| d.mmio_read(off, size, cx)),
             Some((d, off, Some(ROM_INDEX))) => {
@@ -634,6 +770,20 @@ impl Machine {
     }
 
     pub fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        if let Some(off) = self.lapic_window(addr) {
+            let now = self.clock.now();
+            let cpu = self.current_cpu;
+            let fx = self.lapics[cpu].write(off & !3, value as u32, now);
+            self.lapic_effects(cpu, fx);
+            return;
+        }
+        if (IOAPIC_BASE..IOAPIC_BASE + 0x1000).contains(&addr) {
+            for m in self.ioapic.mmio_write(addr - IOAPIC_BASE, value as u32) {
+                self.deliver_message(m);
+            }
+            self.attention = true;
+            return;
+        }
         match self.mmio_find(addr) {
             Some((d, off, None)) => self.with_device(d, |d, cx| d.mmio_write(off, size, value, cx)),
             Some((_, _, Some(ROM_INDEX))) => {}
@@ -652,24 +802,42 @@ impl Machine {
         }
     }
 
-    /// Is a maskable interrupt waiting for the CPU?
+    /// Is a maskable interrupt waiting for the current CPU: from its local APIC, or from the
+    /// 8259A through LINT0 (virtual wire) or with the APIC off?
     pub fn intr_pending(&self) -> bool {
-        self.pic.intr_pending()
+        let l = &self.lapics[self.current_cpu];
+        l.pending().is_some() || (self.current_cpu == 0 && l.accepts_pic() && self.pic.intr_pending())
     }
 
-    /// Interrupt acknowledge: the vector to deliver.
+    /// Interrupt acknowledge: the vector to deliver (APIC interrupts first, as the local
+    /// APIC answers INTA for them).
     pub fn intr_ack(&mut self) -> Option<u8> {
-        self.pic.intr_pending().then(|| self.pic.acknowledge())
+        let cpu = self.current_cpu;
+        if let Some(v) = self.lapics[cpu].ack() {
+            return Some(v);
+        }
+        (cpu == 0 && self.lapics[cpu].accepts_pic() && self.pic.intr_pending()).then(|| self.pic.acknowledge())
     }
 
-    /// The earliest deadline any device asked for.
+    /// The earliest deadline any device (or local APIC timer) asked for.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.iter().flatten().copied().min()
+        let devices = self.deadlines.iter().flatten().copied().min();
+        let timers = self.lapics.iter().filter_map(|l| l.deadline()).min();
+        match (devices, timers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Ticks every device whose deadline has come.
     pub fn run_timers(&mut self) {
         let now = self.clock.now();
+        for l in &mut self.lapics {
+            if l.deadline().is_some_and(|t| t <= now) {
+                l.timer_expired(now);
+                self.attention = true;
+            }
+        }
         for i in 0..self.devices.len() {
             if matches!(self.deadlines[i], Some(t) if t <= now) {
                 self.deadlines[i] = None;
@@ -694,6 +862,10 @@ impl Machine {
         for d in &mut self.devices {
             d.reset();
         }
+        self.ioapic.reset();
+        let n = self.lapics.len();
+        self.lapics = (0..n).map(|i| Lapic::new(i as u8, i == 0)).collect();
+        self.current_cpu = 0;
         self.pci_address = 0;
         self.pirq_assert = Default::default();
         self.pirq_irq = [None; 4];
@@ -729,6 +901,7 @@ impl Machine {
                 pirq_irq: self.pirq_irq,
                 isa_level: self.pci_isa_level,
             },
+            apic: Some(ApicSnapshot { ioapic: self.ioapic.save(), lapics: self.lapics.iter().map(|l| l.save()).collect() }),
         }
     }
 
@@ -749,6 +922,15 @@ impl Machine {
         self.pci_isa_level = s.pci.isa_level;
         for i in 0..self.devices.len() {
             self.remap_bars(i);
+        }
+        if let Some(a) = &s.apic {
+            if a.lapics.len() != self.lapics.len() {
+                return Err(MachineError::DeviceCount { expected: self.lapics.len(), found: a.lapics.len() });
+            }
+            self.ioapic.restore(&a.ioapic)?;
+            for (l, snap) in self.lapics.iter_mut().zip(&a.lapics) {
+                l.restore(snap)?;
+            }
         }
         Ok(())
     }

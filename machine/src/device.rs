@@ -20,6 +20,10 @@ pub enum MachineEvent {
     A20(bool),
     /// The chipset changed how a PAM segment of 0xC0000-0xFFFFF is routed.
     Pam { segment: u8, read_ram: bool, write_ram: bool },
+    /// An INIT IPI for processor `cpu`.
+    Init { cpu: u32 },
+    /// A startup IPI for processor `cpu`: start at `vector` << 12 in real mode.
+    Startup { cpu: u32, vector: u8 },
 }
 
 /// What a device sees of the board while it handles an access or a tick.

@@ -2,6 +2,7 @@
 //! MMIO buses, the virtual clock, the devices and the firmware mapping. Neither CPU backend is
 //! named here; `accel` drives this crate through [`Machine`].
 
+pub mod apic;
 pub mod block;
 pub mod board;
 pub mod clock;
@@ -13,7 +14,7 @@ pub mod host;
 pub mod memory;
 pub mod pci;
 
-pub use board::{Drive, Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot};
+pub use board::{Drive, Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot, ApicSnapshot};
 pub use clock::{Clock, ClockMode};
 pub use device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
 pub use display::{Display, Frame};

@@ -121,8 +121,8 @@ pub(crate) fn swapgs(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(),
     Ok(())
 }
 
-pub(crate) fn rdtscp(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
-    let t = cpu.tsc();
+pub(crate) fn rdtscp(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    let t = cpu.tsc_now(bus);
     cpu.set_reg(reg::RAX as u8, 4, t & 0xFFFF_FFFF);
     cpu.set_reg(reg::RDX as u8, 4, t >> 32);
     let aux = cpu.s.msr.tsc_aux;

@@ -71,7 +71,7 @@ pub(crate) fn salc(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), F
 }
 
 /// MOV CRn, r32/r64.
-pub(crate) fn mov_cr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+pub(crate) fn mov_cr_r(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
     let w = if cpu.bits == 64 { 8 } else { 4 };
     let v = cpu.reg(i.r1, w);
@@ -85,6 +85,7 @@ pub(crate) fn mov_cr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<()
                 return Err(Fault::gp(0));
             }
             cpu.s.cr8 = v;
+            bus.set_tpr((v << 4) as u8);
         }
         _ => return Err(Fault::ud()),
     }
@@ -92,7 +93,7 @@ pub(crate) fn mov_cr_r(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<()
 }
 
 /// MOV r32/r64, CRn.
-pub(crate) fn mov_r_cr(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+pub(crate) fn mov_r_cr(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
     let w = if cpu.bits == 64 { 8 } else { 4 };
     let v = match i.r1 {
@@ -100,7 +101,7 @@ pub(crate) fn mov_r_cr(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<()
         2 => cpu.s.cr2,
         3 => cpu.s.cr3,
         4 => cpu.s.cr4,
-        8 if cpu.bits == 64 => cpu.s.cr8,
+        8 if cpu.bits == 64 => bus.tpr().map_or(cpu.s.cr8, |t| u64::from(t >> 4)),
         _ => return Err(Fault::ud()),
     };
     cpu.set_reg(i.r0, w, v);
@@ -227,17 +228,25 @@ pub(crate) fn cpuid(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), 
     Ok(())
 }
 
-pub(crate) fn rdtsc(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
-    let t = cpu.tsc();
+pub(crate) fn rdtsc(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    if cpu.s.cr4 & 4 != 0 && cpu.protected() && cpu.cpl() != 0 {
+        // CR4.TSD: RDTSC only at CPL 0.
+        return Err(Fault::gp(0));
+    }
+    let t = cpu.tsc_now(bus);
     cpu.set_reg(RAX, 4, t & 0xFFFF_FFFF);
     cpu.set_reg(reg::RDX as u8, 4, t >> 32);
     Ok(())
 }
 
-pub(crate) fn rdmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+pub(crate) fn rdmsr(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
     let n = cpu.reg(reg::RCX as u8, 4) as u32;
-    let Some(v) = cpu.read_msr(n) else {
+    let v = match n {
+        crate::msr::TSC => Some(cpu.tsc_now(bus)),
+        _ => bus.msr_read(n).or_else(|| cpu.read_msr(n)),
+    };
+    let Some(v) = v else {
         tracing::debug!("RDMSR of unknown MSR {n:#x}: #GP");
         return Err(Fault::gp(0));
     };
@@ -246,11 +255,25 @@ pub(crate) fn rdmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), 
     Ok(())
 }
 
-pub(crate) fn wrmsr(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+pub(crate) fn wrmsr(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
     let v = cpu.reg(RAX, 4) | (cpu.reg(reg::RDX as u8, 4) << 32);
     let n = cpu.reg(reg::RCX as u8, 4) as u32;
-    cpu.write_msr(n, v)
+    if n == crate::msr::TSC {
+        cpu.set_tsc(bus, v);
+        return Ok(());
+    }
+    match bus.msr_write(n, v) {
+        Some(true) => {
+            if n == crate::msr::APIC_BASE {
+                // Mirrored for snapshots and the KVM backend.
+                cpu.s.apic_base = v;
+            }
+            Ok(())
+        }
+        Some(false) => Err(Fault::gp(0)),
+        None => cpu.write_msr(n, v),
+    }
 }
 
 impl Cpu {
