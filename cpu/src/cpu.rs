@@ -67,6 +67,12 @@ pub struct Cpu {
     pub(crate) bp: crate::debug::Breakpoints,
     /// Data and I/O breakpoints hit by the instruction being executed (DR6 B0-B3 bits).
     pub(crate) db_pending: u8,
+    /// The instruction just executed loaded RF (IRET): it stays as loaded.
+    pub(crate) rf_loaded: bool,
+    /// The instruction just executed was MOV SS or POP SS: debug traps wait one instruction.
+    pub(crate) ss_shadow: bool,
+    /// Breakpoint hits held back by MOV SS, reported with the next instruction's.
+    pub(crate) held_db: u64,
     /// Per segment register, what its memory operands may touch (see `seg.rs`).
     pub(crate) segc: [SegCheck; 6],
     /// Instructions retired since `s.tsc` was last loaded: the time-stamp counter advances
@@ -101,6 +107,9 @@ impl Cpu {
             run_retired: 0,
             bp: crate::debug::Breakpoints::default(),
             db_pending: 0,
+            rf_loaded: false,
+            ss_shadow: false,
+            held_db: 0,
             segc: [SegCheck::REAL; 6],
             retired: 0,
         }

@@ -53,6 +53,7 @@ const SYSCALL: u32 = 1 << 11;
 const NX: u32 = 1 << 20;
 const RDTSCP: u32 = 1 << 27;
 const LM: u32 = 1 << 29;
+const PAGE1GB: u32 = 1 << 26;
 
 fn text(s: &[u8; 12]) -> [u32; 3] {
     let w = |k: usize| u32::from_le_bytes([s[k], s[k + 1], s[k + 2], s[k + 3]]);
@@ -85,7 +86,7 @@ impl Cpu {
             }
             0xD if sub == 1 => [XSAVEOPT, 0, 0, 0],
             0x8000_0000 => [MAX_EXT, 0, 0, 0],
-            0x8000_0001 => [0, 0, LAHF_LM | ABM, SYSCALL | NX | RDTSCP | LM],
+            0x8000_0001 => [0, 0, LAHF_LM | ABM, SYSCALL | NX | PAGE1GB | RDTSCP | LM],
             0x8000_0002..=0x8000_0004 => {
                 let brand = b"Ferrite virtual x86-64 CPU\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
                 let k = ((leaf - 0x8000_0002) * 16) as usize;

@@ -136,6 +136,8 @@ impl Cpu {
         }
         let tf = self.s.rflags & flags::TF != 0;
         self.db_pending = 0;
+        self.rf_loaded = false;
+        let shadow_before = self.s.pending.interrupt_shadow;
         let ip = self.s.rip;
         self.s.rip = ip.wrapping_add(u64::from(insn.len)) & insn.ip_mask;
         if let Err(fault) = (insn.exec)(self, bus, insn) {
@@ -144,11 +146,21 @@ impl Cpu {
             return (0, false);
         }
         self.materialize_flags();
-        self.s.rflags &= !flags::RF;
-        let mut dr6 = u64::from(self.db_pending);
+        // RF clears after any instruction except one that loaded it (IRET).
+        if !self.rf_loaded {
+            self.s.rflags &= !flags::RF;
+        }
+        // MOV SS and POP SS hold debug traps back until after the next instruction.
+        if self.ss_shadow {
+            self.ss_shadow = false;
+            self.held_db |= u64::from(self.db_pending) | if tf { DR6_BS } else { 0 };
+            return (1, false);
+        }
+        let mut dr6 = u64::from(self.db_pending) | std::mem::take(&mut self.held_db) & 0xF;
         if tf {
             dr6 |= DR6_BS;
         }
+        let _ = shadow_before;
         if dr6 != 0 {
             self.s.dr[DR6] = (self.s.dr[DR6] & !0xF) | dr6;
             self.raise(bus, Fault::DebugTrap);

@@ -529,6 +529,8 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         }
         M::Crc32 => {
             i.imm2 = src_size(instr);
+            // The destination is r32 or r64 whatever the source size (and a 66 prefix) says.
+            i.osz = instr.op0_register().size() as u8;
             by_mem!(mem, ext::crc32)
         }
         M::Cmpxchg => by_mem!(mem, alu::cmpxchg),
@@ -644,6 +646,10 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
             ends = true;
             misc::sti as Handler
         }
+        M::Stac | M::Clac => {
+            i.imm2 = u64::from(m == M::Stac);
+            misc::stac_clac as Handler
+        }
         M::Lahf => misc::lahf as Handler,
         M::Sahf => misc::sahf as Handler,
         M::Salc => misc::salc as Handler,
@@ -688,6 +694,7 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         M::Arpl => by_mem!(mem, system::arpl),
         M::Cpuid => misc::cpuid as Handler,
         M::Rdtsc => misc::rdtsc as Handler,
+        M::Rdpmc => misc::rdpmc as Handler,
         M::Rdtscp => fastcall::rdtscp as Handler,
         M::Syscall => {
             ends = true;

@@ -260,6 +260,24 @@ impl Cpu {
         self.access_filled(bus, lin, phys, map, size, None)
     }
 
+    /// The read of a read-modify-write: checks the page for writing first (so a fault is a
+    /// write fault, raised before anything changes), then reads.
+    #[inline(always)]
+    pub(crate) fn read_for_write(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
+        let i = slot(lin);
+        let off = (lin % PAGE) as usize;
+        if self.tlb.write[self.user_index()][i] == tag(lin) && off + size as usize <= PAGE as usize {
+            return Ok(read_host(self.tlb.host[i] + off, size));
+        }
+        let user = self.user_index() == 1;
+        self.translate(bus, lin, Access::Write, user)?;
+        if lin % PAGE + u64::from(size) > PAGE {
+            let last = self.wrap_lin(lin + u64::from(size) - 1);
+            self.translate(bus, last, Access::Write, user)?;
+        }
+        self.read(bus, lin, size)
+    }
+
     /// Writes `size` bytes at a linear address, at the current privilege.
     #[inline(always)]
     pub(crate) fn write(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, v: u64) -> Result<(), Fault> {

@@ -132,7 +132,7 @@ impl Cpu {
                     return Err(self.page_fault(lin, 0, acc, user));
                 }
                 if pdpte & (rsvd_phys | 0x1E6) != 0 {
-                    rsvd_hit = true;
+                    return Err(self.page_fault(lin, PF_P | PF_RSVD, acc, user));
                 }
                 table = pdpte & 0x000F_FFFF_FFFF_F000;
                 level = 2;
@@ -156,12 +156,16 @@ impl Cpu {
                 if level == 4 && e & PS != 0 {
                     rsvd_hit = true;
                 }
+                let size = 1u64 << shift;
+                if large && e & ((size - 1) & !0x1FFF & 0x000F_FFFF_FFFF_F000) != 0 {
+                    // Address bits below the large page's alignment must be zero.
+                    rsvd_hit = true;
+                }
+                // A reserved bit faults at the entry that has it, before the walk goes on.
+                if rsvd_hit {
+                    return Err(self.page_fault(lin, PF_P | PF_RSVD, acc, user));
+                }
                 if level == 1 || large {
-                    let size = 1u64 << shift;
-                    if large && e & ((size - 1) & !0x1FFF & 0x000F_FFFF_FFFF_F000) != 0 {
-                        // Address bits below the large page's alignment must be zero.
-                        rsvd_hit = true;
-                    }
                     let frame = if large { e & 0x000F_FFFF_FFFF_F000 & !(size - 1) & !0x1000 } else { e & 0x000F_FFFF_FFFF_F000 };
                     phys = (frame & !(size - 1)) | (lin & (size - 1));
                     leaf_size = size;
@@ -224,7 +228,9 @@ impl Cpu {
         if user {
             e |= PF_U;
         }
-        if acc == Access::Exec && (self.s.efer & EFER_NXE != 0 || self.s.cr4 & CR4_SMEP != 0) {
+        // The I/D bit: with SMEP, or with NX in effect (PAE or 4-level paging with EFER.NXE).
+        let nx_paging = self.s.efer & EFER_NXE != 0 && self.s.cr4 & CR4_PAE != 0;
+        if acc == Access::Exec && (nx_paging || self.s.cr4 & CR4_SMEP != 0) {
             e |= PF_I;
         }
         Fault::Exception { vector: vec::PF, error: Some(e) }

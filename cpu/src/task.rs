@@ -130,7 +130,7 @@ impl Cpu {
         self.s.tr.attr |= 2;
         self.s.cr0 |= 8; // TS
         if let (Some(cr3), true) = (ncr3, self.paging()) {
-            self.write_cr3(cr3)?;
+            self.write_cr3(bus, cr3)?;
         }
         self.s.rip = neip;
         for (k, v) in ngpr.iter().enumerate() {

@@ -386,6 +386,7 @@ impl Cpu {
 
     /// Applies the flags image of an IRET at the old `cpl`.
     fn iret_flags(&mut self, f: u64, osz: u8, cpl: u8) {
+        self.rf_loaded = true;
         let mut m = flags::CF | flags::PF | flags::AF | flags::ZF | flags::SF | flags::TF | flags::DF | flags::OF | flags::NT;
         if osz >= 4 {
             m |= flags::AC | flags::ID | flags::RF;
@@ -472,7 +473,9 @@ impl Cpu {
 
     /// Reads and checks an IDT gate. Returns (gate low quadword, high quadword in long mode).
     fn idt_gate(&mut self, bus: &mut dyn Bus, vector: u8, source: Source, long: bool) -> Result<(u64, u64), Fault> {
-        let ext = u32::from(source == Source::External);
+        // EXT: the event being delivered came from outside the program (an interrupt or an
+        // earlier exception), not from INT n.
+        let ext = u32::from(source != Source::Soft);
         let entry = u64::from(vector) * if long { 16 } else { 8 };
         let idt_err = (u32::from(vector) << 3) | 2 | ext;
         if entry + if long { 15 } else { 7 } > u64::from(self.s.idtr.limit) {
@@ -509,7 +512,9 @@ impl Cpu {
             };
             return self.task_switch(bus, (raw >> 16) as u16, TaskSwitch::Int(error));
         }
-        let ext = u32::from(source == Source::External);
+        // EXT: the event being delivered came from outside the program (an interrupt or an
+        // earlier exception), not from INT n.
+        let ext = u32::from(source != Source::Soft);
         let is32 = g.system_type() >= INT_GATE32;
         let trap = g.system_type() & 1 == 1;
         let size: u8 = if is32 { 4 } else { 2 };
@@ -601,7 +606,9 @@ impl Cpu {
     pub(crate) fn deliver_long(&mut self, bus: &mut dyn Bus, vector: u8, source: Source) -> Result<(), Fault> {
         let (lo, hi) = self.idt_gate(bus, vector, source, true)?;
         let g = Descriptor(lo);
-        let ext = u32::from(source == Source::External);
+        // EXT: the event being delivered came from outside the program (an interrupt or an
+        // earlier exception), not from INT n.
+        let ext = u32::from(source != Source::Soft);
         let trap = g.system_type() & 1 == 1;
         let target_sel = (lo >> 16) as u16;
         let target = (lo & 0xFFFF) | ((lo >> 32) & 0xFFFF_0000) | ((hi & 0xFFFF_FFFF) << 32);

@@ -105,8 +105,8 @@ fn bars_map_and_intx_reaches_the_pic() {
     assert_eq!(m.io_read(0xC001, 1), 0x5B);
     m.mmio_write(0xFEB0_0004, 1, 0x77);
     assert_eq!(m.mmio_read(0xFEB0_0004, 1), 0x77);
-    // Route PIRQ for slot 3, pin A: (3 + 1 - 1) & 3 = PIRQD -> IRQ 11; program the PIC.
-    cfg_write(&mut m, 1, 0x60, 0x0B80_8080);
+    // Slot 3, pin A reaches PIRQC ((3 - 1 + 1 - 1) & 3): route it to IRQ 11; program the PIC.
+    cfg_write(&mut m, 1, 0x60, 0x800B_8080);
     for (p, v) in [(0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01), (0xA0, 0x11), (0xA1, 0x70), (0xA1, 0x02), (0xA1, 0x01)] {
         m.io_write(p, 1, v);
     }

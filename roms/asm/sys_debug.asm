@@ -125,7 +125,7 @@ bits 32
     and eax, RF
     EQ eax, 0, `instruction breakpoint #DB: the pushed EFLAGS has RF clear`
     EQ ecx, 1, `instruction breakpoint: the instruction runs once after the handler`
-    XEQ dword [log_n], 1, `IRET with RF set in the frame: the instruction runs with no second #DB`
+    EQ dword [log_n], 1, `IRET with RF set in the frame: the instruction runs with no second #DB`
 
     START_LOG
     mov dword [set_rf], 1
@@ -137,7 +137,7 @@ bits 32
     xor ecx, ecx
     call SEL_FLAT32:SNIP2
     DISARM
-    XEQ dword [log_n], 2, `RF clears after the instruction: the breakpoint fires on the next pass`
+    EQ dword [log_n], 2, `RF clears after the instruction: the breakpoint fires on the next pass`
     EQ ecx, 2, `instruction breakpoint in a loop: each pass runs once`
 
     ; RF pushed by a later fault: #DB, then #GP on the same instruction, then no second #DB.
@@ -153,8 +153,8 @@ bits 32
     mov ax, SEL_DATA
     mov ds, ax
     DISARM
-    XEQ dword [log_n], 2, `#DB, then #GP on the same instruction, then nothing more`
-    XEQ LOG(1, L_VEC), 13, `the instruction faults with #GP after its #DB`
+    EQ dword [log_n], 2, `#DB, then #GP on the same instruction, then nothing more`
+    EQ LOG(1, L_VEC), 13, `the instruction faults with #GP after its #DB`
     START_LOG
     mov dword [gp_fix], SEL_DATA
     mov ax, GDT_LIMIT + 1
@@ -258,12 +258,12 @@ bits 32
 .s_end:
     mov eax, dr6
     mov [saved_dr6], eax
-    XEQ dword [log_n], 5, `TF: one #DB per instruction, none after MOV SS`
+    EQ dword [log_n], 5, `TF: one #DB per instruction, none after MOV SS`
     EQ LOG(0, L_EIP), .s2, `TF: the first trap comes after the instruction after POPF`
     EQ LOG(1, L_EIP), .s3, `TF: a trap after each instruction`
     EQ LOG(2, L_EIP), .s4, `TF: a trap after a taken JMP reports the target`
     EQ LOG(3, L_EIP), .s5, `TF: a trap before MOV SS`
-    XEQ LOG(4, L_EIP), .s_end, `TF: MOV SS holds the trap back until after the next instruction`
+    EQ LOG(4, L_EIP), .s_end, `TF: MOV SS holds the trap back until after the next instruction`
     mov eax, LOG(0, L_DR6)
     and eax, 0x4000
     EQ eax, 0x4000, `TF: DR6.BS`

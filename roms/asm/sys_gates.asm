@@ -219,7 +219,7 @@ bits 32
     bound eax, [bounds]
 .br:
     IDT_ATTR 5, 0x8E
-    XEXPECT_EXC `#BR through a not-present gate is #NP(IDT entry, EXT)`, 11, 5 * 8 + 3
+    EXPECT_EXC `#BR through a not-present gate is #NP(IDT entry, EXT)`, 11, 5 * 8 + 3
 
     ; ---- IRET to ring 3 nulls the data segments ring 3 may not use ------------------------------
     mov ax, SEL_DATA

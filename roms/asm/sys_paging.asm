@@ -101,7 +101,7 @@ bits 32
     ; ---- 4-level paging, first (a paravirtual KVM may run long mode but not 32-bit paging) --------
     mov eax, [ext_edx]
     and eax, 1 << 26
-    XEQ eax, 1 << 26, `CPUID.80000001h.EDX[26] advertises 1 GiB pages`
+    EQ eax, 1 << 26, `CPUID.80000001h.EDX[26] advertises 1 GiB pages`
     mov dword [PML4 + 0 * 8], PDPT4 | PTE_RW | PTE_P
     mov dword [PML4 + 1 * 8], PDPT4 | PTE_PS | PTE_RW | PTE_P        ; PS is reserved here
     mov dword [PML4 + 2 * 8], EMPTY4 | PTE_PS | PTE_RW | PTE_P       ; ... over an empty table
@@ -156,7 +156,7 @@ long64:
     mov rax, 0x10000000010
     mov eax, [rax]
 .rsvd_first:
-    XEXPECT_EXC `#PF: a reserved bit in the PML4 entry counts, not the empty table under it (RSVD)`, 14, 9
+    EXPECT_EXC `#PF: a reserved bit in the PML4 entry counts, not the empty table under it (RSVD)`, 14, 9
     TRY .np64
     mov rax, 0x700000000123
     mov eax, [rax]
@@ -282,7 +282,7 @@ leave_long:
     TRY .np_fetch_nxe
     call SEL_FLAT32:0x402000
 .np_fetch_nxe:
-    XEXPECT_EXC `#PF: 32-bit paging with EFER.NXE: a fetch still reports no I/D bit`, 14, 0
+    EXPECT_EXC `#PF: 32-bit paging with EFER.NXE: a fetch still reports no I/D bit`, 14, 0
     mov ecx, 0xC0000080
     rdmsr
     and eax, ~0x800
@@ -436,9 +436,9 @@ leave_long:
     pushfd
     pop ebx
 .stac:
-    XEXPECT_NONE `STAC and CLAC execute where CPUID advertises SMAP`
+    EXPECT_NONE `STAC and CLAC execute where CPUID advertises SMAP`
     and eax, 1 << 18
-    XEQ eax, 1 << 18, `STAC sets EFLAGS.AC`
+    EQ eax, 1 << 18, `STAC sets EFLAGS.AC`
     and ebx, 1 << 18
     EQ ebx, 0, `CLAC clears EFLAGS.AC`
     mov eax, cr4
@@ -518,7 +518,7 @@ leave_long:
 .pdpte_rsvd:
     mov eax, PDPT_PAE
     mov cr3, eax
-    XEXPECT_EXC `PAE: MOV CR3 with a reserved bit in a present PDPTE is #GP(0)`, 13, 0
+    EXPECT_EXC `PAE: MOV CR3 with a reserved bit in a present PDPTE is #GP(0)`, 13, 0
     call finish32
 
 ; ---- ring-3 snippets (through SEL_CODE32_R3U, DS flat) ---------------------------------------------

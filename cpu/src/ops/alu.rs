@@ -170,6 +170,15 @@ pub(crate) fn not<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -
 pub(crate) fn xadd<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let size = i.osz;
     let src = cpu.reg(i.r1, size);
+    if !MEM {
+        // SRC takes the old destination first, then the destination takes the sum, so
+        // XADD r, r with one register leaves the sum.
+        let old = cpu.reg(i.r0, size);
+        let sum = compute::<ADD>(cpu, old, src, size);
+        cpu.set_reg(i.r1, size, old);
+        cpu.set_reg(i.r0, size, sum);
+        return Ok(());
+    }
     let mut old = 0;
     cpu.modify_rm::<MEM>(bus, i, size, |c, a| {
         old = a;
@@ -189,7 +198,15 @@ pub(crate) fn cmpxchg<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Ins
     cpu.modify_rm::<MEM>(bus, i, size, |c, d| {
         loaded = d;
         compute::<CMP>(c, acc, d, size);
-        Some(if acc == d { src } else { d })
+        // A memory destination is written back either way (the locked cycle); a register
+        // destination only when the compare succeeds.
+        if acc == d {
+            Some(src)
+        } else if MEM {
+            Some(d)
+        } else {
+            None
+        }
     })?;
     if acc != loaded {
         cpu.set_reg(reg::RAX as u8, size, loaded);

@@ -47,7 +47,7 @@ pub(crate) fn bt_r<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) 
     let bit = (soff as u64) & (bits - 1);
     let ea = mask(cpu.ea(i).wrapping_add(byte_off as u64), i.asz);
     let lin = cpu.lin(i.seg as usize, ea, size, if op == 0 { Access::Read } else { Access::Write })?;
-    let v = cpu.read(bus, lin, size)?;
+    let v = if op == 0 { cpu.read(bus, lin, size)? } else { cpu.read_for_write(bus, lin, size)? };
     if let Some(n) = apply(cpu, op, v, bit) {
         cpu.write(bus, lin, size, n)?;
     }

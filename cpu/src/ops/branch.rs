@@ -13,11 +13,21 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn near_jump(&mut self, target: u64, osz: u8) -> Result<(), Fault> {
         let t = mask(target, osz);
-        if self.code_bits() != 64 && t > u64::from(self.s.seg[sreg::CS].limit) {
-            return Err(Fault::gp(0));
-        }
+        self.check_near_target(t)?;
         self.s.rip = t;
         Ok(())
+    }
+
+    /// A near branch target must be inside CS (canonical in 64-bit mode): the branch itself
+    /// faults, before it changes anything.
+    #[inline(always)]
+    pub(crate) fn check_near_target(&self, t: u64) -> Result<(), Fault> {
+        let bad = if self.code_bits() == 64 { !crate::seg::canonical(t) } else { t > u64::from(self.s.seg[sreg::CS].limit) };
+        if bad {
+            Err(Fault::gp(0))
+        } else {
+            Ok(())
+        }
     }
 
     /// A far transfer to `sel:off` in real or virtual-8086 mode (no descriptor checks).
@@ -87,9 +97,7 @@ pub(crate) fn jmp_far_mem(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<
 fn near_call(cpu: &mut Cpu, bus: &mut dyn Bus, target: u64, osz: u8) -> Result<(), Fault> {
     let ret = cpu.s.rip;
     let t = mask(target, osz);
-    if cpu.code_bits() != 64 && t > u64::from(cpu.s.seg[sreg::CS].limit) {
-        return Err(Fault::gp(0));
-    }
+    cpu.check_near_target(t)?;
     cpu.push(bus, osz, ret)?;
     cpu.s.rip = t;
     Ok(())

@@ -15,11 +15,11 @@ use iced_x86::Mnemonic;
 pub(crate) fn cmpxchg8b16b(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let half = if i.osz == 8 { 8 } else { 4 };
     let ea = cpu.ea(i);
-    if half == 8 && ea % 16 != 0 {
+    let lin = cpu.lin(i.seg as usize, ea, half * 2, Access::Write)?;
+    if half == 8 && lin % 16 != 0 {
         return Err(Fault::gp(0));
     }
-    let lin = cpu.lin(i.seg as usize, ea, half * 2, Access::Write)?;
-    let lo = cpu.read(bus, lin, half)?;
+    let lo = cpu.read_for_write(bus, lin, half)?;
     let hi = cpu.read(bus, cpu.wrap_lin(lin + u64::from(half)), half)?;
     let (ax, dx) = (cpu.reg(reg::RAX as u8, half), cpu.reg(reg::RDX as u8, half));
     if lo == ax && hi == dx {

@@ -51,6 +51,15 @@ pub(crate) fn sti(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fa
     Ok(())
 }
 
+/// STAC (`imm2` 1) / CLAC: set or clear EFLAGS.AC at CPL 0 (SMAP's override).
+pub(crate) fn stac_clac(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.protected() && cpu.cpl() != 0 {
+        return Err(Fault::ud());
+    }
+    cpu.set_flag(AC, i.imm2 == 1);
+    Ok(())
+}
+
 pub(crate) fn lahf(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     let f = (cpu.rflags() & (SF | ZF | AF | PF | CF)) | FIXED1;
     cpu.set_reg(16, 1, f);
@@ -78,7 +87,7 @@ pub(crate) fn mov_cr_r(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(),
     match i.r0 {
         0 => cpu.write_cr0(v)?,
         2 => cpu.s.cr2 = v,
-        3 => cpu.write_cr3(v)?,
+        3 => cpu.write_cr3(bus, v)?,
         4 => cpu.write_cr4(v)?,
         8 if cpu.bits == 64 => {
             if v > 15 {
@@ -228,6 +237,12 @@ pub(crate) fn cpuid(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), 
     Ok(())
 }
 
+/// RDPMC: there are no performance counters (CPUID leaf 0xA reports none), so every counter
+/// number is invalid: #GP(0), as for a CPL > 0 read with CR4.PCE clear.
+pub(crate) fn rdpmc(_cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    Err(Fault::gp(0))
+}
+
 pub(crate) fn rdtsc(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     if cpu.s.cr4 & 4 != 0 && cpu.protected() && cpu.cpl() != 0 {
         // CR4.TSD: RDTSC only at CPL 0.
@@ -309,11 +324,26 @@ impl Cpu {
         Ok(())
     }
 
-    pub(crate) fn write_cr3(&mut self, v: u64) -> Result<(), Fault> {
+    fn check_pdptes(&mut self, bus: &mut dyn Bus, cr3: u64) -> Result<(), Fault> {
+        let rsvd = 0x1E6 | !((1u64 << MAX_PHYS_BITS) - 1);
+        for k in 0..4 {
+            let e = self.phys_read(bus, (cr3 & 0xFFFF_FFE0) + 8 * k, 8);
+            if e & 1 != 0 && e & rsvd != 0 {
+                return Err(Fault::gp(0));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write_cr3(&mut self, bus: &mut dyn Bus, v: u64) -> Result<(), Fault> {
         // With PCIDs, bit 63 asks to keep the TLB; flushing anyway is always safe.
         let v = v & !(1u64 << 63);
         if self.long_mode() && v >> MAX_PHYS_BITS != 0 {
             return Err(Fault::gp(0));
+        }
+        if self.paging() && self.s.cr4 & CR4_PAE != 0 && !self.long_mode() {
+            // PAE loads the four PDPTEs with CR3: a present one with reserved bits is #GP(0).
+            self.check_pdptes(bus, v)?;
         }
         self.s.cr3 = v;
         if self.s.cr4 & CR4_PGE != 0 {

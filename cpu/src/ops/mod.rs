@@ -88,7 +88,9 @@ impl Cpu {
     ) -> Result<(), Fault> {
         if MEM {
             let lin = self.mem_lin(i, size, Access::Write)?;
-            let old = self.read(bus, lin, size)?;
+            // The read of a read-modify-write is made with write intent: a fault reports a
+            // write, and comes before any flag changes.
+            let old = self.read_for_write(bus, lin, size)?;
             if let Some(new) = f(self, old) {
                 self.write(bus, lin, size, new)?;
             }

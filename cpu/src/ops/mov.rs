@@ -37,6 +37,7 @@ pub(crate) fn mov_sreg_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: 
     cpu.load_seg(bus, i.r0 as usize, sel as u16)?;
     if i.r0 as usize == sreg::SS {
         cpu.s.pending.interrupt_shadow = true;
+        cpu.ss_shadow = true;
     }
     Ok(())
 }

@@ -111,14 +111,25 @@ fn compute(cpu: &mut Cpu, op: u64, v: u64, count: u64, size: u8) -> Option<u64> 
     Some(r)
 }
 
+/// A 32-bit register destination is written (its upper half cleared) even when the count
+/// masks to zero and nothing else changes; memory is left alone then.
+#[inline(always)]
+fn keep_or_write<const MEM: bool>(r: Option<u64>, v: u64, size: u8) -> Option<u64> {
+    if r.is_none() && !MEM && size == 4 {
+        Some(v)
+    } else {
+        r
+    }
+}
+
 pub(crate) fn shift_imm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let (op, count, size) = (i.imm2, i.imm & 0xFF, i.osz);
-    cpu.modify_rm::<MEM>(bus, i, size, |c, v| compute(c, op, v, count, size))
+    cpu.modify_rm::<MEM>(bus, i, size, |c, v| keep_or_write::<MEM>(compute(c, op, v, count, size), v, size))
 }
 
 pub(crate) fn shift_cl<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let (op, count, size) = (i.imm2, cpu.s.gpr[reg::RCX] & 0xFF, i.osz);
-    cpu.modify_rm::<MEM>(bus, i, size, |c, v| compute(c, op, v, count, size))
+    cpu.modify_rm::<MEM>(bus, i, size, |c, v| keep_or_write::<MEM>(compute(c, op, v, count, size), v, size))
 }
 
 /// SHLD (`right` false) or SHRD by `count`.
@@ -157,13 +168,13 @@ fn double(cpu: &mut Cpu, dst: u64, src: u64, count: u64, size: u8, right: bool) 
 pub(crate) fn shxd_imm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let src = cpu.reg(i.r1, i.osz);
     let (count, size, right) = (i.imm & 0xFF, i.osz, i.imm2 != 0);
-    cpu.modify_rm::<MEM>(bus, i, size, |c, v| double(c, v, src, count, size, right))
+    cpu.modify_rm::<MEM>(bus, i, size, |c, v| keep_or_write::<MEM>(double(c, v, src, count, size, right), v, size))
 }
 
 pub(crate) fn shxd_cl<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let src = cpu.reg(i.r1, i.osz);
     let (count, size, right) = (cpu.s.gpr[reg::RCX] & 0xFF, i.osz, i.imm2 != 0);
-    cpu.modify_rm::<MEM>(bus, i, size, |c, v| double(c, v, src, count, size, right))
+    cpu.modify_rm::<MEM>(bus, i, size, |c, v| keep_or_write::<MEM>(double(c, v, src, count, size, right), v, size))
 }
 
 #[cfg(test)]

@@ -45,6 +45,11 @@ fn repeat(
         return Ok(());
     }
     let cx = reg::RCX as u8;
+    if i.asz == 4 && cpu.bits == 64 {
+        // ECX as the count: RCX's upper half is cleared even when nothing repeats.
+        let c = cpu.reg(cx, 4);
+        cpu.set_reg(cx, 4, c);
+    }
     let mut n = 0u64;
     // Each iteration counts as an instruction retired (the first is the instruction itself),
     // so time and instruction counts see the work a long REP does.
@@ -214,6 +219,8 @@ pub(crate) fn scas(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fau
 
 pub(crate) fn ins(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let port = cpu.reg(reg::RDX as u8, 2) as u16;
+    // Port permission is checked before any memory access.
+    cpu.check_io(bus, port, i.osz)?;
     repeat(cpu, bus, i, |c, b| {
         let di = c.reg(reg::RDI as u8, i.asz);
         // Check the destination before the port read, which may have side effects.
@@ -227,6 +234,7 @@ pub(crate) fn ins(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Faul
 
 pub(crate) fn outs(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let port = cpu.reg(reg::RDX as u8, 2) as u16;
+    cpu.check_io(bus, port, i.osz)?;
     repeat(cpu, bus, i, |c, b| {
         let si = c.reg(reg::RSI as u8, i.asz);
         let v = c.read_seg(b, i.seg as usize, si, i.osz)?;

@@ -61,7 +61,8 @@ pub trait PciFunction: Device {
 }
 
 /// The PIRQ (0-3 for A-D) an interrupt pin (1-4) of a slot reaches, swizzled by device
-/// number as on the QEMU "pc" board's wiring.
+/// number as on the QEMU "pc" board's wiring (and as SeaBIOS assumes): slot 1's INTA# is
+/// PIRQA.
 pub fn pirq_of(devfn: DevFn, pin: u8) -> usize {
-    ((usize::from(devfn >> 3)) + usize::from(pin) - 1) & 3
+    (usize::from(devfn >> 3) + usize::from(pin) + 2) & 3
 }
