@@ -38,6 +38,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub bios: Option<PathBuf>,
 
+    /// Option ROM for the VGA card (for SeaBIOS: /usr/share/seabios/vgabios-stdvga.bin from
+    /// the Debian package `seabios`), at most 1 MiB
+    #[arg(long, value_name = "FILE")]
+    pub vga_rom: Option<PathBuf>,
+
     /// Where COM1 goes: `stdio` (output to standard output, input from standard input),
     /// `file:PATH` (output to PATH), or `none`
     #[arg(long, value_name = "stdio|file:PATH|none", default_value = "stdio", value_parser = parse_char_spec)]

@@ -15,6 +15,19 @@ use machine::memory::MemoryError;
 use machine::{Clock, ClockMode, Machine, MachineConfig, MachineError};
 use std::path::Path;
 
+/// Reads a VGA option ROM: it must look like one (the 0x55 0xAA signature) and fit a 1 MiB
+/// expansion ROM BAR.
+fn read_vga_rom(path: &Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(path).with_context(|| format!("--vga-rom {}", path.display()))?;
+    if data.len() < 3 || data[0] != 0x55 || data[1] != 0xAA {
+        bail!("--vga-rom {}: not an option ROM (it does not start with the 55 AA signature)", path.display());
+    }
+    if data.len() > 1 << 20 {
+        bail!("--vga-rom {}: the image is {} bytes; at most 1 MiB fits the VGA's ROM", path.display(), data.len());
+    }
+    Ok(data)
+}
+
 /// Exit statuses that Ferrite gives of its own accord; any other is the guest's.
 pub mod status {
     /// Bad options or files: nothing ran.
@@ -50,6 +63,10 @@ impl Session {
             Some(path) => read_bios(path)?,
             None => roms::DEFAULT.to_vec(),
         };
+        let vga_rom = match &args.vga_rom {
+            Some(path) => Some(read_vga_rom(path)?),
+            None => None,
+        };
         let drives = crate::drives::Drives::open(&args.drives)?;
         let serial = char_backend("--serial", &args.serial, true)?;
         let debugcon = char_backend("--debugcon", &args.debugcon, false)?;
@@ -75,6 +92,7 @@ impl Session {
             floppy: drives.floppy,
             boot_order: drives.boot_order.unwrap_or_else(|| MachineConfig::default().boot_order),
             cpus: args.smp,
+            vga_rom,
             ..MachineConfig::default()
         })
         .map_err(|e| machine_error(args, e))?;

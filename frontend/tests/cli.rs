@@ -276,3 +276,14 @@ fn accel_kvm_says_whether_kvm_can_be_used() {
         }
     }
 }
+
+#[test]
+fn a_vga_rom_that_is_not_one_is_refused_before_the_guest_starts() {
+    let path = write_image("not_a_rom.bin", &[0u8; 512]);
+    let o = ferrite(&["--vga-rom", &path, "--display", "none"]);
+    assert_status(&o, 2);
+    assert!(stderr(&o).contains("--vga-rom") && stderr(&o).contains("55 AA"), "{}", describe(&o));
+    let o = ferrite(&["--vga-rom", "/nonexistent/vga.bin", "--display", "none"]);
+    assert_status(&o, 2);
+    assert!(stderr(&o).contains("/nonexistent/vga.bin"), "{}", describe(&o));
+}
