@@ -9,7 +9,7 @@ use std::time::Instant;
 use util::{pattern, Rng, TempDir, MIB};
 
 #[test]
-#[ignore]
+#[ignore = "a benchmark that prints throughput, not a test; run it with `cargo test -p machine --test block_speed -- --ignored --nocapture`"]
 fn throughput() {
     let dir = TempDir::new("speed");
     let size = 256 * MIB;
