@@ -225,6 +225,13 @@ pub(crate) fn decode(bytes: &[u8], bits: u32, ip: u64) -> Option<Insn> {
                 i.base = if b == Register::RIP || b == Register::EIP { RIP } else { gpr_index(b) };
                 i.index = gpr_index(instr.memory_index());
                 i.scale = instr.memory_index_scale().trailing_zeros() as u8;
+                if bits == 64 && matches!(i.seg, 0 | 1 | 3) {
+                    // ES, CS and DS overrides are ignored in 64-bit mode: the segment that
+                    // decides #SS against #GP for a non-canonical address is the default one
+                    // (SS for RSP/RBP bases). An SS override still makes it #SS, as the
+                    // processor does (found by the KVM differential test).
+                    i.seg = if i.base == 4 || i.base == 5 { 2 } else { 3 };
+                }
                 i.disp = if i.base == RIP {
                     instr.memory_displacement64().wrapping_sub(instr.next_ip())
                 } else {
