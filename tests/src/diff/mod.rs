@@ -84,7 +84,7 @@ impl Case {
             let n = rng.range(1, cfg.max_units as u64) as usize;
             let sub = Rng::new(rng.next());
             let mut g = Generator::new(sub, frame.clone(), cfg.classes.clone());
-            g.avoid = !cfg.include_known_bad;
+            g.avoid = !cfg.include_known_bad && !known::KNOWN_BAD.is_empty();
             let units = g.generate(n);
             if units.is_empty() {
                 continue;
