@@ -137,7 +137,6 @@ impl Cpu {
         let tf = self.s.rflags & flags::TF != 0;
         self.db_pending = 0;
         self.rf_loaded = false;
-        let shadow_before = self.s.pending.interrupt_shadow;
         let ip = self.s.rip;
         self.s.rip = ip.wrapping_add(u64::from(insn.len)) & insn.ip_mask;
         if let Err(fault) = (insn.exec)(self, bus, insn) {
@@ -160,7 +159,6 @@ impl Cpu {
         if tf {
             dr6 |= DR6_BS;
         }
-        let _ = shadow_before;
         if dr6 != 0 {
             self.s.dr[DR6] = (self.s.dr[DR6] & !0xF) | dr6;
             self.raise(bus, Fault::DebugTrap);

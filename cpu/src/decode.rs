@@ -302,9 +302,6 @@ fn undefined(instr: Instruction, bits: u32, len: usize) -> Insn {
 }
 
 macro_rules! by_mem {
-    ($mem:expr, $f:ident :: < $($g:tt),* >) => {
-        if $mem { $f::<$($g,)* true> as Handler } else { $f::<$($g,)* false> as Handler }
-    };
     ($mem:expr, $f:path) => {
         if $mem { { use $f as h; h::<true> as Handler } } else { { use $f as h; h::<false> as Handler } }
     };

@@ -84,7 +84,7 @@ impl Cpu {
         let mut allow_rw = true;
         let mut allow_us = true;
         let mut nx = false;
-        let (phys, leaf_size, global);
+        let (phys, global);
         if !pae {
             let pde_addr = (self.s.cr3 & 0xFFFF_F000) + ((lin >> 22) & 0x3FF) * 4;
             let pde = self.phys_read(bus, pde_addr, 4);
@@ -102,7 +102,6 @@ impl Cpu {
                 }
                 let base = (pde & 0xFFC0_0000) | (((pde >> 13) & 0xFF) << 32);
                 phys = base | (lin & 0x3F_FFFF);
-                leaf_size = 4 << 20;
                 global = pde & G != 0;
             } else {
                 let pte_addr = (pde & 0xFFFF_F000) + ((lin >> 12) & 0x3FF) * 4;
@@ -115,7 +114,6 @@ impl Cpu {
                 allow_rw &= pte & RW != 0;
                 allow_us &= pte & US != 0;
                 phys = (pte & 0xFFFF_F000) | (lin & 0xFFF);
-                leaf_size = 4096;
                 global = pte & G != 0;
             }
         } else {
@@ -168,7 +166,6 @@ impl Cpu {
                 if level == 1 || large {
                     let frame = if large { e & 0x000F_FFFF_FFFF_F000 & !(size - 1) & !0x1000 } else { e & 0x000F_FFFF_FFFF_F000 };
                     phys = (frame & !(size - 1)) | (lin & (size - 1));
-                    leaf_size = size;
                     global = e & G != 0;
                     break;
                 }
@@ -176,7 +173,6 @@ impl Cpu {
                 level -= 1;
             }
         }
-        let _ = leaf_size;
         if rsvd_hit {
             return Err(self.page_fault(lin, PF_P | PF_RSVD, acc, user));
         }

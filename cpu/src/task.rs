@@ -6,7 +6,7 @@ use crate::bus::Bus;
 use crate::cpu::Cpu;
 use crate::fault::Fault;
 use crate::seg::{attr, Descriptor};
-use crate::state::{flags, reg, sreg, Segment};
+use crate::state::{flags, sreg, Segment};
 
 /// What started the switch: decides the busy bits, the back link and NT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,7 +220,6 @@ impl Cpu {
                 other => other,
             })?;
         }
-        let _ = reg::RSP;
         Ok(())
     }
 }
