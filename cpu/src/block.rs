@@ -173,7 +173,9 @@ impl Cpu {
             32 => 0xFFFF_FFFF,
             _ => u64::MAX,
         };
-        let start_lin = cs.base.wrapping_add(self.s.rip) & 0xFFFF_FFFF;
+        // Linear addresses wrap at 4 GiB outside 64-bit mode.
+        let lin_mask = if bits == 64 { u64::MAX } else { 0xFFFF_FFFF };
+        let start_lin = cs.base.wrapping_add(self.s.rip) & lin_mask;
         let mut ip = self.s.rip;
         let mut insns = Vec::new();
         let mut last_byte = None;
@@ -181,7 +183,7 @@ impl Cpu {
         loop {
             // Bytes available: up to 15, not past the CS limit (a 64-bit CS has none).
             let room = if bits == 64 { 15 } else { (u64::from(cs.limit) + 1).saturating_sub(ip).min(15) as usize };
-            let lin = cs.base.wrapping_add(ip) & if bits == 64 { u64::MAX } else { 0xFFFF_FFFF };
+            let lin = cs.base.wrapping_add(ip) & lin_mask;
             let in_page = (PAGE - lin % PAGE) as usize;
             let mut n = room.min(in_page);
             for (k, b) in buf.iter_mut().enumerate().take(n) {
@@ -204,11 +206,11 @@ impl Cpu {
                 None => break,
             };
             let len = u64::from(insn.len);
-            last_byte = Some((lin + len - 1) & 0xFFFF_FFFF);
+            last_byte = Some(lin.wrapping_add(len - 1) & lin_mask);
             let ends = insn.ends_block;
             insns.push(Insn { ip_mask, ..insn });
             ip = (ip + len) & ip_mask;
-            let next_lin = cs.base.wrapping_add(ip) & 0xFFFF_FFFF;
+            let next_lin = cs.base.wrapping_add(ip) & lin_mask;
             if ends || insns.len() >= MAX_BLOCK || next_lin / PAGE != start_lin / PAGE {
                 break;
             }

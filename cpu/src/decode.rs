@@ -390,6 +390,23 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         M::Nop | M::Wait | M::Pause | M::Prefetchnta | M::Prefetcht0 | M::Prefetcht1 | M::Prefetcht2 | M::Prefetchw => {
             ops::nop as Handler
         }
+        // The hint space 0F 18-0F 1F executes as NOP on a CPU without the feature that gave
+        // an encoding meaning there (CET's ENDBR and RDSSP, MPX, CLDEMOTE), with no memory
+        // access: distribution binaries built with -fcf-protection start functions with ENDBR64.
+        M::Endbr32
+        | M::Endbr64
+        | M::Rdsspd
+        | M::Rdsspq
+        | M::Reservednop
+        | M::Cldemote
+        | M::Bndcl
+        | M::Bndcn
+        | M::Bndcu
+        | M::Bndldx
+        | M::Bndmk
+        | M::Bndmov
+        | M::Bndstx
+        | M::Prefetch => ops::nop as Handler,
         M::Xlatb => mov::xlat as Handler,
         M::Lds | M::Les | M::Lss | M::Lfs | M::Lgs => {
             i.r1 = match m {

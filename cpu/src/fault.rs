@@ -91,6 +91,9 @@ impl Cpu {
                 self.s.rflags |= flags::RF;
             }
         }
+        if let Fault::Exception { vector, error } = fault {
+            tracing::trace!(target: "cpu::exceptions", "exception {vector} error {error:?} at {:04x}:{:x} cr2={:x}", self.s.seg[crate::state::sreg::CS].selector, self.s.rip, self.s.cr2);
+        }
         let mut current = fault;
         loop {
             let v = current.vector();
