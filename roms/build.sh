@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Ferrite's own ROMs: asm/NAME.asm -> build/NAME.bin, each a 64 KiB BIOS image whose
-# reset vector (offset 0xFFF0) far-jumps to the program. The images are committed, so building
+# reset vector (offset 0xFFF0) far-jumps to the program; and Ferrite's PC BIOS, bios/bios.asm
+# (with the files it includes) -> build/bios.bin. The images are committed, so building
 # Ferrite needs no assembler; this script is how they are made, and the roms crate's
 # `reproducible` test checks that the committed ones are what it makes.
 #
@@ -26,12 +27,14 @@ if ! command -v nasm >/dev/null 2>&1; then
 fi
 
 mkdir -p "$out"
-for src in "$here"/asm/*.asm; do
+for src in "$here"/asm/*.asm "$here"/bios/bios.asm; do
     name="$(basename "$src" .asm)"
     tmp="$out/$name.bin.tmp"
+    inc="$here/asm/"
+    [ "$name" = bios ] && inc="$here/"
     # -Ox: NASM's default multi-pass optimisation, spelled out so the encoding cannot change
     # with a different default.
-    nasm -f bin -Ox -w+all -I "$here/asm/" -o "$tmp" "$src"
+    nasm -f bin -Ox -w+all -I "$inc" -o "$tmp" "$src"
     size="$(stat -c %s "$tmp")"
     if [ "$size" != 65536 ]; then
         echo "build.sh: $name: image is $size bytes, expected 65536" >&2

@@ -89,6 +89,8 @@ enum PortOwner {
     PciConfig,
     /// An I/O BAR of a PCI function: an index into `Machine::io_bars`.
     Bar(u16),
+    /// The service port of Ferrite's own BIOS (`firmware::bios`).
+    BiosService,
 }
 
 struct MmioRange {
@@ -140,6 +142,20 @@ pub struct Machine {
     lapics: Vec<Lapic>,
     /// The processor the backend is running now (whose local APIC answers at 0xFEE00000).
     current_cpu: usize,
+    /// What firmware tables describe (RAM, processors, drives).
+    platform: crate::firmware::Platform,
+    /// The IDE controller and the floppy controller (indices in `devices`), whose drives'
+    /// media Ferrite's BIOS reads and writes.
+    ide: Option<usize>,
+    fdc: Option<usize>,
+}
+
+/// A drive as firmware addresses it: on the IDE controller (0-3, primary master to secondary
+/// slave) or the floppy controller (0-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriveSlot {
+    Ide(usize),
+    Floppy(usize),
 }
 
 /// Saved state of the board's devices and clock (memory and CPU are saved by their owners).
@@ -200,7 +216,13 @@ impl Machine {
             ioapic: IoApic::new(),
             lapics: (0..cfg.cpus.max(1)).map(|i| Lapic::new(i as u8, i == 0)).collect(),
             current_cpu: 0,
+            platform: platform.clone(),
+            ide: None,
+            fdc: None,
         };
+        if crate::firmware::bios::is_ferrite_bios(&cfg.bios) {
+            m.ports[usize::from(crate::firmware::bios::SERVICE_PORT)] = PortOwner::BiosService;
+        }
         for p in [0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1] {
             m.ports[p] = PortOwner::Pic;
         }
@@ -240,7 +262,7 @@ impl Machine {
             let source = kbc.input_source();
             m.ps2 = Some((m.add_io_device(Box::new(kbc), &[(0x60, 1), (0x64, 1)]), source));
             m.add_io_device(Box::new(SysCtl::new()), &[(0x92, 1), (0xCF9, 1)]);
-            m.add_io_device(Box::new(fdc), &[(0x3F0, 6), (0x3F7, 1)]);
+            m.fdc = Some(m.add_io_device(Box::new(fdc), &[(0x3F0, 6), (0x3F7, 1)]));
         }
         m.add_pci_function(Box::new(I440fx::new()), devfn(0, 0));
         m.add_pci_function(Box::new(Piix3Isa::new()), devfn(1, 0));
@@ -248,6 +270,7 @@ impl Machine {
         // legacy ports and IRQs 14/15 as well as its bus-master BAR.
         let ide = m.add_pci_function(Box::new(crate::devices::ide::PiixIde::new(cfg.ide)), crate::devices::ide::DEVFN);
         m.add_io_ports(ide, &crate::devices::ide::LEGACY_PORTS);
+        m.ide = Some(ide);
         // VGA: the standard VGA PCI function at 00:02.0 (QEMU's stdvga, Bochs VBE) with its
         // legacy ports and the 0xA0000-0xBFFFF window.
         crate::devices::vga::attach(&mut m, cfg.vga_rom);
@@ -589,6 +612,21 @@ impl Machine {
         }
     }
 
+    /// What firmware tables describe (RAM, processors, drives).
+    pub fn platform(&self) -> &crate::firmware::Platform {
+        &self.platform
+    }
+
+    /// The medium in a drive, for firmware that reads and writes drives itself (see
+    /// `Device::drive_media`).
+    pub fn drive_media(&mut self, slot: DriveSlot) -> Option<&mut (dyn BlockDevice + 'static)> {
+        let (idx, unit) = match slot {
+            DriveSlot::Ide(u) => (self.ide?, u),
+            DriveSlot::Floppy(u) => (self.fdc?, u),
+        };
+        self.devices[idx].drive_media(unit)
+    }
+
     pub fn memory(&self) -> &Memory {
         &self.memory
     }
@@ -703,6 +741,7 @@ impl Machine {
             PortOwner::Pic => self.pic.read(port) as u32 | if size > 1 { 0xFFFF_FF00 & open_bus(size) as u32 } else { 0 },
             PortOwner::Device(i) => self.with_device(i as usize, |d, cx| d.io_read(port, size, cx)),
             PortOwner::PciConfig => self.pci_config_access(port, size, None),
+            PortOwner::BiosService => open_bus(size) as u32,
             PortOwner::Bar(k) => {
                 let b = self.io_bars[k as usize];
                 let off = u64::from(port - b.base);
@@ -723,6 +762,16 @@ impl Machine {
             PortOwner::Device(i) => self.with_device(i as usize, |d, cx| d.io_write(port, size, value, cx)),
             PortOwner::PciConfig => {
                 self.pci_config_access(port, size, Some(value));
+            }
+            PortOwner::BiosService => {
+                if size == 4 {
+                    crate::firmware::bios::service(self, value);
+                } else {
+                    tracing::debug!(size, value, "BIOS service port: not a 32-bit write, ignored");
+                }
+                // The service may have written guest memory (the CPU drops code decoded from
+                // it) or reprogrammed devices.
+                self.attention = true;
             }
             PortOwner::Bar(k) => {
                 let b = self.io_bars[k as usize];

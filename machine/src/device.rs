@@ -209,6 +209,13 @@ pub trait Device: Send {
     }
     /// Runs the waiting transfer through [`crate::Memory::read`] and [`crate::Memory::write`].
     fn run_memory_transfer(&mut self, _memory: &mut crate::Memory, _cx: &mut DeviceContext) {}
+    /// The medium in drive `unit` of a storage controller (IDE: 0-3, primary master to
+    /// secondary slave; floppy: 0-1), for firmware that moves sectors itself (Ferrite's BIOS)
+    /// through the block backend the controller uses. `None` for an absent drive, an empty
+    /// one, or a CD-ROM with its tray open.
+    fn drive_media(&mut self, _unit: usize) -> Option<&mut (dyn crate::block::BlockDevice + 'static)> {
+        None
+    }
 }
 
 /// What a read of nothing returns: all ones, as the pulled-up ISA data bus gives.

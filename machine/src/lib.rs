@@ -14,7 +14,7 @@ pub mod host;
 pub mod memory;
 pub mod pci;
 
-pub use board::{Drive, Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot, ApicSnapshot};
+pub use board::{Drive, DriveSlot, Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot, ApicSnapshot};
 pub use clock::{Clock, ClockMode};
 pub use device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
 pub use display::{Display, Frame};

@@ -5,7 +5,12 @@
 //! cannot reach (modes, paging, gates, tasks, debug registers, fast system calls, I/O
 //! permissions), one PASS/FAIL line per check, with the scaffolding in `asm/inc/sys.inc`.
 
-/// Prints a greeting and exits 0; the default guest until the project's BIOS replaces it.
+/// Ferrite's PC BIOS (`bios/bios.asm`): the firmware Ferrite boots when no `--bios` is given.
+/// A real-mode ROM whose services the machine carries out in Rust behind an I/O port
+/// (`machine::firmware::bios`); it boots floppies, hard disks and El Torito CDs.
+pub const BIOS: &[u8] = include_bytes!("../build/bios.bin");
+
+/// Prints a greeting and exits 0.
 pub const HELLO: &[u8] = include_bytes!("../build/hello.bin");
 /// Programs the 8259A pair and the PIT, counts ten IRQ0 ticks with STI; HLT, exits 0.
 pub const TIMER: &[u8] = include_bytes!("../build/timer.bin");
@@ -39,8 +44,11 @@ pub const SYS_IOBITMAP: &[u8] = include_bytes!("../build/sys_iobitmap.bin");
 /// Prints two lines, then triple-faults (a #GP with an IDT limit of 0): ends in shutdown.
 pub const SYS_TRIPLE: &[u8] = include_bytes!("../build/sys_triple.bin");
 
-/// The guest Ferrite boots when no `--bios` is given.
-pub const DEFAULT: &[u8] = HELLO;
+/// The firmware Ferrite boots when no `--bios` is given.
+pub const DEFAULT: &[u8] = BIOS;
+
+/// Firmware built from `bios/` rather than `asm/` (not test programs: not in [`ALL`]).
+pub const FIRMWARE: &[(&str, &[u8])] = &[("bios", BIOS)];
 
 /// Every ROM by name (the name of its source file in `asm/`).
 pub const ALL: &[(&str, &[u8])] = &[

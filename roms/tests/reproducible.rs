@@ -31,7 +31,7 @@ fn committed_images_match_build_sh() {
     );
 
     let mut mismatches = Vec::new();
-    for (name, committed) in roms::ALL {
+    for (name, committed) in roms::ALL.iter().chain(roms::FIRMWARE) {
         let built = std::fs::read(out.join(format!("{name}.bin"))).unwrap_or_default();
         if built != *committed {
             mismatches.push(*name);

@@ -1111,6 +1111,9 @@ impl Fdc {
 }
 
 impl Device for Fdc {
+    fn drive_media(&mut self, unit: usize) -> Option<&mut (dyn crate::block::BlockDevice + 'static)> {
+        self.media.get_mut(unit)?.as_mut().map(|m| m.image.as_mut())
+    }
     fn name(&self) -> &'static str {
         NAME
     }

@@ -6,6 +6,7 @@
 
 pub mod acpi;
 pub mod aml;
+pub mod bios;
 pub mod loader;
 pub mod smbios;
 

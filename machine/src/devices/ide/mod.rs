@@ -226,6 +226,13 @@ impl PiixIde {
 }
 
 impl Device for PiixIde {
+    fn drive_media(&mut self, unit: usize) -> Option<&mut (dyn crate::block::BlockDevice + 'static)> {
+        let d = self.channels.get_mut(unit / 2)?.drives.get_mut(unit % 2)?;
+        if d.s.tray_open {
+            return None;
+        }
+        d.media.as_deref_mut()
+    }
     fn name(&self) -> &'static str {
         NAME
     }

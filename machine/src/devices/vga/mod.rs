@@ -12,8 +12,7 @@
 pub mod memory;
 pub mod regs;
 pub mod render;
-#[cfg(test)]
-mod tables;
+pub mod tables;
 pub mod vbe;
 
 use crate::device::{open_bus, Device, DeviceContext, DeviceSnapshot, SnapshotError};

@@ -1,5 +1,6 @@
 //! Register values a VGA BIOS programs for the standard modes (IBM VGA Technical Reference,
-//! "Video Modes" parameter tables), so tests can set a mode without running a BIOS.
+//! "Video Modes" parameter tables), so tests and direct kernel boot can set a mode without running a
+//! VGA BIOS.
 
 use super::regs::{VgaRegs, AC_COUNT, CRTC_COUNT, GC_COUNT, SEQ_COUNT};
 
@@ -81,7 +82,26 @@ pub fn ega_colour(i: u8) -> [u8; 3] {
 
 /// Programs a mode through the ports, as a BIOS does, and loads the EGA colours into DAC
 /// entries 0-63. Leaves the display enabled (palette address source set).
-pub fn program(r: &mut VgaRegs, t: &ModeTable) {
+/// Port access for [`program`]: the register file itself in tests, the board's ports when
+/// firmware code sets a mode (`firmware::post`).
+pub trait VgaPorts {
+    fn write_port(&mut self, port: u16, v: u8);
+    /// A read for its side effect (0x3DA resets the attribute controller's flip-flop).
+    fn touch_port(&mut self, port: u16);
+}
+
+impl VgaPorts for VgaRegs {
+    fn write_port(&mut self, port: u16, v: u8) {
+        VgaRegs::write_port(self, port, v);
+    }
+    fn touch_port(&mut self, port: u16) {
+        self.read_port(port, 0);
+    }
+}
+
+/// Sets a mode as a VGA BIOS does: every register of the table, then the DAC with the 64 EGA
+/// colours.
+pub fn program(r: &mut impl VgaPorts, t: &ModeTable) {
     r.write_port(0x3C2, t.misc);
     for (i, &v) in t.seq.iter().enumerate() {
         r.write_port(0x3C4, i as u8);
@@ -98,7 +118,7 @@ pub fn program(r: &mut VgaRegs, t: &ModeTable) {
         r.write_port(0x3CE, i as u8);
         r.write_port(0x3CF, v);
     }
-    r.read_port(crtc + 6, 0);
+    r.touch_port(crtc + 6);
     for (i, &v) in t.ac.iter().enumerate() {
         r.write_port(0x3C0, i as u8);
         r.write_port(0x3C0, v);
