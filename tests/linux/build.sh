@@ -80,15 +80,18 @@ build_initrd() {
 # The kernel command line: the console on COM1 and nothing a real PC would not need.
 append="console=tty0 console=ttyS0,115200 panic=-1"
 
+# syslinux.cfg naming the kernel and initrd under DIR (ISOLINUX takes relative names from its
+# own directory, /isolinux: the CD names them from the root).
 syslinux_cfg() {
+    local dir="${1:-}"
     cat <<EOF
 DEFAULT linux
 PROMPT 0
 TIMEOUT 0
 SERIAL 0 115200
 LABEL linux
-  KERNEL vmlinuz
-  INITRD initrd.img
+  KERNEL ${dir}vmlinuz
+  INITRD ${dir}initrd.img
   APPEND $append
 EOF
 }
@@ -113,7 +116,7 @@ build_iso() {
     mkdir -p "$x/isolinux"
     cp /usr/lib/ISOLINUX/isolinux.bin "$x/isolinux/"
     cp /usr/lib/syslinux/modules/bios/ldlinux.c32 "$x/isolinux/"
-    syslinux_cfg >"$x/isolinux/isolinux.cfg"
+    syslinux_cfg / >"$x/isolinux/isolinux.cfg"
     cp "$dir/vmlinuz" "$out/initrd.img" "$x/"
     xorriso -as mkisofs -quiet -o "$dir/cd.iso.tmp" -V FERRITE \
         -b isolinux/isolinux.bin -c isolinux/boot.cat \
