@@ -15,9 +15,9 @@ const MAX_MEMORY: u64 = 1 << 40;
     name = "ferrite",
     version,
     about = "Ferrite: a full-system x86 PC emulator",
-    long_about = "Ferrite: a full-system x86 PC emulator.\n\nWith no options it boots its built-in \
-                  test guest headless, prints its output and exits with the status the guest \
-                  gives. The exit status is the guest's (written to port 0xF4), 124 on \
+    long_about = "Ferrite: a full-system x86 PC emulator.\n\nWith no options it runs headless with \
+                  Ferrite's own BIOS, which boots the drives given (--hda, --cdrom, --fda, ...) in \
+                  --boot order; COM1 goes to standard output. The exit status is the guest's (written to port 0xF4), 124 on \
                   --timeout, 121 when the guest halts for good, 122 on a triple fault under \
                   --no-reboot, 2 for bad options or files, 125 when Ferrite itself fails.",
     args_conflicts_with_subcommands = true
@@ -33,8 +33,8 @@ pub struct Args {
     #[arg(short = 'm', long, value_name = "SIZE", default_value = "128M", value_parser = parse_memory_size)]
     pub memory: u64,
 
-    /// BIOS image to boot (a multiple of 64 KiB, at most 16 MiB) instead of the built-in
-    /// test guest
+    /// BIOS image to boot (a multiple of 64 KiB, at most 16 MiB) instead of Ferrite's own
+    /// BIOS
     #[arg(long, value_name = "FILE")]
     pub bios: Option<PathBuf>,
 

@@ -60,18 +60,23 @@ fn image_with(code: &[u8]) -> Vec<u8> {
 }
 
 const HELLO_LINE: &str = "Hello from Ferrite! This is the hello ROM, running in real mode.";
+/// The hello ROM, for tests that need a guest that ends by itself.
+const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../roms/build/hello.bin");
 
 #[test]
-fn no_arguments_boot_the_default_guest() {
+fn no_arguments_run_the_bios_which_finds_nothing_to_boot() {
     let o = ferrite(&[]);
+    assert_status(&o, 121);
+    assert!(stdout(&o).contains("No bootable device."), "{}", describe(&o));
+    assert!(stderr(&o).contains("ferrite: accelerator: "), "the backend line is missing\n{}", describe(&o));
+    let o = ferrite(&["--bios", HELLO]);
     assert_status(&o, 0);
     assert!(stdout(&o).contains(HELLO_LINE), "{}", describe(&o));
-    assert!(stderr(&o).contains("ferrite: accelerator: "), "the backend line is missing\n{}", describe(&o));
 }
 
 #[test]
 fn interpreter_is_deterministic_by_default() {
-    let o = ferrite(&["--accel", "interp"]);
+    let o = ferrite(&["--accel", "interp", "--bios", HELLO]);
     assert_status(&o, 0);
     assert!(stderr(&o).contains("interpreter (as asked); deterministic clock"), "{}", describe(&o));
 }
@@ -123,7 +128,7 @@ fn deterministic_and_kvm_conflict() {
     let o = ferrite(&["--deterministic", "--accel", "kvm"]);
     assert_status(&o, 2);
     assert!(stderr(&o).contains("--deterministic cannot be used with --accel kvm"), "{}", describe(&o));
-    let o = ferrite(&["--deterministic"]);
+    let o = ferrite(&["--deterministic", "--bios", HELLO]);
     assert_status(&o, 0);
     assert!(stderr(&o).contains("deterministic clock"), "{}", describe(&o));
 }

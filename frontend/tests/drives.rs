@@ -120,7 +120,8 @@ fn drives_boot_order_and_processors_are_accepted() {
     iso[16 * 2048..16 * 2048 + 6].copy_from_slice(b"\x01CD001");
     let iso = dir.file("cd.iso", &iso);
     let floppy = dir.file("a.img", &vec![0u8; 1_474_560]);
-    let o = ferrite(&["--hda", &disk, "--hdb", &format!("{second},snapshot=on"), "--cdrom", &iso, "--fda", &floppy, "--boot", "dca", "--smp", "2"]);
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../roms/build/hello.bin");
+    let o = ferrite(&["--bios", hello, "--hda", &disk, "--hdb", &format!("{second},snapshot=on"), "--cdrom", &iso, "--fda", &floppy, "--boot", "dca", "--smp", "2"]);
     assert_status(&o, 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("Hello from Ferrite!"), "{}", describe(&o));
 }

@@ -2,6 +2,7 @@
 //! serial port and debug console captured, and compare what two runs left behind.
 
 pub mod diff;
+pub mod guest;
 
 use accel::{AccelError, Backend, RunLimits, RunOutcome, Vm};
 use cpu::CpuState;
@@ -107,7 +108,7 @@ fn machine_for(setup: &RomSetup, serial: &CaptureChar, debugcon: &CaptureChar) -
 }
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-fn kvm_backend(m: &Machine) -> Result<Box<dyn Backend>, RunError> {
+pub(crate) fn kvm_backend(m: &Machine) -> Result<Box<dyn Backend>, RunError> {
     match accel::kvm::Kvm::new(m) {
         Ok(k) => Ok(Box::new(k)),
         Err(e) => Err(RunError::Unavailable(e.to_string())),
@@ -115,7 +116,7 @@ fn kvm_backend(m: &Machine) -> Result<Box<dyn Backend>, RunError> {
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-fn kvm_backend(_m: &Machine) -> Result<Box<dyn Backend>, RunError> {
+pub(crate) fn kvm_backend(_m: &Machine) -> Result<Box<dyn Backend>, RunError> {
     Err(RunError::Unavailable("KVM exists only on Linux x86-64 hosts".into()))
 }
 

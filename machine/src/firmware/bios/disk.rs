@@ -603,11 +603,11 @@ pub(super) fn int19(b: &mut Bios, r: &mut Regs) -> Action {
         let booted = match letter {
             'a' if !p.floppies.is_empty() => {
                 b.print("Booting from Floppy...\r\n");
-                boot_sector(b, r, 0x00, false)
+                boot_sector(b, r, 0x00)
             }
             'c' if !hard_disks(&p).is_empty() => {
                 b.print("Booting from Hard Disk...\r\n");
-                boot_sector(b, r, 0x80, true)
+                boot_sector(b, r, 0x80)
             }
             'd' => cdroms(&p).into_iter().enumerate().any(|(k, ide)| {
                 b.print("Booting from DVD/CD...\r\n");
@@ -626,14 +626,16 @@ pub(super) fn int19(b: &mut Bios, r: &mut Regs) -> Action {
     Action::Return
 }
 
-fn boot_sector(b: &mut Bios, r: &mut Regs, drive: u8, check_signature: bool) -> bool {
+/// Loads sector 0 of `drive` at 0000:7C00; it must end in the 55AAh signature (floppies too,
+/// as SeaBIOS checks by default).
+fn boot_sector(b: &mut Bios, r: &mut Regs, drive: u8) -> bool {
     let Some(t) = resolve(b, drive) else { return false };
     let (_, err) = transfer(b, t, 0, 1, 0x7C00, false);
     if let Some(e) = err {
         b.print(&format!("Boot failed: could not read the boot sector (status {e:#04x})\r\n"));
         return false;
     }
-    if check_signature && b.r16(0x7DFE) != 0xAA55 {
+    if b.r16(0x7DFE) != 0xAA55 {
         b.print("Boot failed: not a bootable disk\r\n");
         return false;
     }

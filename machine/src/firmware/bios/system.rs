@@ -91,7 +91,10 @@ pub(super) fn int15(b: &mut Bios, r: &mut Regs) -> Action {
         0x86 => return wait(b, r),
         0x87 => block_move(b, r),
         0x88 => {
-            let ext = b.m.platform().low_ram().saturating_sub(0x10_0000) / 1024;
+            // Extended memory as E801h and E820h count it (without the tables area).
+            let p = b.m.platform().clone();
+            let top = super::post::tables_area(&p).unwrap_or(p.low_ram());
+            let ext = top.saturating_sub(0x10_0000) / 1024;
             r.set_ax(ext.min(0xFC00) as u16);
             r.set_cf(false);
         }
