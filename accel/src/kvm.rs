@@ -467,6 +467,10 @@ impl Backend for Kvm {
         self.vcpu.set_immediate_exit(false);
         // Leave the vCPU consistent for `state` and `set_state`, which cannot reach the machine.
         let done = self.vcpu.finish_io(m).map_err(|e| AccelError::Kvm(format!("{e}\n{}", self.vcpu.report())));
+        // The hardware sees DMA and firmware writes to guest memory directly: the list of
+        // written pages the interpreter uses to drop decoded code would only grow here.
+        let mut written = Vec::new();
+        m.memory_mut().take_written(&mut written);
         let exit = r?;
         done?;
         Ok(exit)

@@ -7,8 +7,9 @@
 FERRITE_BUILD_PACKAGES=()
 # Debian packages only the tests need: nasm for the check that roms/build/ is what
 # roms/build.sh makes; qemu-utils (qemu-img, qemu-io) for disk-image interoperability;
-# seabios for its VGA BIOS (vgabios-stdvga.bin) driving the VGA model.
-FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios)
+# seabios for its VGA BIOS (vgabios-stdvga.bin) driving the VGA model; grub-pc-bin,
+# grub-common, xorriso and mtools for the GRUB CD that Ferrite's BIOS boots (tests/tests/bios.rs).
+FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios grub-pc-bin grub-common xorriso mtools)
 
 _ferrite_apt_updated=
 
