@@ -227,7 +227,7 @@ fn sys_triple_rom_ends_in_a_triple_fault_under_no_reboot() {
 #[test]
 fn memory_sizes_are_accepted() {
     for size in ["64", "1G", "2048K", "16MiB"] {
-        let o = ferrite(&["-m", size, "--serial", "none"]);
+        let o = ferrite(&["-m", size, "--serial", "none", "--bios", HELLO]);
         assert_status(&o, 0);
     }
 }
@@ -237,6 +237,8 @@ fn serial_and_debugcon_go_where_asked() {
     let serial = scratch("serial.log");
     let debugcon = scratch("debugcon.log");
     let o = ferrite(&[
+        "--bios",
+        HELLO,
         "--serial",
         &format!("file:{}", serial.display()),
         "--debugcon",
@@ -246,7 +248,7 @@ fn serial_and_debugcon_go_where_asked() {
     assert!(stdout(&o).is_empty(), "{}", describe(&o));
     assert!(std::fs::read_to_string(&serial).unwrap().contains(HELLO_LINE));
     assert!(std::fs::read_to_string(&debugcon).unwrap().contains(HELLO_LINE));
-    let o = ferrite(&["--serial", "none", "--debugcon", "stdio"]);
+    let o = ferrite(&["--serial", "none", "--debugcon", "stdio", "--bios", HELLO]);
     assert_status(&o, 0);
     assert_eq!(stdout(&o).matches(HELLO_LINE).count(), 1, "{}", describe(&o));
 }
@@ -262,7 +264,7 @@ fn serial_stdio_takes_standard_input() {
 #[test]
 fn accel_kvm_says_whether_kvm_can_be_used() {
     let host = accel::select::probe_host();
-    let o = ferrite(&["--accel", "kvm", "--timeout", "60"]);
+    let o = ferrite(&["--accel", "kvm", "--timeout", "60", "--bios", HELLO]);
     match host.kvm_device {
         Err(why) => {
             assert_status(&o, 2);

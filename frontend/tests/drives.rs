@@ -155,7 +155,8 @@ fn a_locked_image_is_refused() {
     let _held = machine::block::open(Path::new(&disk), &machine::block::OpenOptions::default()).unwrap();
     assert_refused(&ferrite(&["--hda", &disk]), &["--hda", "disk.img"]);
     // Read-only users may share it; --snapshot wants nobody writing.
-    let o = ferrite(&["--hda", &format!("{disk},readonly=on")]);
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../roms/build/hello.bin");
+    let o = ferrite(&["--bios", hello, "--hda", &format!("{disk},readonly=on")]);
     assert_status(&o, 0);
     assert_refused(&ferrite(&["--hda", &disk, "--snapshot"]), &["--hda", "disk.img"]);
 }

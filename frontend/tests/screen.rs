@@ -132,9 +132,20 @@ fn unwritable_paths_are_refused_before_the_guest_starts() {
 #[test]
 fn power_on_screen_is_reported_as_off() {
     let text = scratch("off.txt");
-    let o = ferrite(&["--accel", "interp", "--serial", "none", "--screen-text", text.to_str().unwrap()]);
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../roms/build/hello.bin");
+    let o = ferrite(&["--accel", "interp", "--bios", hello, "--serial", "none", "--screen-text", text.to_str().unwrap()]);
     assert!(o.status.code().is_some(), "{}", describe(&o));
-    assert_eq!(std::fs::read_to_string(&text).unwrap(), "display off\n", "the built-in guest sets no video mode");
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), "display off\n", "the hello ROM sets no video mode");
+}
+
+#[test]
+fn the_bios_shows_its_messages_in_text_mode() {
+    let text = scratch("bios.txt");
+    let o = ferrite(&["--accel", "interp", "--serial", "none", "--screen-text", text.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(121), "{}", describe(&o));
+    let screen = std::fs::read_to_string(&text).unwrap();
+    assert!(screen.starts_with("Ferrite BIOS\nNo bootable device.\n"), "{screen}");
+    assert_eq!(screen.lines().count(), 25, "80x25 text: {screen}");
 }
 
 /// SeaBIOS's VGA BIOS for this device, from the Debian package `seabios`.

@@ -106,12 +106,12 @@ mod tests {
             assert!(by_name(name).is_some(), "{name}");
         }
         assert!(by_name("nosuch").is_none());
-        assert_eq!(DEFAULT, HELLO);
+        assert_eq!(DEFAULT, BIOS);
     }
 
     #[test]
     fn every_image_is_a_bios_with_a_reset_vector() {
-        for (name, image) in ALL {
+        for (name, image) in ALL.iter().chain(FIRMWARE) {
             assert_eq!(image.len(), IMAGE_SIZE, "{name}");
             // JMP F000:entry at the reset vector, F000:FFF0.
             let v = &image[0xFFF0..];
