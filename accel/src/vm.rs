@@ -90,7 +90,7 @@ impl Vm {
                         return Ok(RunOutcome::Reset("the guest reset the machine".into()))
                     }
                     MachineEvent::Reset => self.reset()?,
-                    MachineEvent::A20(_) | MachineEvent::Pam { .. } => {}
+                    MachineEvent::A20(_) | MachineEvent::Pam { .. } | MachineEvent::LegacyReplacement(_) => {}
                     MachineEvent::Init { cpu } | MachineEvent::Startup { cpu, .. } => {
                         tracing::debug!("INIT/SIPI for processor {cpu}: one processor only until SMP lands");
                     }

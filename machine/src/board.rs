@@ -148,6 +148,10 @@ pub struct Machine {
     /// media Ferrite's BIOS reads and writes.
     ide: Option<usize>,
     fdc: Option<usize>,
+    /// The HPET (index in `devices`) and where ISA lines 0 and 8 come from: the 8254 and the
+    /// RTC, or HPET timers 0 and 1 under LegacyReplacement Route.
+    hpet: Option<usize>,
+    legacy_route: crate::devices::hpet::LegacyRoute,
 }
 
 /// A drive as firmware addresses it: on the IDE controller (0-3, primary master to secondary
@@ -171,6 +175,8 @@ pub struct MachineSnapshot {
     pub pci: PciSnapshot,
     #[serde(default)]
     pub apic: Option<ApicSnapshot>,
+    #[serde(default)]
+    pub legacy_route: crate::devices::hpet::LegacyRoute,
 }
 
 /// The I/O APIC and the local APICs.
@@ -219,6 +225,8 @@ impl Machine {
             platform: platform.clone(),
             ide: None,
             fdc: None,
+            hpet: None,
+            legacy_route: Default::default(),
         };
         if crate::firmware::bios::is_ferrite_bios(&cfg.bios) {
             m.ports[usize::from(crate::firmware::bios::SERVICE_PORT)] = PortOwner::BiosService;
@@ -281,6 +289,11 @@ impl Machine {
         m.add_io_device(Box::new(crate::devices::fw_cfg::FwCfg::for_platform(&platform)), &crate::devices::fw_cfg::PORTS);
         let pm = m.add_pci_function(Box::new(crate::devices::piix4_pm::Piix4Pm::new()), crate::devices::piix4_pm::DEVFN);
         m.add_io_ports(pm, &crate::devices::piix4_pm::FIXED_PORTS);
+        // The HPET at 0xFED00000 (the ACPI HPET table and the DSDT's PNP0103 describe it).
+        {
+            use crate::devices::hpet::{Hpet, BASE, LEN};
+            m.hpet = Some(m.add_mmio_device(Box::new(Hpet::new()), BASE, LEN));
+        }
         m.power_on();
         Ok(m)
     }
@@ -709,6 +722,12 @@ impl Machine {
             match (line, from) {
                 (INTX, Some(idx)) => self.pci_intx(idx, level),
                 (INTX, None) => {}
+                (l, _) if crate::devices::hpet::LegacyRoute::switches(l) => {
+                    let from_hpet = from.is_some() && from == self.hpet;
+                    if let Some(level) = self.legacy_route.drive(from_hpet, line, level) {
+                        self.isa_line(line, level);
+                    }
+                }
                 _ => self.isa_line(line, level),
             }
         }
@@ -723,12 +742,19 @@ impl Machine {
                     MachineEvent::Pam { segment, read_ram, write_ram } => {
                         self.memory.set_pam(segment as usize, PamMode { read_ram, write_ram })
                     }
+                    MachineEvent::LegacyReplacement(on) => {
+                        for (line, level) in self.legacy_route.set_enabled(on) {
+                            self.isa_line(line, level);
+                        }
+                    }
                     _ => {}
                 }
             }
-            // Only events the run loop acts on stay queued for it.
-            self.events = events;
-            self.events.retain(|e| !matches!(e, MachineEvent::Pam { .. }));
+            // Only events the run loop acts on stay queued for it (after any that delivering
+            // an interrupt just queued).
+            let raised = std::mem::replace(&mut self.events, events);
+            self.events.extend(raised);
+            self.events.retain(|e| !matches!(e, MachineEvent::Pam { .. } | MachineEvent::LegacyReplacement(_)));
         }
     }
 
@@ -919,6 +945,7 @@ impl Machine {
         self.pirq_assert = Default::default();
         self.pirq_irq = [None; 4];
         self.pci_isa_level = 0;
+        self.legacy_route = Default::default();
         for i in 0..self.devices.len() {
             self.remap_bars(i);
         }
@@ -951,6 +978,7 @@ impl Machine {
                 isa_level: self.pci_isa_level,
             },
             apic: Some(ApicSnapshot { ioapic: self.ioapic.save(), lapics: self.lapics.iter().map(|l| l.save()).collect() }),
+            legacy_route: self.legacy_route.clone(),
         }
     }
 
@@ -969,6 +997,7 @@ impl Machine {
         self.pirq_assert = s.pci.pirq_assert.clone();
         self.pirq_irq = s.pci.pirq_irq;
         self.pci_isa_level = s.pci.isa_level;
+        self.legacy_route = s.legacy_route.clone();
         for i in 0..self.devices.len() {
             self.remap_bars(i);
         }

@@ -24,6 +24,9 @@ pub enum MachineEvent {
     Init { cpu: u32 },
     /// A startup IPI for processor `cpu`: start at `vector` << 12 in real mode.
     Startup { cpu: u32, vector: u8 },
+    /// The HPET's LegacyReplacement Route went on or off: while on, ISA lines 0 and 8 carry
+    /// HPET timers 0 and 1 instead of the 8254 and the RTC (the board switches them).
+    LegacyReplacement(bool),
 }
 
 /// What a device sees of the board while it handles an access or a tick.
@@ -92,7 +95,8 @@ impl<'a> DeviceContext<'a> {
         }
     }
 
-    /// Drive ISA interrupt line `line` (0-15) to `level`.
+    /// Drive ISA interrupt line `line` (0-15) to `level`; lines 16-23 are I/O APIC inputs
+    /// with no 8259A behind them.
     pub fn set_irq(&mut self, line: u8, level: bool) {
         self.irqs.push((line, level));
     }

@@ -5,6 +5,7 @@ pub mod dma;
 pub mod exit;
 pub mod fdc;
 pub mod fw_cfg;
+pub mod hpet;
 pub mod i440fx;
 pub mod i8042;
 pub mod ide;

@@ -27,7 +27,7 @@ pub const LOADER_FILE: &str = "etc/table-loader";
 
 pub const LAPIC_BASE: u64 = 0xFEE0_0000;
 pub const IOAPIC_BASE: u64 = 0xFEC0_0000;
-pub const HPET_BASE: u64 = 0xFED0_0000;
+pub const HPET_BASE: u64 = crate::devices::hpet::BASE;
 /// The PIIX reset control register and the value that hard-resets through it.
 pub const RESET_PORT: u16 = 0xCF9;
 pub const RESET_VALUE: u8 = 0x06;
@@ -166,9 +166,9 @@ fn madt(cpus: u32) -> Vec<u8> {
 
 fn hpet() -> Vec<u8> {
     let mut t = header(b"HPET", 1);
-    // Event timer block ID: Intel, 3 comparators (index of the last: 2), 64-bit counter,
-    // legacy replacement capable, revision 1.
-    t.extend_from_slice(&0x8086_A201u32.to_le_bytes());
+    // Event timer block ID: the low half of the device's capabilities register (Intel, 3
+    // comparators, 64-bit counter, legacy replacement capable, revision 1).
+    t.extend_from_slice(&crate::devices::hpet::EVENT_TIMER_BLOCK_ID.to_le_bytes());
     gas(&mut t, 0, 0, 0, HPET_BASE);
     t.push(0); // HPET number
     t.extend_from_slice(&0u16.to_le_bytes()); // minimum clock tick in periodic mode
@@ -342,7 +342,7 @@ fn pci0_crs(p: &Platform) -> Vec<u8> {
 
 /// The HPET (PNP0103), present only if its registers answer, as QEMU's DSDT checks.
 fn hpet_device() -> Vec<u8> {
-    let region = OpRegion::new("HPTM".into(), OpRegionSpace::SystemMemory, &(HPET_BASE as u32), &0x400u16);
+    let region = OpRegion::new("HPTM".into(), OpRegionSpace::SystemMemory, &(HPET_BASE as u32), &(crate::devices::hpet::LEN as u16));
     let field = aml::Field::new(
         "HPTM".into(),
         FieldAccessType::DWord,
@@ -366,7 +366,7 @@ fn hpet_device() -> Vec<u8> {
             &Return::new(&0x0Fu8),
         ],
     )));
-    let crs = Memory32Fixed::new(false, HPET_BASE as u32, 0x400);
+    let crs = Memory32Fixed::new(false, HPET_BASE as u32, crate::devices::hpet::LEN as u32);
     encode(&Device::new(
         "HPET".into(),
         vec![
