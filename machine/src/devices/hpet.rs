@@ -403,7 +403,7 @@ fn deposit(old: u64, shift: u32, len: u32, value: u64) -> u64 {
 
 /// QEMU's accesses: 4 or 8 bytes, naturally aligned. Anything else reads 0 and writes nothing.
 fn valid_access(offset: u64, size: u8) -> bool {
-    matches!(size, 4 | 8) && offset % size as u64 == 0
+    matches!(size, 4 | 8) && offset.is_multiple_of(u64::from(size))
 }
 
 impl Device for Hpet {
@@ -616,8 +616,8 @@ mod tests {
         b.start();
         b.write32(T2, PIN20 as u32);
         for off in [0x008, 0x018, 0x028, 0x030, 0x0E0, 0x0F8, T0 + 0x18, T2 + 0x18, 0x160, 0x200, 0x3F8] {
-            b.write32(off as u64, 0xFFFF_FFFF);
-            assert_eq!(b.read64(off as u64), 0, "{off:#x}");
+            b.write32(off, 0xFFFF_FFFF);
+            assert_eq!(b.read64(off), 0, "{off:#x}");
         }
         b.run_to(MS);
         // Byte, word and misaligned accesses: 0, and writes do nothing.
