@@ -15,11 +15,13 @@ const REALTIME_SLICE: u64 = 20_000;
 pub struct Interp {
     cpu: cpu::Cpu,
     seeded: bool,
+    /// Instructions retired by all runs so far.
+    retired: u64,
 }
 
 impl Interp {
     pub fn new() -> Interp {
-        Interp { cpu: cpu::Cpu::new(), seeded: false }
+        Interp { cpu: cpu::Cpu::new(), seeded: false, retired: 0 }
     }
 
     pub fn cpu(&mut self) -> &mut cpu::Cpu {
@@ -116,6 +118,7 @@ impl Backend for Interp {
             }
             let budget = if deterministic { ((until - now) / NS_PER_INSN).max(1) } else { REALTIME_SLICE };
             let r = self.cpu.run(&mut MachineBus { m, deterministic }, budget);
+            self.retired += r.retired;
             if deterministic {
                 m.clock_mut().advance(r.retired * NS_PER_INSN);
             }
@@ -147,5 +150,9 @@ impl Backend for Interp {
 
     fn recent_instructions(&mut self, _machine: &Machine) -> Vec<String> {
         self.cpu.recent_instructions()
+    }
+
+    fn instructions_retired(&self) -> Option<u64> {
+        Some(self.retired)
     }
 }

@@ -10,7 +10,7 @@ pub mod vm;
 
 pub use cpu::CpuState;
 pub use select::{choose_backend, AccelChoice, AccelKind};
-pub use vm::{RunLimits, RunOutcome, Vm};
+pub use vm::{RunLimits, RunOutcome, RunStats, Vm, Watch};
 
 /// Why a backend returned from `run`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +51,10 @@ pub trait Backend {
     /// Are maskable interrupts enabled (IF set)?
     fn interrupts_enabled(&mut self) -> bool {
         self.state().rflags & cpu::state::flags::IF != 0
+    }
+    /// Instructions retired since the backend was made, where it counts them.
+    fn instructions_retired(&self) -> Option<u64> {
+        None
     }
     /// The last instructions executed, newest last, for fault and timeout reports.
     fn recent_instructions(&mut self, _machine: &machine::Machine) -> Vec<String> {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 /// The longest stretch of virtual time the backend runs before the loop looks at the wall
 /// clock (timeouts) and the watcher (screenshots, expected output).
 const MAX_SLICE_NS: u64 = 10_000_000;
-/// How often the watcher is called, in wall time.
-const WATCH_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the watcher of [`Vm::run`]'s callers is called by default, in wall time.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug, Default)]
 pub struct RunLimits {
@@ -43,9 +43,23 @@ pub enum RunOutcome {
 }
 
 /// What the watcher tells the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Watch {
     Continue,
     Stop(i32),
+    /// Reset the machine (as the reset button does) and go on.
+    Reset,
+}
+
+/// How the run is going, for the watcher (a window's title shows the speed).
+#[derive(Clone, Copy, Debug)]
+pub struct RunStats {
+    /// When the run started.
+    pub started: Instant,
+    /// Instructions the backend retired so far, where it counts them (the interpreter).
+    pub instructions: Option<u64>,
+    /// Wall time spent waiting with the CPU halted.
+    pub idle: Duration,
 }
 
 pub struct Vm {
@@ -70,17 +84,20 @@ impl Vm {
 
     /// Runs until the guest exits, powers off, gets stuck, or a limit is reached.
     pub fn run(&mut self, limits: &RunLimits) -> Result<RunOutcome, AccelError> {
-        self.run_watched(limits, &mut |_| Watch::Continue)
+        self.run_watched(limits, WATCH_INTERVAL, &mut |_, _| Watch::Continue)
     }
 
-    /// As [`Vm::run`], calling `watch` about every 50 ms of wall time.
+    /// As [`Vm::run`], calling `watch` about every `interval` of wall time (as often as the
+    /// loop comes round, which is at least every 10 ms of virtual time).
     pub fn run_watched(
         &mut self,
         limits: &RunLimits,
-        watch: &mut dyn FnMut(&mut Machine) -> Watch,
+        interval: Duration,
+        watch: &mut dyn FnMut(&mut Machine, &RunStats) -> Watch,
     ) -> Result<RunOutcome, AccelError> {
         let start = Instant::now();
         let mut last_watch = start;
+        let mut stats = RunStats { started: start, instructions: None, idle: Duration::ZERO };
         loop {
             for e in self.machine.take_events() {
                 match e {
@@ -100,10 +117,16 @@ impl Vm {
             if limits.timeout.is_some_and(|t| wall.duration_since(start) >= t) {
                 return Ok(RunOutcome::Timeout);
             }
-            if wall.duration_since(last_watch) >= WATCH_INTERVAL {
+            if wall.duration_since(last_watch) >= interval {
                 last_watch = wall;
-                if let Watch::Stop(code) = watch(&mut self.machine) {
-                    return Ok(RunOutcome::Stopped(code));
+                stats.instructions = self.backend.instructions_retired();
+                match watch(&mut self.machine, &stats) {
+                    Watch::Continue => {}
+                    Watch::Stop(code) => return Ok(RunOutcome::Stopped(code)),
+                    Watch::Reset => {
+                        self.reset()?;
+                        continue;
+                    }
                 }
             }
             self.machine.run_timers();
@@ -120,7 +143,7 @@ impl Vm {
                     self.reset()?;
                 }
                 Exit::Halted => {
-                    if let Some(outcome) = self.wait_halted() {
+                    if let Some(outcome) = self.wait_halted(&mut stats.idle) {
                         return Ok(outcome);
                     }
                 }
@@ -129,7 +152,7 @@ impl Vm {
     }
 
     /// The CPU is halted: move time on to the next event, or say that none can come.
-    fn wait_halted(&mut self) -> Option<RunOutcome> {
+    fn wait_halted(&mut self, idle: &mut Duration) -> Option<RunOutcome> {
         let enabled = self.backend.interrupts_enabled();
         if enabled && self.machine.intr_pending() {
             return None;
@@ -146,7 +169,9 @@ impl Vm {
                 self.machine.clock_mut().advance_to(next);
             } else {
                 let wait = Duration::from_nanos((next - now).min(MAX_SLICE_NS));
+                let slept = Instant::now();
                 std::thread::sleep(wait);
+                *idle += slept.elapsed();
             }
         }
         None

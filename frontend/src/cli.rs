@@ -52,9 +52,35 @@ pub struct Args {
     #[arg(long, value_name = "stdio|file:PATH|none", default_value = "none", value_parser = parse_char_spec)]
     pub debugcon: CharSpec,
 
-    /// `window` (not in this build yet) or `none` (headless)
+    /// `window` (a desktop window with the guest's screen, keyboard and mouse; the clock runs
+    /// in real time) or `none` (headless)
     #[arg(long, value_enum, value_name = "window|none", default_value_t = Display::None)]
     pub display: Display,
+
+    /// How the window scales the guest's screen: `integer` (the largest whole multiple that
+    /// fits, crisp) or `fit` (fills the window, keeping the aspect ratio)
+    #[arg(long, value_enum, value_name = "integer|fit", default_value_t = Scaling::Integer)]
+    pub scaling: Scaling,
+
+    /// The shape of the guest's pixels in the window: `auto` (the VGA's own modes, up to
+    /// 720x480, fill a 4:3 screen as on a monitor; larger modes have square pixels) or
+    /// `square`
+    #[arg(long, value_enum, value_name = "auto|square", default_value_t = Aspect::Auto)]
+    pub aspect: Aspect,
+
+    /// The window's size as a whole multiple of the guest's screen, 1 to 8 (default: the
+    /// largest that fits the monitor); kept through mode changes until the window is resized
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub window_scale: Option<u32>,
+
+    /// Start the window full screen (Ctrl+Alt+F toggles)
+    #[arg(long)]
+    pub fullscreen: bool,
+
+    /// How the window draws: `auto` (wgpu on any graphics adapter, else the CPU), `vulkan` or
+    /// `gl` (wgpu on that API only, else the CPU), `soft` (the CPU, through softbuffer)
+    #[arg(long, value_enum, value_name = "auto|vulkan|gl|soft", env = "FERRITE_RENDERER", default_value_t = Renderer::Auto)]
+    pub renderer: Renderer,
 
     /// Stop after this many seconds of wall time (fractions allowed), print the CPU state and
     /// the last instructions, and exit with status 124
@@ -94,6 +120,26 @@ pub struct Args {
 pub enum Display {
     Window,
     None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scaling {
+    Integer,
+    Fit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Aspect {
+    Auto,
+    Square,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Renderer {
+    Auto,
+    Vulkan,
+    Gl,
+    Soft,
 }
 
 /// The host end of a character device, as given on the command line.

@@ -6,6 +6,7 @@ mod drives;
 mod img;
 mod screen;
 mod session;
+mod window;
 
 use clap::Parser;
 use session::{status, Session};
@@ -16,6 +17,9 @@ fn main() -> ExitCode {
     init_logging();
     if let Some(cmd) = &args.command {
         return img::run(cmd);
+    }
+    if args.display == cli::Display::Window {
+        return ExitCode::from(window::run(&args));
     }
     let session = match Session::prepare(&args) {
         Ok(s) => s,
@@ -33,9 +37,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Log lines go to standard error, filtered by RUST_LOG (default: warnings and errors).
+/// Log lines go to standard error, filtered by RUST_LOG (default: warnings and errors; only
+/// errors from the window system and graphics libraries, whose warnings are about the host's
+/// setup and not for the user to act on).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,winit=error,wgpu_core=error,wgpu_hal=error,naga=error,sctk=error")
+    });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -93,7 +93,7 @@ impl ScreenOutputs {
     }
 }
 
-fn encode_png(frame: &Frame) -> Result<Vec<u8>, png::EncodingError> {
+pub fn encode_png(frame: &Frame) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, frame.width, frame.height);
     encoder.set_color(png::ColorType::Rgba);

@@ -6,14 +6,15 @@ use crate::cli::{Args, CharSpec, Display};
 use crate::screen::ScreenOutputs;
 use accel::interp::Interp;
 use accel::select::{choose_backend, probe_host};
-use accel::vm::Watch;
-use accel::{AccelChoice, AccelError, AccelKind, Backend, RunLimits, RunOutcome, Vm};
+use accel::vm::{Watch, WATCH_INTERVAL};
+use accel::{AccelChoice, AccelError, AccelKind, Backend, RunLimits, RunOutcome, RunStats, Vm};
 use anyhow::{anyhow, bail, Context, Result};
 use cpu::CpuState;
 use machine::host::{CharBackend, FileChar, NullChar, StdioChar};
 use machine::memory::MemoryError;
 use machine::{Clock, ClockMode, Machine, MachineConfig, MachineError};
 use std::path::Path;
+use std::time::Duration;
 
 /// Reads a VGA option ROM: it must look like one (the 0x55 0xAA signature) and fit a 1 MiB
 /// expansion ROM BAR.
@@ -53,9 +54,6 @@ impl Session {
     /// Everything short of running the guest. An error here means bad options, files or host
     /// support, and its message names the option.
     pub fn prepare(args: &Args) -> Result<Session> {
-        if args.display == Display::Window {
-            bail!("--display window: the desktop window is not available in this build yet; use --display none");
-        }
         if args.deterministic && args.accel == AccelChoice::Kvm {
             bail!("--deterministic cannot be used with --accel kvm: under KVM the guest's time is always real time");
         }
@@ -76,11 +74,13 @@ impl Session {
         } else {
             choose_backend(args.accel, &probe_host()).map_err(|e| anyhow!(e))?
         };
-        // Headless runs are deterministic unless KVM runs them; the window (later) will default
-        // to real time.
+        // Headless runs are deterministic unless KVM runs them; the window runs in real time
+        // (a person is watching) unless --deterministic asks otherwise.
+        let deterministic = args.deterministic || args.display == Display::None;
         let clock_for = |kind| match kind {
             AccelKind::Kvm => ClockMode::RealTime,
-            AccelKind::Interp => ClockMode::Deterministic,
+            AccelKind::Interp if deterministic => ClockMode::Deterministic,
+            AccelKind::Interp => ClockMode::RealTime,
         };
         let machine = Machine::new(MachineConfig {
             ram_size: args.memory,
@@ -109,7 +109,7 @@ impl Session {
             },
         };
         if machine.clock().mode() != clock_for(kind) {
-            // Nothing has run yet: the fallback to the interpreter gets the headless clock.
+            // Nothing has run yet: the fallback to the interpreter gets its own clock.
             *machine.clock_mut() = Clock::new(clock_for(kind));
         }
         let clock = match machine.clock().mode() {
@@ -125,16 +125,40 @@ impl Session {
         Ok(Session { vm, limits: RunLimits { timeout: args.timeout, no_reboot: args.no_reboot }, screen })
     }
 
-    /// Runs the guest to its end and returns the exit status. An error is Ferrite's own
-    /// failure while running (its state is reported first).
-    pub fn run(mut self) -> Result<u8> {
+    /// The machine, for a front end to take its handles (keyboard and mouse input) before
+    /// the run.
+    pub fn machine(&mut self) -> &mut Machine {
+        &mut self.vm.machine
+    }
+
+    /// The CPU backend's name ("interp" or "kvm").
+    pub fn backend_name(&self) -> &'static str {
+        self.vm.backend.name()
+    }
+
+    /// Runs the guest headless to its end and returns the exit status. An error is Ferrite's
+    /// own failure while running (its state is reported first).
+    pub fn run(self) -> Result<u8> {
+        self.run_with(WATCH_INTERVAL, &mut |_, _| Watch::Continue)
+    }
+
+    /// As [`Session::run`], with a front end beside the run (the window): `frontend` is
+    /// called about every `interval` of wall time on the emulation thread, after the checks
+    /// of the screen, and may stop or reset the machine. At the end, however it comes, the
+    /// disk images are flushed.
+    pub fn run_with(
+        mut self,
+        interval: Duration,
+        frontend: &mut dyn FnMut(&mut Machine, &RunStats) -> Watch,
+    ) -> Result<u8> {
         let screen = &mut self.screen;
-        // The watcher runs about every 50 ms of wall time; checks of the screen go here.
-        let mut watch = |m: &mut Machine| {
+        let mut watch = |m: &mut Machine, stats: &RunStats| {
             screen.poll(m);
-            Watch::Continue
+            frontend(m, stats)
         };
-        let outcome = match self.vm.run_watched(&self.limits, &mut watch) {
+        let result = self.vm.run_watched(&self.limits, interval, &mut watch);
+        self.vm.machine.flush_media();
+        let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
                 eprint!("{}", self.vm.report());

@@ -931,6 +931,14 @@ impl Machine {
         std::mem::take(&mut self.events)
     }
 
+    /// The run is over: every device makes what the guest wrote durable on the host (disk
+    /// images are flushed; they close when the machine is dropped).
+    pub fn flush_media(&mut self) {
+        for d in &mut self.devices {
+            d.flush_media();
+        }
+    }
+
     /// Power-on reset of every device (memory contents are kept, as on a warm reset).
     pub fn reset(&mut self) {
         self.pic.reset();

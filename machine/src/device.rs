@@ -191,6 +191,9 @@ pub trait Device: Send {
     fn reset(&mut self);
     fn save(&self) -> DeviceSnapshot;
     fn restore(&mut self, snapshot: &DeviceSnapshot) -> Result<(), SnapshotError>;
+    /// The run is over: make what the guest wrote durable on the host (disk images are
+    /// flushed). Failures are logged by the device.
+    fn flush_media(&mut self) {}
     /// The PCI function behind this device, if it is one.
     fn as_pci(&mut self) -> Option<&mut dyn crate::pci::PciFunction> {
         None

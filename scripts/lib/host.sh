@@ -2,14 +2,18 @@
 # installing Debian packages when they are missing and this runs as root (or with sudo that
 # asks no password). Sourced, not run.
 
-# Debian packages the build of the `ferrite` binary needs. None yet for the headless build;
-# the desktop window will add its libraries here.
-FERRITE_BUILD_PACKAGES=()
+# Debian packages the `ferrite` binary needs. The build itself needs none; the desktop window
+# (--display window) loads these libraries when it opens: X11 and its extensions, xkbcommon
+# for the keyboard, the Vulkan loader and EGL for wgpu (without a driver behind them it
+# draws with the CPU).
+FERRITE_BUILD_PACKAGES=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libvulkan1 libegl1)
 # Debian packages only the tests need: nasm for the check that roms/build/ is what
 # roms/build.sh makes; qemu-utils (qemu-img, qemu-io) for disk-image interoperability;
-# seabios for its VGA BIOS (vgabios-stdvga.bin) driving the VGA model; grub-pc-bin,
-# grub-common, xorriso and mtools for the GRUB CD that Ferrite's BIOS boots (tests/tests/bios.rs).
-FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios grub-pc-bin grub-common xorriso mtools)
+# seabios for its BIOS and VGA BIOS (vgabios-stdvga.bin) driving the VGA model; grub-pc-bin,
+# grub-common, xorriso and mtools for the GRUB CD that Ferrite's BIOS boots (tests/tests/bios.rs);
+# for the window tests an X server (xvfb), xdotool to type, ImageMagick's import to photograph
+# the window, xwininfo (x11-utils), and Mesa's software Vulkan and GL drivers for wgpu.
+FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios grub-pc-bin grub-common xorriso mtools xvfb xdotool imagemagick x11-utils mesa-vulkan-drivers libgl1-mesa-dri libegl-mesa0)
 
 _ferrite_apt_updated=
 

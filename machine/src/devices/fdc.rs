@@ -1118,6 +1118,14 @@ impl Device for Fdc {
         NAME
     }
 
+    fn flush_media(&mut self) {
+        for m in self.media.iter_mut().flatten() {
+            if let Err(e) = m.image.flush() {
+                tracing::warn!("FDC: flush failed: {e}");
+            }
+        }
+    }
+
     fn io_read(&mut self, port: u16, size: u8, cx: &mut DeviceContext) -> u32 {
         self.access(cx, |f, cx| {
             (0..size.min(4)).fold(0u32, |acc, i| {

@@ -529,7 +529,7 @@ impl Drive {
     }
 
     /// Makes every completed write durable (the block layer fsyncs). False on failure.
-    fn flush_media(&mut self) -> bool {
+    pub(super) fn flush_media(&mut self) -> bool {
         match self.media.as_mut().map(|m| m.flush()) {
             Some(Err(e)) => {
                 tracing::warn!("IDE: flush failed: {e}");

@@ -237,6 +237,12 @@ impl Device for PiixIde {
         NAME
     }
 
+    fn flush_media(&mut self) {
+        for d in self.channels.iter_mut().flat_map(|c| c.drives.iter_mut()) {
+            d.flush_media();
+        }
+    }
+
     fn io_read(&mut self, port: u16, size: u8, cx: &mut DeviceContext) -> u32 {
         let (ch, v) = match decode(port) {
             Some(Reg::Task(ch, 0)) => {
@@ -487,6 +493,17 @@ pub(super) mod tests {
 
     fn cd() -> Option<crate::board::Drive> {
         Some(crate::board::Drive { media: Box::new(MemDisk::new(1 << 20)), cdrom: true })
+    }
+
+    #[test]
+    fn flush_media_reaches_every_disk() {
+        let (a, b) = (MemDisk::new(1 << 20), MemDisk::new(1 << 20));
+        let (fa, fb) = (a.flush_counter(), b.flush_counter());
+        let drive = |d: MemDisk| Some(crate::board::Drive { media: Box::new(d), cdrom: false });
+        let mut ide = PiixIde::new([drive(a), None, None, drive(b)]);
+        ide.flush_media();
+        assert_eq!(fa.load(Ordering::SeqCst), 1);
+        assert_eq!(fb.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -1,0 +1,534 @@
+//! `--display window`: the guest's screen in a desktop window (winit), drawn with wgpu or,
+//! where wgpu finds no adapter, with the CPU (softbuffer); the host keyboard and mouse as the
+//! guest's PS/2 keyboard and mouse; hotkeys and a title that says how the guest runs.
+//!
+//! The window's event loop owns the main thread (some platforms insist). The session is
+//! prepared and run on an emulation thread of its own, whose run-loop watcher renders changed
+//! pictures into the frame mailbox (`link`) and takes commands; keys and mouse motion go
+//! straight to the 8042's input queue (`machine::devices::i8042::Ps2Input`).
+
+mod gpu;
+mod keys;
+mod layout;
+mod link;
+mod soft;
+
+use crate::cli::{Args, Aspect, Renderer, Scaling};
+use crate::session::{status, Session};
+use anyhow::{anyhow, Result};
+use keys::{Hotkey, KeyAction, Keyboard};
+use layout::Rect;
+use link::{Command, Costs, GuestSide, Mailbox, Status, UserEvent};
+use machine::devices::i8042::{buttons, HostInput, Ps2Input};
+use machine::Frame;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+use winit::application::ApplicationHandler;
+use winit::dpi::PhysicalSize;
+use winit::event::{DeviceEvent, DeviceId, ElementState, MouseButton, MouseScrollDelta, WindowEvent};
+use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop};
+use winit::keyboard::PhysicalKey;
+use winit::window::{CursorGrabMode, Fullscreen, Window, WindowId};
+
+/// Runs the guest in a window; returns the exit status.
+pub fn run(args: &Args) -> u8 {
+    match run_window(args) {
+        Ok(code) => code,
+        Err((code, e)) => {
+            eprintln!("ferrite: {e:#}");
+            code
+        }
+    }
+}
+
+fn run_window(args: &Args) -> Result<u8, (u8, anyhow::Error)> {
+    let usage = |e: anyhow::Error| (status::USAGE, e);
+    let event_loop = EventLoop::<UserEvent>::with_user_event()
+        .build()
+        .map_err(|e| usage(anyhow!("--display window: cannot open a window: {e} (is there a desktop? DISPLAY or WAYLAND_DISPLAY)")))?;
+    let proxy = event_loop.create_proxy();
+    let mailbox = Arc::new(Mailbox::default());
+    let (commands, command_rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel();
+
+    // The session is built on the emulation thread (the CPU backend stays on the thread that
+    // made it); the window waits to hear that it is ready, or why not.
+    std::thread::scope(|scope| {
+        let thread_mailbox = mailbox.clone();
+        let emulation = std::thread::Builder::new()
+            .name("emulation".into())
+            .spawn_scoped(scope, move || {
+                let mut session = match Session::prepare(args) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let input = session.machine().ps2_input();
+                let _ = ready_tx.send(Ok((input, session.backend_name())));
+                let wake_proxy = proxy.clone();
+                let wake = Box::new(move |e: UserEvent| {
+                    let _ = wake_proxy.send_event(e);
+                });
+                let mut guest = GuestSide::new(thread_mailbox, wake, command_rx);
+                let result = session.run_with(link::POLL_INTERVAL, &mut |m, stats| guest.poll(m, stats));
+                if std::env::var_os("FERRITE_FRAME_STATS").is_some() {
+                    eprintln!("ferrite: frame render (guest memory to RGBA): {}", guest.render_costs.summary());
+                }
+                let _ = proxy.send_event(UserEvent::Ended(result.map_err(|e| format!("{e:#}"))));
+            })
+            .map_err(|e| (status::INTERNAL, anyhow!("cannot start the emulation thread: {e}")))?;
+        let (input, backend) = match ready_rx.recv() {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(e)) => {
+                let _ = emulation.join();
+                return Err(usage(e));
+            }
+            Err(_) => {
+                let _ = emulation.join();
+                return Err((status::INTERNAL, anyhow!("the emulation thread failed before the guest started")));
+            }
+        };
+
+        let mut app = App::new(args, backend, mailbox.clone(), commands.clone(), input);
+        let result = event_loop.run_app(&mut app);
+        // However the loop ended, the guest stops and its disks are flushed before Ferrite
+        // exits.
+        let _ = commands.send(Command::Quit);
+        let _ = emulation.join();
+        if std::env::var_os("FERRITE_FRAME_STATS").is_some() {
+            eprintln!("ferrite: frame present (upload and draw): {}", app.present_costs.summary());
+            eprintln!("ferrite: frames dropped while the window lagged: {}", mailbox.dropped());
+        }
+        result.map_err(|e| (status::INTERNAL, anyhow!("the window's event loop failed: {e}")))?;
+        match app.ended.take() {
+            Some(Ok(code)) => Ok(code),
+            Some(Err(e)) => Err((status::INTERNAL, anyhow!(e))),
+            None => Err((status::INTERNAL, anyhow!("the window closed before the guest stopped"))),
+        }
+    })
+}
+
+/// How the window draws.
+enum Presenter {
+    Gpu(gpu::GpuPresenter),
+    Soft(soft::SoftPresenter),
+}
+
+impl Presenter {
+    fn new(window: Arc<Window>, choice: Renderer, size: (u32, u32)) -> Result<Presenter, String> {
+        if choice != Renderer::Soft {
+            match gpu::GpuPresenter::new(window.clone(), choice, size) {
+                Ok(p) => return Ok(Presenter::Gpu(p)),
+                Err(e) => eprintln!("ferrite: {e}; drawing with the CPU instead"),
+            }
+        }
+        soft::SoftPresenter::new(window, size).map(Presenter::Soft)
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Presenter::Gpu(p) => p.name(),
+            Presenter::Soft(p) => p.name(),
+        }
+    }
+
+    fn resize(&mut self, size: (u32, u32)) {
+        match self {
+            Presenter::Gpu(p) => p.resize(size),
+            Presenter::Soft(p) => p.resize(size),
+        }
+    }
+
+    fn upload(&mut self, frame: &Frame) {
+        if let Presenter::Gpu(p) = self {
+            p.upload(frame);
+        }
+    }
+
+    fn draw(&mut self, frame: &Frame, rect: Rect) -> Result<(), String> {
+        match self {
+            Presenter::Gpu(p) => p.draw(rect),
+            Presenter::Soft(p) => p.draw(frame, rect),
+        }
+    }
+}
+
+struct App {
+    scaling: Scaling,
+    aspect: Aspect,
+    window_scale: Option<u32>,
+    fullscreen_at_start: bool,
+    renderer: Renderer,
+    backend: &'static str,
+    mailbox: Arc<Mailbox>,
+    commands: Sender<Command>,
+    input: Option<Ps2Input>,
+
+    window: Option<Arc<Window>>,
+    presenter: Option<Presenter>,
+    /// The picture on screen (kept for redraws and screenshots).
+    frame: Frame,
+    /// A new picture is waiting to be drawn.
+    fresh: bool,
+    /// The size the presenter draws at (the window's, as of its last Resized event).
+    surface_size: (u32, u32),
+    /// The display size the window was last sized for.
+    sized_for: Option<(u32, u32)>,
+    keyboard: Keyboard,
+    mouse_buttons: u8,
+    /// Motion not yet sent (fractions of a pixel).
+    mouse_motion: (f64, f64),
+    grabbed: bool,
+    focused: bool,
+    status: Status,
+    screenshots: u32,
+    present_costs: Costs,
+    ended: Option<Result<u8, String>>,
+}
+
+impl App {
+    fn new(args: &Args, backend: &'static str, mailbox: Arc<Mailbox>, commands: Sender<Command>, input: Option<Ps2Input>) -> App {
+        App {
+            scaling: args.scaling,
+            aspect: args.aspect,
+            window_scale: args.window_scale,
+            fullscreen_at_start: args.fullscreen,
+            renderer: args.renderer,
+            backend,
+            mailbox,
+            commands,
+            input,
+            window: None,
+            presenter: None,
+            frame: Frame::new(),
+            fresh: false,
+            sized_for: None,
+            surface_size: (1, 1),
+            keyboard: Keyboard::default(),
+            mouse_buttons: 0,
+            mouse_motion: (0.0, 0.0),
+            grabbed: false,
+            focused: false,
+            status: Status { paused: false, mips: None, busy: 0.0 },
+            screenshots: 0,
+            present_costs: Costs::default(),
+            ended: None,
+        }
+    }
+
+    fn window_size(&self) -> (u32, u32) {
+        self.window.as_ref().map_or((1, 1), |w| {
+            let s = w.inner_size();
+            (s.width, s.height)
+        })
+    }
+
+    fn display_size(&self, frame: &Frame) -> (u32, u32) {
+        layout::display_size(frame.width, frame.height, self.aspect)
+    }
+
+    fn title(&self) -> String {
+        let state = if self.ended.is_some() {
+            "stopped"
+        } else if self.status.paused {
+            "paused (Ctrl+Alt+P resumes)"
+        } else {
+            "running"
+        };
+        let speed = match self.status.mips {
+            Some(mips) => format!("{} {mips:.0} MIPS, {:.0}% busy", self.backend, self.status.busy * 100.0),
+            None => format!("{} {:.0}% busy", self.backend, self.status.busy * 100.0),
+        };
+        let mouse = if self.grabbed { "Ctrl+Alt+G releases the mouse" } else { "click to grab the mouse" };
+        let drawn = self.presenter.as_ref().map_or("", |p| p.name());
+        format!("Ferrite - {state} - {speed} - {drawn} - {mouse}")
+    }
+
+    fn update_title(&self) {
+        if let Some(w) = &self.window {
+            w.set_title(&self.title());
+        }
+    }
+
+    fn send(&self, input: HostInput) {
+        if self.status.paused {
+            return;
+        }
+        if let Some(i) = &self.input {
+            i.send(input);
+        }
+    }
+
+    /// A new picture from the guest: keep it for the next redraw, and fit the window to a
+    /// new mode.
+    fn take_frame(&mut self) {
+        let Some(frame) = self.mailbox.take() else { return };
+        let old = std::mem::replace(&mut self.frame, frame);
+        self.mailbox.give_back(old);
+        self.fresh = true;
+        self.fit_window();
+        if let Some(w) = &self.window {
+            w.request_redraw();
+        }
+    }
+
+    /// Sizes the window for the picture's display size when that changed: the same whole
+    /// multiple as before (or, for the first picture, `--window-scale` or the largest that
+    /// fits the monitor). A full-screen or maximized window keeps its size.
+    fn fit_window(&mut self) {
+        let Some(window) = self.window.clone() else { return };
+        if self.frame.width == 0 {
+            return;
+        }
+        let display = self.display_size(&self.frame);
+        if self.sized_for == Some(display) {
+            return;
+        }
+        let scale = match self.sized_for {
+            Some(before) => layout::scale_of(before, self.window_size()),
+            None => self.window_scale.unwrap_or_else(|| {
+                window.current_monitor().map_or(1, |m| layout::fitting_scale(display, (m.size().width, m.size().height)))
+            }),
+        };
+        self.sized_for = Some(display);
+        if window.fullscreen().is_some() || window.is_maximized() {
+            return;
+        }
+        if let Some(now) = window.request_inner_size(PhysicalSize::new(display.0 * scale, display.1 * scale)) {
+            self.resized((now.width, now.height));
+        }
+    }
+
+    fn resized(&mut self, size: (u32, u32)) {
+        self.surface_size = size;
+        if let Some(p) = &mut self.presenter {
+            p.resize(size);
+        }
+        if let Some(w) = &self.window {
+            w.request_redraw();
+        }
+    }
+
+    fn redraw(&mut self) {
+        // The presenter's size, which may lag the window's until its Resized event comes.
+        let rect = layout::place(self.display_size(&self.frame), self.surface_size, self.scaling);
+        let Some(p) = &mut self.presenter else { return };
+        let started = Instant::now();
+        if std::mem::take(&mut self.fresh) {
+            p.upload(&self.frame);
+        }
+        if let Err(e) = p.draw(&self.frame, rect) {
+            tracing::warn!("cannot draw the window: {e}");
+        }
+        if self.frame.width > 0 {
+            self.present_costs.add(started.elapsed());
+        }
+    }
+
+    fn hotkey(&mut self, h: Hotkey, event_loop: &ActiveEventLoop) {
+        match h {
+            Hotkey::Pause => {
+                let _ = self.commands.send(Command::TogglePause);
+            }
+            Hotkey::Reset => {
+                let _ = self.commands.send(Command::Reset);
+            }
+            Hotkey::Screenshot => self.screenshot(),
+            Hotkey::Fullscreen => {
+                if let Some(w) = &self.window {
+                    let full = w.fullscreen().is_none();
+                    w.set_fullscreen(full.then_some(Fullscreen::Borderless(None)));
+                }
+            }
+            Hotkey::ReleaseGrab => self.set_grab(false),
+            Hotkey::Quit => self.quit(event_loop),
+        }
+    }
+
+    /// Writes the picture on screen, at the guest's resolution, to a new PNG in the current
+    /// directory.
+    fn screenshot(&mut self) {
+        if self.frame.width == 0 {
+            return;
+        }
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.screenshots += 1;
+        let path = format!("ferrite-{stamp}-{}.png", self.screenshots);
+        match crate::screen::encode_png(&self.frame).map_err(|e| e.to_string()).and_then(|png| {
+            std::fs::write(&path, png).map_err(|e| e.to_string())
+        }) {
+            Ok(()) => eprintln!("ferrite: screenshot written to {path}"),
+            Err(e) => eprintln!("ferrite: cannot write the screenshot {path}: {e}"),
+        }
+    }
+
+    fn set_grab(&mut self, grab: bool) {
+        let Some(w) = &self.window else { return };
+        if grab == self.grabbed {
+            return;
+        }
+        if grab {
+            // Locked keeps the pointer still (Wayland, Windows, macOS); X11 can only confine it.
+            let locked = w.set_cursor_grab(CursorGrabMode::Locked).or_else(|_| w.set_cursor_grab(CursorGrabMode::Confined));
+            if let Err(e) = locked {
+                tracing::warn!("cannot grab the mouse: {e}");
+                return;
+            }
+            w.set_cursor_visible(false);
+        } else {
+            let _ = w.set_cursor_grab(CursorGrabMode::None);
+            w.set_cursor_visible(true);
+            if self.mouse_buttons != 0 {
+                self.mouse_buttons = 0;
+                self.send(HostInput::Mouse { dx: 0, dy: 0, dz: 0, buttons: 0 });
+            }
+        }
+        self.grabbed = grab;
+        self.update_title();
+    }
+
+    fn quit(&mut self, event_loop: &ActiveEventLoop) {
+        // The emulation thread stops the guest, flushes the disks and says it ended.
+        let _ = self.commands.send(Command::Quit);
+        if self.ended.is_some() {
+            event_loop.exit();
+        }
+    }
+
+    fn mouse_button(&mut self, button: MouseButton, state: ElementState) {
+        if !self.grabbed {
+            if state == ElementState::Pressed && button == MouseButton::Left {
+                self.set_grab(true);
+            }
+            return;
+        }
+        let bit = match button {
+            MouseButton::Left => buttons::LEFT,
+            MouseButton::Right => buttons::RIGHT,
+            MouseButton::Middle => buttons::MIDDLE,
+            MouseButton::Back => buttons::BACK,
+            MouseButton::Forward => buttons::FORWARD,
+            MouseButton::Other(_) => return,
+        };
+        match state {
+            ElementState::Pressed => self.mouse_buttons |= bit,
+            ElementState::Released => self.mouse_buttons &= !bit,
+        }
+        self.send(HostInput::Mouse { dx: 0, dy: 0, dz: 0, buttons: self.mouse_buttons });
+    }
+}
+
+impl ApplicationHandler<UserEvent> for App {
+    fn resumed(&mut self, event_loop: &ActiveEventLoop) {
+        if self.window.is_some() {
+            return;
+        }
+        event_loop.set_control_flow(ControlFlow::Wait);
+        let attributes = Window::default_attributes()
+            .with_title("Ferrite")
+            .with_inner_size(PhysicalSize::new(640u32, 480u32))
+            .with_fullscreen(self.fullscreen_at_start.then_some(Fullscreen::Borderless(None)));
+        let window = match event_loop.create_window(attributes) {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                eprintln!("ferrite: --display window: cannot create the window: {e}");
+                self.quit(event_loop);
+                return;
+            }
+        };
+        let size = window.inner_size();
+        self.surface_size = (size.width, size.height);
+        match Presenter::new(window.clone(), self.renderer, self.surface_size) {
+            Ok(p) => {
+                eprintln!("ferrite: window drawn by {}", p.name());
+                self.presenter = Some(p);
+            }
+            Err(e) => eprintln!("ferrite: --display window: cannot draw in the window: {e}"),
+        }
+        self.window = Some(window);
+        self.update_title();
+        self.fit_window();
+        self.take_frame();
+    }
+
+    fn user_event(&mut self, event_loop: &ActiveEventLoop, event: UserEvent) {
+        match event {
+            UserEvent::Frame => self.take_frame(),
+            UserEvent::Status(s) => {
+                if s != self.status {
+                    self.status = s;
+                    self.update_title();
+                }
+            }
+            UserEvent::Ended(result) => {
+                self.ended = Some(result);
+                event_loop.exit();
+            }
+        }
+    }
+
+    fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        match event {
+            // The close button, or the window destroyed under us (a window manager's "kill"):
+            // either way the guest stops.
+            WindowEvent::CloseRequested | WindowEvent::Destroyed => self.quit(event_loop),
+            WindowEvent::Resized(size) => self.resized((size.width, size.height)),
+            WindowEvent::RedrawRequested => self.redraw(),
+            WindowEvent::Focused(focused) => {
+                self.focused = focused;
+                if !focused {
+                    for release in self.keyboard.release_all() {
+                        self.send(release);
+                    }
+                    self.set_grab(false);
+                }
+            }
+            WindowEvent::KeyboardInput { event, is_synthetic, .. } => {
+                // Keys held when the focus came are reported as synthetic presses: not typed.
+                if is_synthetic && event.state == ElementState::Pressed {
+                    return;
+                }
+                let PhysicalKey::Code(code) = event.physical_key else {
+                    tracing::debug!("unidentified host key {:?}", event.physical_key);
+                    return;
+                };
+                match self.keyboard.key(code, event.state == ElementState::Pressed, event.repeat) {
+                    KeyAction::Guest(input) => self.send(input),
+                    KeyAction::Hotkey(h) => self.hotkey(h, event_loop),
+                    KeyAction::Nothing => {}
+                }
+            }
+            WindowEvent::MouseInput { state, button, .. } => self.mouse_button(button, state),
+            WindowEvent::MouseWheel { delta, .. } if self.grabbed => {
+                // winit: positive is away from the user; the PS/2 wheel counts towards.
+                let notches = match delta {
+                    MouseScrollDelta::LineDelta(_, y) => -y.round() as i32,
+                    MouseScrollDelta::PixelDelta(p) => -(p.y / 40.0).round() as i32,
+                };
+                if notches != 0 {
+                    self.send(HostInput::Mouse { dx: 0, dy: 0, dz: notches, buttons: self.mouse_buttons });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn device_event(&mut self, _event_loop: &ActiveEventLoop, _id: DeviceId, event: DeviceEvent) {
+        if let DeviceEvent::MouseMotion { delta } = event {
+            if !self.grabbed {
+                return;
+            }
+            self.mouse_motion.0 += delta.0;
+            self.mouse_motion.1 += delta.1;
+            let (dx, dy) = (self.mouse_motion.0.trunc(), self.mouse_motion.1.trunc());
+            if dx != 0.0 || dy != 0.0 {
+                self.mouse_motion.0 -= dx;
+                self.mouse_motion.1 -= dy;
+                self.send(HostInput::Mouse { dx: dx as i32, dy: dy as i32, dz: 0, buttons: self.mouse_buttons });
+            }
+        }
+    }
+}

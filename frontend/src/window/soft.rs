@@ -1,0 +1,107 @@
+//! Drawing the guest's frame with the CPU (softbuffer: shared memory on X11, a buffer on
+//! Wayland), for hosts where wgpu finds no adapter or when `--renderer soft` asks. The picture
+//! is scaled nearest-neighbour into the window's buffer; rows that repeat a source row are
+//! copied from the row above.
+
+use super::layout::Rect;
+use machine::Frame;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use winit::window::Window;
+
+pub struct SoftPresenter {
+    surface: softbuffer::Surface<Arc<Window>, Arc<Window>>,
+    size: (u32, u32),
+    /// For each column of the rectangle, the source column (for the last frame width and
+    /// rectangle width).
+    columns: Vec<u32>,
+    columns_for: (u32, u32),
+}
+
+impl SoftPresenter {
+    pub fn new(window: Arc<Window>, size: (u32, u32)) -> Result<SoftPresenter, String> {
+        let context = softbuffer::Context::new(window.clone()).map_err(|e| format!("softbuffer: {e}"))?;
+        let surface = softbuffer::Surface::new(&context, window).map_err(|e| format!("softbuffer: {e}"))?;
+        let mut p = SoftPresenter { surface, size: (0, 0), columns: Vec::new(), columns_for: (0, 0) };
+        p.resize(size);
+        Ok(p)
+    }
+
+    pub fn name(&self) -> &str {
+        "CPU (softbuffer)"
+    }
+
+    pub fn resize(&mut self, size: (u32, u32)) {
+        let (w, h) = (size.0.max(1), size.1.max(1));
+        if let (Some(nw), Some(nh)) = (NonZeroU32::new(w), NonZeroU32::new(h)) {
+            if let Err(e) = self.surface.resize(nw, nh) {
+                tracing::warn!("softbuffer: {e}");
+            }
+        }
+        self.size = (w, h);
+    }
+
+    /// Draws `frame` into `rect` (black around it) and presents.
+    pub fn draw(&mut self, frame: &Frame, rect: Rect) -> Result<(), String> {
+        let (ww, wh) = self.size;
+        if (rect.w, frame.width) != self.columns_for {
+            self.columns = (0..rect.w).map(|x| scaled(x, frame.width, rect.w)).collect();
+            self.columns_for = (rect.w, frame.width);
+        }
+        let mut buffer = self.surface.buffer_mut().map_err(|e| format!("softbuffer: {e}"))?;
+        if buffer.len() < ww as usize * wh as usize {
+            return Ok(()); // a resize is on its way
+        }
+        let row_len = ww as usize;
+        let drawn = frame.width > 0 && frame.height > 0 && frame.pixels.len() >= (frame.width * frame.height * 4) as usize;
+        let mut last_source = None;
+        for y in 0..wh {
+            let row = &mut buffer[y as usize * row_len..][..row_len];
+            let inside = drawn && y >= rect.y && y < rect.y + rect.h;
+            if !inside {
+                row.fill(0);
+                continue;
+            }
+            let sy = scaled(y - rect.y, frame.height, rect.h);
+            let (left, rest) = row.split_at_mut(rect.x as usize);
+            let (middle, right) = rest.split_at_mut(rect.w as usize);
+            left.fill(0);
+            right.fill(0);
+            if last_source == Some(sy) {
+                let above = (y as usize - 1) * row_len + rect.x as usize;
+                buffer.copy_within(above..above + rect.w as usize, y as usize * row_len + rect.x as usize);
+                continue;
+            }
+            let src = &frame.pixels[(sy * frame.width * 4) as usize..][..(frame.width * 4) as usize];
+            for (out, &sx) in middle.iter_mut().zip(&self.columns) {
+                let p = &src[sx as usize * 4..][..3];
+                *out = u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2]);
+            }
+            last_source = Some(sy);
+        }
+        buffer.present().map_err(|e| format!("softbuffer: {e}"))
+    }
+}
+
+/// The source index for output index `i` when `from` pixels are stretched over `to`.
+fn scaled(i: u32, from: u32, to: u32) -> u32 {
+    ((u64::from(i) * u64::from(from) + u64::from(from) / 2) / u64::from(to.max(1))).min(u64::from(from.saturating_sub(1)))
+        as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scaled;
+
+    #[test]
+    fn whole_multiples_repeat_each_source_pixel() {
+        let cols: Vec<u32> = (0..6).map(|x| scaled(x, 3, 6)).collect();
+        assert_eq!(cols, [0, 0, 1, 1, 2, 2]);
+        let same: Vec<u32> = (0..4).map(|x| scaled(x, 4, 4)).collect();
+        assert_eq!(same, [0, 1, 2, 3]);
+        // 200 rows over 240: every row is used, some twice.
+        let rows: Vec<u32> = (0..240).map(|y| scaled(y, 200, 240)).collect();
+        assert_eq!(rows.iter().copied().collect::<std::collections::BTreeSet<_>>().len(), 200);
+        assert_eq!(*rows.last().unwrap(), 199);
+    }
+}

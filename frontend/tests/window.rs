@@ -1,0 +1,466 @@
+//! `--display window` as a person uses it, under Xvfb: SeaBIOS boots a small program from a
+//! disk (`window_guest.asm`) in a real window; ImageMagick's `import` photographs the window,
+//! which must show what `--screenshot` renders (text mode, mode 13h, a 1920x1080 VBE mode),
+//! and keys typed with `xdotool` must reach the guest as the PC keyboard's scan codes. Each
+//! test starts its own X server, and skips, saying why, where Xvfb, xdotool, ImageMagick, nasm
+//! or SeaBIOS is missing.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+const SEABIOS: &str = "/usr/share/seabios/bios-256k.bin";
+const SEABIOS_VGA: &str = "/usr/share/seabios/vgabios-stdvga.bin";
+const GUEST: &str = include_str!("window_guest.asm");
+/// Polls of the guest's output and of the window: a bound on waiting, not a speed check.
+const POLLS: u32 = 1200;
+const POLL: Duration = Duration::from_millis(100);
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrite-window-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn have(program: &str, arg: &str) -> bool {
+    Command::new(program).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// What the tests need from the host, or why they skip.
+fn missing() -> Option<String> {
+    for (program, arg, package) in [
+        ("Xvfb", "-help", "xvfb"),
+        ("xdotool", "version", "xdotool"),
+        ("import", "-version", "imagemagick"),
+        ("nasm", "-v", "nasm"),
+        ("xwininfo", "-version", "x11-utils"),
+    ] {
+        if !have(program, arg) {
+            return Some(format!("{program} (apt-get install {package})"));
+        }
+    }
+    for file in [SEABIOS, SEABIOS_VGA] {
+        if !Path::new(file).exists() {
+            return Some(format!("{file} (apt-get install seabios)"));
+        }
+    }
+    None
+}
+
+/// An X server of the test's own.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Option<Xvfb> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        for _ in 0..20 {
+            // Displays 100 and up, ten a process, so test binaries running at once differ.
+            let n = 100 + (std::process::id() % 3000) * 10 + NEXT.fetch_add(1, Ordering::SeqCst) % 10;
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                continue;
+            }
+            let display = format!(":{n}");
+            let mut child = Command::new("Xvfb")
+                .args([&display, "-screen", "0", "2048x1536x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            for _ in 0..100 {
+                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    return Some(Xvfb { child, display });
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(POLL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        None
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("DISPLAY", &self.display).env_remove("WAYLAND_DISPLAY");
+        c
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The X server, or None after saying why the test skips.
+fn x_server(test: &str) -> Option<Xvfb> {
+    if let Some(what) = missing() {
+        eprintln!("skipped: {test} needs {what}");
+        return None;
+    }
+    let x = Xvfb::start();
+    if x.is_none() {
+        eprintln!("skipped: {test}: Xvfb did not start an X server");
+    }
+    x
+}
+
+/// A 4 MiB disk for `test` whose boot sector is the guest program built with `-D{variant}`.
+fn boot_disk(test: &str, variant: &str) -> PathBuf {
+    let src = scratch(&format!("{test}.asm"));
+    std::fs::write(&src, GUEST).unwrap();
+    let bin = scratch(&format!("{test}.bin"));
+    let o = Command::new("nasm").args(["-f", "bin", &format!("-D{variant}"), "-o"]).arg(&bin).arg(&src).output().unwrap();
+    assert!(o.status.success(), "nasm: {}", String::from_utf8_lossy(&o.stderr));
+    let mut disk = std::fs::read(&bin).unwrap();
+    disk.resize(4 << 20, 0);
+    let path = scratch(&format!("{test}.img"));
+    std::fs::write(&path, disk).unwrap();
+    path
+}
+
+/// Ferrite in a window, booting a guest variant.
+struct Guest {
+    child: Child,
+    debugcon: PathBuf,
+    stderr: PathBuf,
+    window: String,
+}
+
+impl Guest {
+    fn start(x: &Xvfb, test: &str, variant: &str, extra: &[&str]) -> Guest {
+        let disk = boot_disk(test, variant);
+        let debugcon = scratch(&format!("{test}.debugcon"));
+        let stderr = scratch(&format!("{test}.stderr"));
+        let _ = std::fs::remove_file(&debugcon);
+        let mut cmd = x.command(env!("CARGO_BIN_EXE_ferrite"));
+        cmd.args(["--display", "window", "--accel", "interp", "--bios", SEABIOS, "--vga-rom", SEABIOS_VGA])
+            .arg("--hda")
+            .arg(&disk)
+            .arg("--debugcon")
+            .arg(format!("file:{}", debugcon.display()))
+            .args(["--serial", "none"])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .env_remove("FERRITE_RENDERER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let child = cmd.spawn().expect("start ferrite");
+        let mut g = Guest { child, debugcon, stderr, window: String::new() };
+        g.wait_for_output("READY\n");
+        let o = x
+            .command("xdotool")
+            .args(["search", "--sync", "--pid", &g.child.id().to_string()])
+            .output()
+            .expect("xdotool search");
+        g.window = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
+        assert!(!g.window.is_empty(), "no window for ferrite: {}", g.describe());
+        g
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.debugcon).unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "guest output: {:?}\nferrite's stderr:\n{}",
+            self.output(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// Waits until the guest's debug console output contains `text`.
+    fn wait_for_output(&mut self, text: &str) {
+        for _ in 0..POLLS {
+            if self.output().contains(text) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("ferrite exited ({status}) before the guest said {text:?}\n{}", self.describe());
+            }
+            std::thread::sleep(POLL);
+        }
+        panic!("the guest never said {text:?}\n{}", self.describe());
+    }
+
+    /// Destroys the window (xdotool's windowclose; there is no window manager to ask it to
+    /// close) and waits for Ferrite to exit.
+    fn close(self, x: &Xvfb) -> std::process::ExitStatus {
+        let _ = x.command("xdotool").args(["windowclose", &self.window]).status();
+        self.wait_for_exit()
+    }
+
+    fn wait_for_exit(mut self) -> std::process::ExitStatus {
+        for _ in 0..POLLS {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(POLL);
+        }
+        let _ = self.child.kill();
+        panic!("ferrite did not exit after its window was closed or Ctrl+Alt+Q\n{}", self.describe());
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An RGB picture.
+#[derive(PartialEq, Eq)]
+struct Picture {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+impl std::fmt::Debug for Picture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{} picture", self.width, self.height)
+    }
+}
+
+/// The window's contents as the X server has them.
+fn photograph(x: &Xvfb, window: &str) -> Option<Picture> {
+    let o = x.command("import").args(["-window", window, "-depth", "8", "ppm:-"]).output().ok()?;
+    if !o.status.success() {
+        return None;
+    }
+    parse_ppm(&o.stdout)
+}
+
+fn parse_ppm(data: &[u8]) -> Option<Picture> {
+    // "P6 <w> <h> 255" and one whitespace byte, then the pixels.
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        while data.get(at)?.is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        while !data.get(at)?.is_ascii_whitespace() {
+            at += 1;
+        }
+        fields.push(std::str::from_utf8(&data[start..at]).ok()?.to_string());
+    }
+    at += 1;
+    let (width, height): (u32, u32) = (fields[1].parse().ok()?, fields[2].parse().ok()?);
+    if fields[0] != "P6" || fields[3] != "255" {
+        return None;
+    }
+    let rgb = data.get(at..at + (width * height * 3) as usize)?.to_vec();
+    Some(Picture { width, height, rgb })
+}
+
+/// `--screenshot`'s PNG, without its alpha.
+fn read_screenshot(path: &Path) -> Option<Picture> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().ok()?;
+    let mut buf = vec![0; reader.output_buffer_size()?];
+    let info = reader.next_frame(&mut buf).ok()?;
+    if info.color_type != png::ColorType::Rgba {
+        return None;
+    }
+    let rgb = buf[..info.buffer_size()].chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    Some(Picture { width: info.width, height: info.height, rgb })
+}
+
+/// Where two pictures differ first, for the failure message.
+fn first_difference(a: &Picture, b: &Picture) -> String {
+    if (a.width, a.height) != (b.width, b.height) {
+        return format!("the window is {}x{}, the screenshot {}x{}", a.width, a.height, b.width, b.height);
+    }
+    match a.rgb.chunks(3).zip(b.rgb.chunks(3)).position(|(p, q)| p != q) {
+        Some(i) => format!(
+            "pixel ({}, {}): window {:?}, screenshot {:?}",
+            i as u32 % a.width,
+            i as u32 / a.width,
+            &a.rgb[i * 3..i * 3 + 3],
+            &b.rgb[i * 3..i * 3 + 3]
+        ),
+        None => "none".into(),
+    }
+}
+
+/// Boots `variant` in a window at one window pixel per guest pixel and waits until the
+/// window shows exactly what `--screenshot` wrote; returns that picture.
+fn window_matches_screenshot(test: &str, variant: &str, renderer: &str, size: (u32, u32)) -> Option<Picture> {
+    let x = x_server(test)?;
+    let png = scratch(&format!("{test}.png"));
+    let _ = std::fs::remove_file(&png);
+    let png_arg = png.to_str().unwrap().to_string();
+    let guest = Guest::start(
+        &x,
+        test,
+        variant,
+        &["--renderer", renderer, "--aspect", "square", "--window-scale", "1", "--screenshot", &png_arg],
+    );
+    let mut last = String::from("no photograph of the window");
+    for _ in 0..POLLS {
+        if let (Some(shot), Some(window)) = (read_screenshot(&png), photograph(&x, &guest.window)) {
+            if (shot.width, shot.height) == size && window == shot {
+                let stderr = std::fs::read_to_string(&guest.stderr).unwrap_or_default();
+                eprintln!("{test}: {}", stderr.lines().find(|l| l.contains("window drawn by")).unwrap_or("?"));
+                let status = guest.close(&x);
+                assert!(status.success(), "ferrite's exit status after the window closed: {status}");
+                return Some(shot);
+            }
+            last = first_difference(&window, &shot);
+        }
+        std::thread::sleep(POLL);
+    }
+    panic!("{test}: the window never showed the screenshot: {last}\n{}", guest.describe());
+}
+
+#[test]
+fn window_shows_text_mode() {
+    let Some(shot) = window_matches_screenshot("window_shows_text_mode", "TEXT", "soft", (720, 400)) else { return };
+    // White on blue in the first row: the guest's text, not a blank window.
+    assert!(shot.rgb[..720 * 16 * 3].chunks(3).any(|p| p == [0xFF, 0xFF, 0xFF]));
+    assert!(shot.rgb[..720 * 16 * 3].chunks(3).any(|p| p == [0, 0, 0xAA]));
+}
+
+#[test]
+fn window_shows_mode_13h() {
+    let Some(shot) = window_matches_screenshot("window_shows_mode_13h", "MODE13", "soft", (320, 200)) else { return };
+    // Pixel (x, y) has colour x + 2y of the VGA BIOS's default palette.
+    let px = |x: usize, y: usize| &shot.rgb[(y * 320 + x) * 3..][..3];
+    assert_eq!(px(1, 0), [0, 0, 0xAA], "colour 1: blue");
+    assert_eq!(px(0, 1), [0, 0xAA, 0], "colour 2: green");
+    assert_eq!(px(15, 0), [0xFF, 0xFF, 0xFF], "colour 15: white");
+    assert_eq!(px(13, 1), [0xFF, 0xFF, 0xFF], "colour 15 again");
+}
+
+#[test]
+fn window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback() {
+    let test = "window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback";
+    let Some(shot) = window_matches_screenshot(test, "VBE", "auto", (1920, 1080)) else { return };
+    let px = |x: usize, y: usize| &shot.rgb[(y * 1920 + x) * 3..][..3];
+    assert_eq!(px(5, 7), [1, 7, 5], "red (x + y) / 8, green y, blue x");
+    assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
+}
+
+/// The keys of a 105-key PC keyboard as X keycodes (Linux evdev codes plus 8, as Xvfb numbers
+/// them, whatever the layout), their names, and the scan code set 1 bytes the guest must read
+/// for their press (the 8042 translates the keyboard's set 2). xdotool types a number of two
+/// or more digits as a keycode, so no keymap lookup (which adds Shift for some keysyms) runs.
+const KEYS: &[(u8, &str, &[u8])] = &[
+    (9, "Escape", &[0x01]), (10, "1", &[0x02]), (11, "2", &[0x03]), (12, "3", &[0x04]), (13, "4", &[0x05]),
+    (14, "5", &[0x06]), (15, "6", &[0x07]), (16, "7", &[0x08]), (17, "8", &[0x09]), (18, "9", &[0x0A]),
+    (19, "0", &[0x0B]), (20, "minus", &[0x0C]), (21, "equal", &[0x0D]), (22, "BackSpace", &[0x0E]),
+    (23, "Tab", &[0x0F]), (24, "Q", &[0x10]), (25, "W", &[0x11]), (26, "E", &[0x12]), (27, "R", &[0x13]),
+    (28, "T", &[0x14]), (29, "Y", &[0x15]), (30, "U", &[0x16]), (31, "I", &[0x17]), (32, "O", &[0x18]),
+    (33, "P", &[0x19]), (34, "bracketleft", &[0x1A]), (35, "bracketright", &[0x1B]), (36, "Return", &[0x1C]),
+    (37, "Control_L", &[0x1D]), (38, "A", &[0x1E]), (39, "S", &[0x1F]), (40, "D", &[0x20]), (41, "F", &[0x21]),
+    (42, "G", &[0x22]), (43, "H", &[0x23]), (44, "J", &[0x24]), (45, "K", &[0x25]), (46, "L", &[0x26]),
+    (47, "semicolon", &[0x27]), (48, "apostrophe", &[0x28]), (49, "grave", &[0x29]), (50, "Shift_L", &[0x2A]),
+    (51, "backslash", &[0x2B]), (52, "Z", &[0x2C]), (53, "X", &[0x2D]), (54, "C", &[0x2E]), (55, "V", &[0x2F]),
+    (56, "B", &[0x30]), (57, "N", &[0x31]), (58, "M", &[0x32]), (59, "comma", &[0x33]), (60, "period", &[0x34]),
+    (61, "slash", &[0x35]), (62, "Shift_R", &[0x36]), (63, "KP_Multiply", &[0x37]), (64, "Alt_L", &[0x38]),
+    (65, "space", &[0x39]), (66, "Caps_Lock", &[0x3A]), (67, "F1", &[0x3B]), (68, "F2", &[0x3C]),
+    (69, "F3", &[0x3D]), (70, "F4", &[0x3E]), (71, "F5", &[0x3F]), (72, "F6", &[0x40]), (73, "F7", &[0x41]),
+    (74, "F8", &[0x42]), (75, "F9", &[0x43]), (76, "F10", &[0x44]), (77, "Num_Lock", &[0x45]),
+    (78, "Scroll_Lock", &[0x46]), (79, "KP_7", &[0x47]), (80, "KP_8", &[0x48]), (81, "KP_9", &[0x49]),
+    (82, "KP_Subtract", &[0x4A]), (83, "KP_4", &[0x4B]), (84, "KP_5", &[0x4C]), (85, "KP_6", &[0x4D]),
+    (86, "KP_Add", &[0x4E]), (87, "KP_1", &[0x4F]), (88, "KP_2", &[0x50]), (89, "KP_3", &[0x51]),
+    (90, "KP_0", &[0x52]), (91, "KP_Decimal", &[0x53]), (94, "less (the 102nd key)", &[0x56]),
+    (95, "F11", &[0x57]), (96, "F12", &[0x58]),
+    // Extended keys.
+    (104, "KP_Enter", &[0xE0, 0x1C]), (105, "Control_R", &[0xE0, 0x1D]), (106, "KP_Divide", &[0xE0, 0x35]),
+    (108, "Alt_R", &[0xE0, 0x38]), (110, "Home", &[0xE0, 0x47]), (111, "Up", &[0xE0, 0x48]),
+    (112, "Prior", &[0xE0, 0x49]), (113, "Left", &[0xE0, 0x4B]), (114, "Right", &[0xE0, 0x4D]),
+    (115, "End", &[0xE0, 0x4F]), (116, "Down", &[0xE0, 0x50]), (117, "Next", &[0xE0, 0x51]),
+    (118, "Insert", &[0xE0, 0x52]), (119, "Delete", &[0xE0, 0x53]), (133, "Super_L", &[0xE0, 0x5B]),
+    (134, "Super_R", &[0xE0, 0x5C]), (135, "Menu", &[0xE0, 0x5D]),
+    // Print Screen sends a fake left shift around its code; Pause sends its make and break at
+    // once and nothing when released.
+    (107, "Print", &[0xE0, 0x2A, 0xE0, 0x37]), (127, "Pause", &[0xE1, 0x1D, 0x45, 0xE1, 0x9D, 0xC5]),
+];
+
+/// The set 1 bytes for releasing a key whose press sent `make`.
+fn break_code(make: &[u8]) -> Vec<u8> {
+    match make {
+        [0xE0, 0x2A, 0xE0, 0x37] => vec![0xE0, 0xB7, 0xE0, 0xAA],
+        [0xE1, ..] => vec![],
+        _ => make.iter().map(|&b| if b == 0xE0 { b } else { b | 0x80 }).collect(),
+    }
+}
+
+/// The bytes the guest printed after READY.
+fn scan_codes(output: &str) -> Vec<u8> {
+    let after = output.split_once("READY\n").map_or("", |(_, rest)| rest);
+    after.split_whitespace().map(|h| u8::from_str_radix(h, 16).unwrap()).collect()
+}
+
+fn focus(x: &Xvfb, window: &str) {
+    let _ = x.command("xdotool").args(["windowfocus", "--sync", window]).status();
+}
+
+#[test]
+fn typed_keys_reach_the_guest_as_scan_codes() {
+    let test = "typed_keys_reach_the_guest_as_scan_codes";
+    let Some(x) = x_server(test) else { return };
+    let mut guest = Guest::start(&x, test, "KEYS", &["--renderer", "soft"]);
+    focus(&x, &guest.window);
+    let mut want = Vec::new();
+    for &(keycode, name, make) in KEYS {
+        // Keycode 9 would be read as the keysym "9": Escape goes by name.
+        let key = if keycode < 10 { name.to_string() } else { keycode.to_string() };
+        let o = x.command("xdotool").args(["key", &key]).output().unwrap();
+        assert!(o.status.success(), "xdotool key {key} ({name}): {}", String::from_utf8_lossy(&o.stderr));
+        want.extend_from_slice(make);
+        want.extend(break_code(make));
+        // One key at a time: the guest's keyboard holds 16 bytes.
+        let expected_hex: String = want.iter().map(|b| format!("{b:02X} ")).collect();
+        guest.wait_for_output(&format!("READY\n{expected_hex}"));
+    }
+    assert_eq!(scan_codes(&guest.output()), want);
+    // Ctrl+Alt+Q quits; the guest sees Ctrl and Alt go down, but not the Q.
+    assert!(x.command("xdotool").args(["key", "37+64+24"]).status().unwrap().success());
+    let status = guest.wait_for_exit();
+    assert!(status.success(), "ferrite's exit status after Ctrl+Alt+Q: {status}");
+}
+
+#[test]
+fn a_held_key_repeats_at_the_guests_rate_and_focus_loss_releases_it() {
+    let test = "a_held_key_repeats_at_the_guests_rate_and_focus_loss_releases_it";
+    let Some(x) = x_server(test) else { return };
+    let mut guest = Guest::start(&x, test, "KEYS", &["--renderer", "soft"]);
+    focus(&x, &guest.window);
+    let xdo = |args: &[&str]| assert!(x.command("xdotool").args(args).status().unwrap().success(), "xdotool {args:?}");
+    // The guest set a 1 s typematic delay: the keyboard, not the host's auto-repeat, repeats.
+    xdo(&["keydown", "38"]); // A
+    guest.wait_for_output("READY\n1E 1E ");
+    xdo(&["keyup", "38"]);
+    guest.wait_for_output(" 9E ");
+    // Shift held when the window loses the focus comes up in the guest.
+    xdo(&["keydown", "50"]); // left Shift
+    guest.wait_for_output(" 2A ");
+    let root = x.command("xwininfo").arg("-root").output().expect("xwininfo (apt-get install x11-utils)");
+    let root = String::from_utf8_lossy(&root.stdout);
+    let root = root.split_whitespace().find(|w| w.starts_with("0x")).expect("the root window's id");
+    xdo(&["windowfocus", root]);
+    xdo(&["keyup", "50"]);
+    guest.wait_for_output(" AA ");
+    let codes = scan_codes(&guest.output());
+    assert!(codes.iter().take_while(|&&b| b == 0x1E).count() >= 2, "{codes:02X?}");
+    let status = guest.close(&x);
+    assert!(status.success(), "ferrite's exit status after the window closed: {status}");
+}
