@@ -113,12 +113,14 @@ fn x_server(test: &str) -> Option<Xvfb> {
     x
 }
 
-/// A 4 MiB disk for `test` whose boot sector is the guest program built with `-D{variant}`.
+/// A 4 MiB disk for `test` whose boot sector is the guest program built with `variant`'s
+/// words as `-D` defines.
 fn boot_disk(test: &str, variant: &str) -> PathBuf {
     let src = scratch(&format!("{test}.asm"));
     std::fs::write(&src, GUEST).unwrap();
     let bin = scratch(&format!("{test}.bin"));
-    let o = Command::new("nasm").args(["-f", "bin", &format!("-D{variant}"), "-o"]).arg(&bin).arg(&src).output().unwrap();
+    let defines = variant.split_whitespace().map(|d| format!("-D{d}"));
+    let o = Command::new("nasm").args(["-f", "bin", "-o"]).arg(&bin).args(defines).arg(&src).output().unwrap();
     assert!(o.status.success(), "nasm: {}", String::from_utf8_lossy(&o.stderr));
     let mut disk = std::fs::read(&bin).unwrap();
     disk.resize(4 << 20, 0);
@@ -463,4 +465,119 @@ fn a_held_key_repeats_at_the_guests_rate_and_focus_loss_releases_it() {
     assert!(codes.iter().take_while(|&&b| b == 0x1E).count() >= 2, "{codes:02X?}");
     let status = guest.close(&x);
     assert!(status.success(), "ferrite's exit status after the window closed: {status}");
+}
+
+/// The guest's mouse packets after READY: IntelliMouse packets of 4 bytes (buttons and
+/// signs, X, Y up, wheel).
+fn mouse_packets(output: &str) -> Vec<[u8; 4]> {
+    scan_codes(output).chunks_exact(4).map(|p| [p[0], p[1], p[2], p[3]]).collect()
+}
+
+#[test]
+fn a_click_grabs_the_mouse_and_motion_buttons_and_wheel_reach_the_guest() {
+    let test = "a_click_grabs_the_mouse_and_motion_buttons_and_wheel_reach_the_guest";
+    let Some(x) = x_server(test) else { return };
+    let mut guest = Guest::start(&x, test, "MOUSE", &["--renderer", "soft"]);
+    assert!(guest.output().contains("ID 03\n"), "the mouse became an IntelliMouse: {}", guest.describe());
+    focus(&x, &guest.window);
+    let xdo = |args: &[&str]| assert!(x.command("xdotool").args(args).status().unwrap().success(), "xdotool {args:?}");
+    xdo(&["mousemove", "--window", &guest.window, "50", "50"]);
+    // Not grabbed yet: the click grabs and is not the guest's.
+    xdo(&["click", "1"]);
+    let wait_for = |guest: &mut Guest, what: &str, check: &dyn Fn(&[[u8; 4]]) -> bool| {
+        for _ in 0..POLLS {
+            if check(&mouse_packets(&guest.output())) {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+        panic!("the guest never got {what}: {:02X?}\n{}", mouse_packets(&guest.output()), guest.describe());
+    };
+    for _ in 0..POLLS {
+        let name = x.command("xdotool").args(["getwindowname", &guest.window]).output().unwrap();
+        if String::from_utf8_lossy(&name.stdout).contains("Ctrl+Alt+G releases the mouse") {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    assert!(mouse_packets(&guest.output()).is_empty(), "the grabbing click reached the guest");
+    xdo(&["mousemove_relative", "--", "30", "-20"]);
+    // Right and up: positive X, positive Y (PS/2 counts up), no sign bits.
+    wait_for(&mut guest, "motion right and up", &|p| {
+        p.iter().map(|p| i32::from(p[1])).sum::<i32>() >= 1 && p.iter().all(|p| p[0] & 0x30 == 0 && p[0] & 0x08 != 0)
+    });
+    xdo(&["click", "3"]);
+    wait_for(&mut guest, "the right button down and up", &|p| {
+        p.iter().position(|p| p[0] & 0x07 == 0x02).is_some_and(|i| p[i..].iter().any(|p| p[0] & 0x07 == 0))
+    });
+    // Button 5 scrolls towards the user (positive), button 4 away (negative). (winit counts a
+    // notch for both the press and the release of XTest's wheel buttons, so not just 1.)
+    xdo(&["click", "5"]);
+    wait_for(&mut guest, "the wheel towards the user", &|p| p.iter().any(|p| (p[3] as i8) > 0));
+    xdo(&["click", "4"]);
+    wait_for(&mut guest, "the wheel away from the user", &|p| p.iter().any(|p| (p[3] as i8) < 0));
+    // Ctrl+Alt+G lets the mouse go: motion no longer reaches the guest.
+    xdo(&["key", "37+64+42"]);
+    for _ in 0..POLLS {
+        let name = x.command("xdotool").args(["getwindowname", &guest.window]).output().unwrap();
+        if String::from_utf8_lossy(&name.stdout).contains("click to grab the mouse") {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let before = guest.output();
+    xdo(&["mousemove_relative", "--", "40", "40"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(mouse_packets(&guest.output()), mouse_packets(&before), "motion after the grab was released");
+    let status = guest.close(&x);
+    assert!(status.success(), "ferrite's exit status after the window closed: {status}");
+}
+
+/// CPU time (user + system) a process has used so far, from /proc.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = Command::new("getconf").arg("CLK_TCK").output().ok()?;
+    let hz: f64 = String::from_utf8_lossy(&hz.stdout).trim().parse().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / hz))
+}
+
+/// Not a test: what a frame costs from guest memory to the window (the emulation thread's
+/// render, the window's upload and draw) at 640x480 and 1920x1080 with each renderer, and the
+/// CPU an idle text-mode guest in the window uses. Run with
+/// `cargo test --release -p frontend --test window -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn frame_cost_and_idle_cpu_benchmark() {
+    let Some(x) = x_server("frame_cost_and_idle_cpu_benchmark") else { return };
+    for (w, h) in [(640, 480), (1920, 1080)] {
+        for renderer in ["soft", "auto"] {
+            let test = format!("bench-{w}x{h}-{renderer}");
+            let variant = format!("VBE BENCH WIDTH={w} HEIGHT={h}");
+            std::env::set_var("FERRITE_FRAME_STATS", "1");
+            let guest = Guest::start(&x, &test, &variant, &["--renderer", renderer, "--aspect", "square", "--window-scale", "1"]);
+            std::thread::sleep(Duration::from_secs(10));
+            let stderr = guest.stderr.clone();
+            let status = guest.close(&x);
+            let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+            println!("{w}x{h}, --renderer {renderer} (exit {status}):");
+            for line in text.lines().filter(|l| l.contains("frame") || l.contains("drawn by")) {
+                println!("  {line}");
+            }
+        }
+    }
+    std::env::remove_var("FERRITE_FRAME_STATS");
+    for renderer in ["soft", "auto"] {
+        let test = format!("bench-idle-{renderer}");
+        let guest = Guest::start(&x, &test, "TEXT", &["--renderer", renderer]);
+        std::thread::sleep(Duration::from_secs(3));
+        let pid = guest.child.id();
+        let (t0, c0) = (std::time::Instant::now(), cpu_time(pid).unwrap());
+        std::thread::sleep(Duration::from_secs(20));
+        let (t1, c1) = (std::time::Instant::now(), cpu_time(pid).unwrap());
+        let share = (c1 - c0).as_secs_f64() / (t1 - t0).as_secs_f64() * 100.0;
+        println!("idle text-mode guest, --renderer {renderer}: {share:.1}% of a core");
+        guest.close(&x);
+    }
 }

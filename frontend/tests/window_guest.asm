@@ -3,12 +3,29 @@
 ; "READY" on the debug console (port 0xE9) and then waits with interrupts on:
 ;   -DTEXT    80x25 text in several colours, cursor hidden
 ;   -DMODE13  mode 13h, every pixel (x + 2y) mod 256
-;   -DVBE     the VBE mode 1920x1080 at 32 bpp found in the mode list, a gradient drawn
-;             through the linear framebuffer (in big real mode)
+;   -DVBE     the VBE mode 1920x1080 at 32 bpp found in the mode list (or -DWIDTH=
+;             -DHEIGHT=), a gradient drawn through the linear framebuffer (in big real
+;             mode); with -DBENCH it then changes a pixel for ever, so every look at the
+;             screen finds a new picture (the frame cost benchmark)
+;   -DMOUSE   turns the PS/2 mouse into an IntelliMouse (sample rates 200, 100, 80), says
+;             "ID" and the ID it then reports, enables streaming and prints every byte from
+;             the mouse as -DKEYS does (the keyboard's are dropped)
 ;   -DKEYS    polls the 8042 with interrupts off and prints every byte from port 0x60 as
 ;             two hex digits and a space (the keyboard's typematic delay set to 1 s first)
 bits 16
 org 0x7C00
+%ifdef KEYS
+%define BYTES
+%endif
+%ifdef MOUSE
+%define BYTES
+%endif
+%ifndef WIDTH
+%define WIDTH 1920
+%endif
+%ifndef HEIGHT
+%define HEIGHT 1080
+%endif
 
 start:
     cli
@@ -89,9 +106,9 @@ start:
     int 0x10
     cmp ax, 0x004F
     jne .next_mode
-    cmp word [0x8200 + 0x12], 1920
+    cmp word [0x8200 + 0x12], WIDTH
     jne .next_mode
-    cmp word [0x8200 + 0x14], 1080
+    cmp word [0x8200 + 0x14], HEIGHT
     jne .next_mode
     cmp byte [0x8200 + 0x19], 32
     jne .next_mode
@@ -129,10 +146,10 @@ start:
     mov [fs:edi], eax
     add edi, 4
     inc ecx
-    cmp ecx, 1920
+    cmp ecx, WIDTH
     jb .vpx
     inc ebx
-    cmp ebx, 1080
+    cmp ebx, HEIGHT
     jb .vrow
 %elifdef KEYS
     cli
@@ -140,14 +157,53 @@ start:
     call kbd_send
     mov al, 0x7F
     call kbd_send
+%elifdef MOUSE
+    cli
+    call ibf_wait
+    mov al, 0xA8                ; enable the auxiliary interface
+    out 0x64, al
+    mov si, intellimouse
+.knock:
+    lodsb
+    test al, al
+    jz .knocked
+    call aux_send
+    jmp .knock
+.knocked:
+    mov al, 0xF2                ; get ID: ACK, then the ID
+    call aux_send
+    call obf_wait
+    in al, 0x60
+    push ax
+    mov si, id
+    call print
+    pop ax
+    call hex
+    mov al, 10
+    out 0xE9, al
+    mov al, 0xF4                ; enable streaming
+    call aux_send
 %endif
     mov si, ready
     call print
-%ifdef KEYS
+%ifdef BENCH
+    mov edi, [0x8200 + 0x28]
+.change:
+    inc dword [fs:edi]
+    jmp .change
+%endif
+%ifdef BYTES
 .poll:
     in al, 0x64
     test al, 1
     jz .poll
+%ifdef MOUSE
+    test al, 0x20               ; the mouse's bytes only
+    jnz .aux
+    in al, 0x60
+    jmp .poll
+.aux:
+%endif
     in al, 0x60
     call hex
     mov al, ' '
@@ -173,7 +229,37 @@ print:
 .done:
     ret
 
-%ifdef KEYS
+%ifdef BYTES
+%ifdef MOUSE
+; Sends AL to the mouse and waits for its answer (ACK).
+aux_send:
+    mov ah, al
+    call ibf_wait
+    mov al, 0xD4
+    out 0x64, al
+    call ibf_wait
+    mov al, ah
+    out 0x60, al
+    call obf_wait
+    in al, 0x60
+    ret
+
+ibf_wait:
+    in al, 0x64
+    test al, 2
+    jnz ibf_wait
+    ret
+
+obf_wait:
+    in al, 0x64
+    test al, 1
+    jz obf_wait
+    ret
+
+intellimouse: db 0xF3, 200, 0xF3, 100, 0xF3, 80, 0
+id: db "ID ", 0
+%endif
+
 ; Sends AL to the keyboard and waits for its answer (ACK).
 kbd_send:
     mov ah, al

@@ -413,11 +413,16 @@ impl App {
             MouseButton::Forward => buttons::FORWARD,
             MouseButton::Other(_) => return,
         };
-        match state {
-            ElementState::Pressed => self.mouse_buttons |= bit,
-            ElementState::Released => self.mouse_buttons &= !bit,
+        let buttons = match state {
+            ElementState::Pressed => self.mouse_buttons | bit,
+            ElementState::Released => self.mouse_buttons & !bit,
+        };
+        tracing::debug!(?button, ?state, "mouse button");
+        // The release of the click that grabbed the mouse is not the guest's.
+        if buttons != self.mouse_buttons {
+            self.mouse_buttons = buttons;
+            self.send(HostInput::Mouse { dx: 0, dy: 0, dz: 0, buttons });
         }
-        self.send(HostInput::Mouse { dx: 0, dy: 0, dz: 0, buttons: self.mouse_buttons });
     }
 }
 

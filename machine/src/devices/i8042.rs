@@ -624,6 +624,11 @@ impl Mouse {
         self.dy = clamp(self.dy as i64 - dy as i64);
         self.dz = clamp(self.dz as i64 + dz as i64);
         if buttons != self.buttons {
+            // A press and its release in one burst of host input (a quick click, a stalled
+            // emulation thread): the earlier state goes out first, or the click is lost.
+            if self.buttons_changed && self.streaming() && self.queue.len() + self.packet_len() <= AUX_QUEUE {
+                self.packet(true);
+            }
             self.buttons = buttons;
             self.buttons_changed = true;
         }
@@ -1404,6 +1409,22 @@ mod tests {
         assert_eq!(b.drain(), vec![ACK]);
         aux(&mut b, 0xEB);
         assert_eq!(b.drain(), vec![ACK, 0x0A, 4, 0, 0]);
+    }
+
+    #[test]
+    fn a_click_within_one_sample_period_is_not_lost() {
+        let mut b = Bench::new();
+        b.set_command_byte(0x00);
+        let input = b.k.input();
+        aux(&mut b, 0xF4);
+        b.drain();
+        b.with(|k, cx| k.mouse_move(1, 0, 0, 0, cx));
+        assert_eq!(b.drain(), vec![0x08, 1, 0]);
+        // Press and release before the next 100 Hz sample, as host input arrives in bursts.
+        input.send(HostInput::Mouse { dx: 0, dy: 0, dz: 0, buttons: buttons::RIGHT });
+        input.send(HostInput::Mouse { dx: 0, dy: 0, dz: 0, buttons: 0 });
+        b.run_to(10 * MS);
+        assert_eq!(b.drain(), vec![0x0A, 0, 0, 0x08, 0, 0], "the press, then the release");
     }
 
     #[test]
