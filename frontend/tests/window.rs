@@ -139,6 +139,10 @@ struct Guest {
 
 impl Guest {
     fn start(x: &Xvfb, test: &str, variant: &str, extra: &[&str]) -> Guest {
+        Guest::start_with_env(x, test, variant, extra, &[])
+    }
+
+    fn start_with_env(x: &Xvfb, test: &str, variant: &str, extra: &[&str], env: &[(&str, &str)]) -> Guest {
         let disk = boot_disk(test, variant);
         let debugcon = scratch(&format!("{test}.debugcon"));
         let stderr = scratch(&format!("{test}.stderr"));
@@ -153,6 +157,8 @@ impl Guest {
             .args(extra)
             .env_remove("RUST_LOG")
             .env_remove("FERRITE_RENDERER")
+            .env_remove("WGPU_BACKEND")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap());
@@ -302,17 +308,24 @@ fn first_difference(a: &Picture, b: &Picture) -> String {
 }
 
 /// Boots `variant` in a window at one window pixel per guest pixel and waits until the
-/// window shows exactly what `--screenshot` wrote; returns that picture.
-fn window_matches_screenshot(test: &str, variant: &str, renderer: &str, size: (u32, u32)) -> Option<Picture> {
+/// window shows exactly what `--screenshot` wrote; returns that picture and what Ferrite said.
+fn window_matches_screenshot(
+    test: &str,
+    variant: &str,
+    renderer: &str,
+    env: &[(&str, &str)],
+    size: (u32, u32),
+) -> Option<(Picture, String)> {
     let x = x_server(test)?;
     let png = scratch(&format!("{test}.png"));
     let _ = std::fs::remove_file(&png);
     let png_arg = png.to_str().unwrap().to_string();
-    let guest = Guest::start(
+    let guest = Guest::start_with_env(
         &x,
         test,
         variant,
         &["--renderer", renderer, "--aspect", "square", "--window-scale", "1", "--screenshot", &png_arg],
+        env,
     );
     let mut last = String::from("no photograph of the window");
     for _ in 0..POLLS {
@@ -322,7 +335,7 @@ fn window_matches_screenshot(test: &str, variant: &str, renderer: &str, size: (u
                 eprintln!("{test}: {}", stderr.lines().find(|l| l.contains("window drawn by")).unwrap_or("?"));
                 let status = guest.close(&x);
                 assert!(status.success(), "ferrite's exit status after the window closed: {status}");
-                return Some(shot);
+                return Some((shot, stderr));
             }
             last = first_difference(&window, &shot);
         }
@@ -332,16 +345,42 @@ fn window_matches_screenshot(test: &str, variant: &str, renderer: &str, size: (u
 }
 
 #[test]
+fn without_a_desktop_the_window_is_refused_before_the_guest_starts() {
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["--display", "window"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--display window: cannot open a window: neither WAYLAND_DISPLAY"), "{err}");
+    assert!(!err.contains("accelerator"), "the guest was not set up: {err}");
+}
+
+#[test]
 fn window_shows_text_mode() {
-    let Some(shot) = window_matches_screenshot("window_shows_text_mode", "TEXT", "soft", (720, 400)) else { return };
+    let Some((shot, _)) = window_matches_screenshot("window_shows_text_mode", "TEXT", "soft", &[], (720, 400)) else {
+        return;
+    };
     // White on blue in the first row: the guest's text, not a blank window.
     assert!(shot.rgb[..720 * 16 * 3].chunks(3).any(|p| p == [0xFF, 0xFF, 0xFF]));
     assert!(shot.rgb[..720 * 16 * 3].chunks(3).any(|p| p == [0, 0, 0xAA]));
 }
 
+/// wgpu asked for an API this host does not have (WGPU_BACKEND=metal on Linux) finds no
+/// adapter: the CPU draws instead, and says so.
 #[test]
-fn window_shows_mode_13h() {
-    let Some(shot) = window_matches_screenshot("window_shows_mode_13h", "MODE13", "soft", (320, 200)) else { return };
+fn window_shows_mode_13h_where_wgpu_finds_no_adapter() {
+    let test = "window_shows_mode_13h_where_wgpu_finds_no_adapter";
+    let Some((shot, stderr)) = window_matches_screenshot(test, "MODE13", "auto", &[("WGPU_BACKEND", "metal")], (320, 200))
+    else {
+        return;
+    };
+    assert!(stderr.contains("drawing with the CPU instead"), "{stderr}");
+    assert!(stderr.contains("window drawn by CPU (softbuffer)"), "{stderr}");
     // Pixel (x, y) has colour x + 2y of the VGA BIOS's default palette.
     let px = |x: usize, y: usize| &shot.rgb[(y * 320 + x) * 3..][..3];
     assert_eq!(px(1, 0), [0, 0, 0xAA], "colour 1: blue");
@@ -353,7 +392,7 @@ fn window_shows_mode_13h() {
 #[test]
 fn window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback() {
     let test = "window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback";
-    let Some(shot) = window_matches_screenshot(test, "VBE", "auto", (1920, 1080)) else { return };
+    let Some((shot, _)) = window_matches_screenshot(test, "VBE", "auto", &[], (1920, 1080)) else { return };
     let px = |x: usize, y: usize| &shot.rgb[(y * 1920 + x) * 3..][..3];
     assert_eq!(px(5, 7), [1, 7, 5], "red (x + y) / 8, green y, blue x");
     assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
@@ -580,4 +619,44 @@ fn frame_cost_and_idle_cpu_benchmark() {
         println!("idle text-mode guest, --renderer {renderer}: {share:.1}% of a core");
         guest.close(&x);
     }
+}
+
+/// Where the CPU renderer takes output pixel `i` from when `from` pixels cover `to`.
+fn nearest(i: u32, from: u32, to: u32) -> u32 {
+    ((u64::from(i) * u64::from(from) + u64::from(from) / 2) / u64::from(to)).min(u64::from(from - 1)) as u32
+}
+
+#[test]
+fn mode_13h_fills_a_four_by_three_window() {
+    let test = "mode_13h_fills_a_four_by_three_window";
+    let Some(x) = x_server(test) else { return };
+    let png = scratch(&format!("{test}.png"));
+    let _ = std::fs::remove_file(&png);
+    let png_arg = png.to_str().unwrap().to_string();
+    // --aspect auto: 320x200 is shown 320x240 (times 2 here), as a 4:3 monitor shows it.
+    let guest = Guest::start(&x, test, "MODE13", &["--renderer", "soft", "--window-scale", "2", "--screenshot", &png_arg]);
+    let mut last = String::from("no photograph of the window");
+    for _ in 0..POLLS {
+        if let (Some(shot), Some(window)) = (read_screenshot(&png), photograph(&x, &guest.window)) {
+            if (shot.width, shot.height, window.width, window.height) == (320, 200, 640, 480) {
+                let expected: Vec<u8> = (0..480)
+                    .flat_map(|y| (0..640).map(move |x| (x, y)))
+                    .flat_map(|(x, y)| {
+                        let i = ((nearest(y, 200, 480) * 320 + nearest(x, 320, 640)) * 3) as usize;
+                        [shot.rgb[i], shot.rgb[i + 1], shot.rgb[i + 2]]
+                    })
+                    .collect();
+                if window.rgb == expected {
+                    let status = guest.close(&x);
+                    assert!(status.success(), "ferrite's exit status after the window closed: {status}");
+                    return;
+                }
+                last = first_difference(&window, &Picture { width: 640, height: 480, rgb: expected });
+            } else {
+                last = format!("the window is {}x{}, the screenshot {}x{}", window.width, window.height, shot.width, shot.height);
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+    panic!("{test}: the window never showed the screenshot stretched to 640x480: {last}\n{}", guest.describe());
 }

@@ -44,9 +44,9 @@ pub fn run(args: &Args) -> u8 {
 
 fn run_window(args: &Args) -> Result<u8, (u8, anyhow::Error)> {
     let usage = |e: anyhow::Error| (status::USAGE, e);
-    let event_loop = EventLoop::<UserEvent>::with_user_event()
-        .build()
-        .map_err(|e| usage(anyhow!("--display window: cannot open a window: {e} (is there a desktop? DISPLAY or WAYLAND_DISPLAY)")))?;
+    let event_loop = EventLoop::<UserEvent>::with_user_event().build().map_err(|e| {
+        usage(anyhow!("--display window: cannot open a window: {} (DISPLAY or WAYLAND_DISPLAY names the desktop)", winit_message(&e)))
+    })?;
     let proxy = event_loop.create_proxy();
     let mailbox = Arc::new(Mailbox::default());
     let (commands, command_rx) = mpsc::channel();
@@ -111,6 +111,15 @@ fn run_window(args: &Args) -> Result<u8, (u8, anyhow::Error)> {
     })
 }
 
+/// winit's error without the source location it puts in front ("os error at FILE:LINE: ").
+fn winit_message(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    match text.find(".rs:").and_then(|i| text[i..].find(": ").map(|j| i + j + 2)) {
+        Some(start) => text[start..].to_string(),
+        None => text,
+    }
+}
+
 /// How the window draws.
 enum Presenter {
     Gpu(gpu::GpuPresenter),
@@ -120,7 +129,12 @@ enum Presenter {
 impl Presenter {
     fn new(window: Arc<Window>, choice: Renderer, size: (u32, u32)) -> Result<Presenter, String> {
         if choice != Renderer::Soft {
-            match gpu::GpuPresenter::new(window.clone(), choice, size) {
+            // A broken driver may panic inside wgpu rather than fail: the CPU draws then too.
+            let gpu = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                gpu::GpuPresenter::new(window.clone(), choice, size)
+            }))
+            .unwrap_or_else(|_| Err("wgpu panicked while starting".into()));
+            match gpu {
                 Ok(p) => return Ok(Presenter::Gpu(p)),
                 Err(e) => eprintln!("ferrite: {e}; drawing with the CPU instead"),
             }
