@@ -159,6 +159,7 @@ impl Guest {
             .env_remove("FERRITE_RENDERER")
             .env_remove("WGPU_BACKEND")
             .envs(env.iter().copied())
+            .current_dir(scratch(""))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap());
@@ -502,6 +503,60 @@ fn a_held_key_repeats_at_the_guests_rate_and_focus_loss_releases_it() {
     guest.wait_for_output(" AA ");
     let codes = scan_codes(&guest.output());
     assert!(codes.iter().take_while(|&&b| b == 0x1E).count() >= 2, "{codes:02X?}");
+    let status = guest.close(&x);
+    assert!(status.success(), "ferrite's exit status after the window closed: {status}");
+}
+
+fn window_title(x: &Xvfb, window: &str) -> String {
+    let o = x.command("xdotool").args(["getwindowname", window]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Waits until the window's title contains `text`.
+fn wait_for_title(x: &Xvfb, guest: &Guest, text: &str) {
+    for _ in 0..POLLS {
+        if window_title(x, &guest.window).contains(text) {
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
+    panic!("the title never said {text:?}: {:?}\n{}", window_title(x, &guest.window), guest.describe());
+}
+
+#[test]
+fn hotkeys_pause_resume_and_take_a_screenshot() {
+    let test = "hotkeys_pause_resume_and_take_a_screenshot";
+    let Some(x) = x_server(test) else { return };
+    let mut guest = Guest::start(&x, test, "KEYS", &["--renderer", "soft"]);
+    focus(&x, &guest.window);
+    let xdo = |args: &[&str]| assert!(x.command("xdotool").args(args).status().unwrap().success(), "xdotool {args:?}");
+    wait_for_title(&x, &guest, "running - interp");
+    // Ctrl+Alt+P: paused, and keys typed meanwhile do not reach the guest.
+    xdo(&["key", "37+64+33"]);
+    wait_for_title(&x, &guest, "paused");
+    let before = scan_codes(&guest.output());
+    xdo(&["key", "38"]);
+    std::thread::sleep(Duration::from_millis(300));
+    xdo(&["key", "37+64+33"]);
+    wait_for_title(&x, &guest, "running");
+    xdo(&["key", "39"]); // S
+    guest.wait_for_output("1F 9F ");
+    let after: Vec<u8> = scan_codes(&guest.output())[before.len()..].to_vec();
+    assert!(!after.contains(&0x1E), "A typed while paused reached the guest: {after:02X?}");
+    // Ctrl+Alt+S: the screen as a PNG in the current directory.
+    let shots = || {
+        std::fs::read_dir(scratch("")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("ferrite-") && n.ends_with(".png")).count()
+    };
+    let had = shots();
+    xdo(&["key", "37+64+39"]);
+    for _ in 0..POLLS {
+        if shots() > had {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    assert!(shots() > had, "no screenshot after Ctrl+Alt+S\n{}", guest.describe());
     let status = guest.close(&x);
     assert!(status.success(), "ferrite's exit status after the window closed: {status}");
 }
