@@ -113,17 +113,6 @@ fn bad_options_are_usage_errors() {
 }
 
 #[test]
-fn window_is_not_there_yet() {
-    let o = ferrite(&["--display", "window"]);
-    assert_status(&o, 2);
-    assert!(
-        stderr(&o).contains("--display window: the desktop window is not available in this build yet; use --display none"),
-        "{}",
-        describe(&o)
-    );
-}
-
-#[test]
 fn deterministic_and_kvm_conflict() {
     let o = ferrite(&["--deterministic", "--accel", "kvm"]);
     assert_status(&o, 2);

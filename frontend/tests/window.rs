@@ -15,7 +15,7 @@ const SEABIOS: &str = "/usr/share/seabios/bios-256k.bin";
 const SEABIOS_VGA: &str = "/usr/share/seabios/vgabios-stdvga.bin";
 const GUEST: &str = include_str!("window_guest.asm");
 /// Polls of the guest's output and of the window: a bound on waiting, not a speed check.
-const POLLS: u32 = 1200;
+const POLLS: u32 = 3000;
 const POLL: Duration = Duration::from_millis(100);
 
 fn scratch(name: &str) -> PathBuf {

@@ -102,6 +102,11 @@ impl Mailbox {
         }
     }
 
+    /// A picture waits that the window has not taken yet.
+    fn lagging(&self) -> bool {
+        self.lock().ready.is_some()
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -140,6 +145,8 @@ pub struct GuestSide {
     last_status: Instant,
     last_instructions: Option<u64>,
     last_idle: Duration,
+    /// Rendering waits until then: a picture costs the guest at most a quarter of its time.
+    next_render: Instant,
     pub render_costs: Costs,
 }
 
@@ -153,6 +160,7 @@ impl GuestSide {
             last_status: Instant::now(),
             last_instructions: None,
             last_idle: Duration::ZERO,
+            next_render: Instant::now(),
             render_costs: Costs::default(),
         }
     }
@@ -178,13 +186,21 @@ impl GuestSide {
         Watch::Continue
     }
 
-    /// Renders the picture if it changed and hands it to the window.
+    /// Renders the picture if it changed and hands it to the window. Not while the window has
+    /// not taken the last one (it lags: the picture would be dropped anyway), and not sooner
+    /// than three times the last picture's cost after it, so a guest that changes a large
+    /// screen all the time still gets three quarters of the thread.
     fn publish(&mut self, m: &mut Machine) {
+        let started = Instant::now();
+        if started < self.next_render || self.mailbox.lagging() {
+            return;
+        }
         let now = m.now();
         let Some(display) = m.display() else { return };
-        let started = Instant::now();
         if display.render(now, &mut self.work) {
-            self.render_costs.add(started.elapsed());
+            let cost = started.elapsed();
+            self.render_costs.add(cost);
+            self.next_render = started + cost * 4;
             if self.mailbox.post(&mut self.work) {
                 (self.wake)(UserEvent::Frame);
             }
