@@ -492,8 +492,13 @@ impl ApplicationHandler<UserEvent> for App {
     fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
         match event {
             // The close button, or the window destroyed under us (a window manager's "kill"):
-            // either way the guest stops.
-            WindowEvent::CloseRequested | WindowEvent::Destroyed => self.quit(event_loop),
+            // either way the guest stops. A destroyed window's surface is gone: drawing or
+            // configuring it again would fail (wgpu treats that as fatal).
+            WindowEvent::CloseRequested => self.quit(event_loop),
+            WindowEvent::Destroyed => {
+                self.presenter = None;
+                self.quit(event_loop);
+            }
             WindowEvent::Resized(size) => self.resized((size.width, size.height)),
             WindowEvent::RedrawRequested => self.redraw(),
             WindowEvent::Focused(focused) => {
