@@ -16,6 +16,15 @@
 # no "Oops", "BUG:", "soft lockup", "hard LOCKUP" or "rcu_sched self-detected stall". Each check
 # prints "CHECK name: ok" or "CHECK name: FAILED ...". It then prints FERRITE-LINUX-OK (all
 # passed) or FERRITE-LINUX-FAILED, and powers off through ACPI (poweroff -f).
+#
+# The initramfs also carries each kernel's ATA disk modules (ata_piix, sd_mod and their
+# dependencies, from the same kernel package) under /lib/modules/<version>. With
+# ferrite.disk=MODE on the kernel command line the init loads them and, instead of the checks,
+# works on /dev/sdb (the --hdb disk): write-pattern / verify-pattern (a known pattern, see the
+# init, at ferrite.regions=LBA+SECTORS,... with ferrite.seed=N), write-forever (for kill
+# tests), bench (ferrite.mib=N MiB written and read, MB/s). Its lines start FERRITE-DISK-; it
+# ends with FERRITE-DISK-OK or FERRITE-DISK-FAILED and powers off. frontend/tests/disk_guest.rs
+# and tests/linux/disk-bench.sh use them.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,14 +73,56 @@ fetch_kernel() {
     fi
 }
 
+# The ATA disk driver of a kernel package as modules for the initramfs: ata_piix, sd_mod and
+# what they need (from each module's .modinfo depends=, as depmod would), uncompressed, under
+# ROOT/lib/modules/<version>/, with load-order naming them in the order insmod wants.
+add_ata_modules() {
+    local deb="$1" root="$2" x version dir
+    x="$(mktemp -d)"
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$x" --wildcards './lib/modules/*' 2>/dev/null ||
+        dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$x" --wildcards 'lib/modules/*'
+    version="$(ls "$x/lib/modules" | head -1)"
+    dir="$root/lib/modules/$version"
+    mkdir -p "$dir"
+    local -A path=() done=()
+    local f n
+    while IFS= read -r f; do
+        n="${f##*/}"; n="${n%%.ko*}"; n="${n//-/_}"
+        path[$n]="$f"
+    done < <(find "$x/lib/modules/$version/kernel" -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz')
+    add_module() { # dependencies first
+        local n="${1//-/_}" f d deps
+        [ -n "${done[$n]:-}" ] && return 0
+        f="${path[$n]:-}"
+        [ -n "$f" ] || { echo "$0: $version has no module $n" >&2; exit 1; }
+        done[$n]=1
+        case "$f" in
+            *.xz) xz -dc "$f" >"$dir/$n.ko" ;;
+            *.zst) zstd -qdc "$f" >"$dir/$n.ko" ;;
+            *.gz) gzip -dc "$f" >"$dir/$n.ko" ;;
+            *) cp "$f" "$dir/$n.ko" ;;
+        esac
+        deps="$(tr '\0' '\n' <"$dir/$n.ko" | sed -n 's/^depends=//p' | head -1)"
+        for d in ${deps//,/ }; do add_module "$d"; done
+        echo "$n.ko" >>"$dir/load-order"
+    }
+    : >"$dir/load-order"
+    add_module ata_piix
+    add_module sd_mod
+    rm -rf "$x"
+}
+
 build_initrd() {
     local x; x="$(mktemp -d)"
     mkdir -p "$x"/{bin,sbin,proc,sys,dev,tmp,etc}
     cp /bin/busybox "$x/bin/busybox"
-    for a in sh mount umount cat grep sleep echo poweroff dmesg awk ls head tail wc sed mkdir; do
+    for a in sh mount umount cat grep sleep echo poweroff dmesg awk ls head tail wc sed mkdir \
+        insmod uname dd md5sum cmp tr sync rm seq; do
         ln -s busybox "$x/bin/$a"
     done
     install -m 0755 "$here/init" "$x/init"
+    local deb
+    for deb in "$@"; do add_ata_modules "$deb" "$x"; done
     (cd "$x" && find . | sort | busybox cpio -o -H newc -R 0:0 2>/dev/null | gzip -9n) >"$out/initrd.img.tmp"
     mv "$out/initrd.img.tmp" "$out/initrd.img"
     rm -rf "$x"
@@ -125,9 +176,16 @@ build_iso() {
     rm -rf "$x"
 }
 
-build_initrd
 for f in $flavours; do
     fetch_kernel "$f"
+done
+# One initramfs for every kernel: each finds its ATA modules under /lib/modules/$(uname -r).
+debs=()
+for f in $flavours; do
+    debs+=("$(ls "$out/debs/$(kernel_package "$f")_"*.deb | tail -1)")
+done
+build_initrd "${debs[@]}"
+for f in $flavours; do
     build_disk "$f"
     build_iso "$f"
     echo "$out/$f/disk.img"
