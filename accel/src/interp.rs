@@ -17,11 +17,12 @@ pub struct Interp {
     seeded: bool,
     /// Instructions retired by all runs so far.
     retired: u64,
+    configured: bool,
 }
 
 impl Interp {
     pub fn new() -> Interp {
-        Interp { cpu: cpu::Cpu::new(), seeded: false, retired: 0 }
+        Interp { cpu: cpu::Cpu::new(), seeded: false, retired: 0, configured: false }
     }
 
     pub fn cpu(&mut self) -> &mut cpu::Cpu {
@@ -39,6 +40,8 @@ impl Default for Interp {
 struct MachineBus<'a> {
     m: &'a mut Machine,
     deterministic: bool,
+    /// Instructions of this run already added to the deterministic clock (by `sync_time`).
+    synced: u64,
 }
 
 impl Bus for MachineBus<'_> {
@@ -78,9 +81,18 @@ impl Bus for MachineBus<'_> {
         self.m.memory_mut().take_written(pages)
     }
     fn time_ns(&mut self, retired: u64) -> Option<u64> {
-        // The machine's clock moves at the end of each run in deterministic mode; inside a
-        // run, time is what the instructions retired so far add to it.
-        Some(if self.deterministic { self.m.now() + retired * NS_PER_INSN } else { self.m.now() })
+        // The deterministic clock moves before device accesses (`sync_time`) and at the end of
+        // each run; in between, time is what the instructions retired since add to it.
+        Some(if self.deterministic { self.m.now() + retired.saturating_sub(self.synced) * NS_PER_INSN } else { self.m.now() })
+    }
+    fn sync_time(&mut self, retired: u64) {
+        if self.deterministic && retired > self.synced {
+            self.m.clock_mut().advance((retired - self.synced) * NS_PER_INSN);
+            self.synced = retired;
+        }
+    }
+    fn set_tsc_deadline(&mut self, at_ns: Option<u64>) {
+        self.m.set_tsc_deadline(at_ns)
     }
     fn msr_read(&mut self, msr: u32) -> Option<u64> {
         (msr == MSR_APIC_BASE).then(|| self.m.apic_base())
@@ -111,16 +123,28 @@ impl Backend for Interp {
             self.cpu.set_random_seed(Some(0x5EED_F3E2_217E_0001));
             self.seeded = true;
         }
+        if !self.configured {
+            // The machine gives every processor a local APIC with TSC-deadline mode.
+            self.cpu.configure(cpu::CpuConfig {
+                apic: true,
+                tsc_deadline: true,
+                apic_id: m.current_apic_id(),
+                cpus: m.cpu_count().min(255) as u8,
+            });
+            self.configured = true;
+        }
         loop {
             let now = m.now();
             if now >= until {
                 return Ok(Exit::Deadline);
             }
             let budget = if deterministic { ((until - now) / NS_PER_INSN).max(1) } else { REALTIME_SLICE };
-            let r = self.cpu.run(&mut MachineBus { m, deterministic }, budget);
+            let mut bus = MachineBus { m, deterministic, synced: 0 };
+            let r = self.cpu.run(&mut bus, budget);
+            let synced = bus.synced;
             self.retired += r.retired;
             if deterministic {
-                m.clock_mut().advance(r.retired * NS_PER_INSN);
+                m.clock_mut().advance(r.retired.saturating_sub(synced) * NS_PER_INSN);
             }
             match r.stop {
                 Stop::Budget => continue,

@@ -46,6 +46,13 @@ pub trait Bus {
     fn time_ns(&mut self, _retired: u64) -> Option<u64> {
         None
     }
+    /// Called before a device access (port I/O, MMIO) with the instructions retired so far in
+    /// the current `run` call, so that a bus whose time moves with instructions can bring its
+    /// clock up to date and the device sees the time of the access, not of the run's start.
+    fn sync_time(&mut self, _retired: u64) {}
+    /// Arms the local APIC timer's TSC-deadline mode to fire at virtual time `at_ns` (`None`
+    /// disarms). Only called when the CPU is configured with `tsc_deadline`.
+    fn set_tsc_deadline(&mut self, _at_ns: Option<u64>) {}
     /// An MSR the board implements (the local APIC's: IA32_APIC_BASE, TSC_DEADLINE, x2APIC).
     /// `None`: not the board's.
     fn msr_read(&mut self, _msr: u32) -> Option<u64> {

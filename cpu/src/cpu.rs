@@ -33,7 +33,30 @@ pub struct RunResult {
 /// How many recently executed blocks the CPU remembers for fault reports.
 const HISTORY: usize = 32;
 
+/// What a processor reports beyond its instruction set: the platform it sits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuConfig {
+    /// A local APIC is present (CPUID.1:EDX.APIC) and IA32_APIC_BASE is the bus's.
+    pub apic: bool,
+    /// The local APIC timer has TSC-deadline mode (CPUID.1:ECX bit 24, IA32_TSC_DEADLINE),
+    /// which needs a bus that implements [`Bus::set_tsc_deadline`].
+    pub tsc_deadline: bool,
+    /// This processor's initial APIC ID (CPUID.1:EBX[31:24]).
+    pub apic_id: u8,
+    /// Logical processors in the package (CPUID.1:EBX[23:16], HTT when more than one).
+    pub cpus: u8,
+}
+
+impl Default for CpuConfig {
+    /// A lone processor without a local APIC: what a bare [`Bus`] can give.
+    fn default() -> Self {
+        CpuConfig { apic: false, tsc_deadline: false, apic_id: 0, cpus: 1 }
+    }
+}
+
 pub struct Cpu {
+    /// Platform facts CPUID reports (see [`Cpu::configure`]).
+    pub(crate) config: CpuConfig,
     /// Architectural state. `s.rflags` holds every flag except, while `lazy` is active, the six
     /// arithmetic status flags, which `flags.rs` computes on demand.
     pub(crate) s: CpuState,
@@ -112,7 +135,18 @@ impl Cpu {
             held_db: 0,
             segc: [SegCheck::REAL; 6],
             retired: 0,
+            config: CpuConfig::default(),
         }
+    }
+
+    /// Sets what this processor reports about itself and its platform (CPUID's APIC bits and
+    /// topology). Takes effect at the next CPUID.
+    pub fn configure(&mut self, config: CpuConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> CpuConfig {
+        self.config
     }
 
     /// The architectural state, with the lazily kept flags folded in.

@@ -14,6 +14,7 @@ const TSC: u32 = 1 << 4;
 const MSR: u32 = 1 << 5;
 const PAE: u32 = 1 << 6;
 const CX8: u32 = 1 << 8;
+const APIC: u32 = 1 << 9;
 const SEP: u32 = 1 << 11;
 const MTRR: u32 = 1 << 12;
 const PGE: u32 = 1 << 13;
@@ -25,6 +26,7 @@ const MMX: u32 = 1 << 23;
 const FXSR: u32 = 1 << 24;
 const SSE: u32 = 1 << 25;
 const SSE2: u32 = 1 << 26;
+const HTT: u32 = 1 << 28;
 // Leaf 1 ECX.
 const SSE3: u32 = 1;
 const PCLMULQDQ: u32 = 1 << 1;
@@ -34,6 +36,7 @@ const SSE4_1: u32 = 1 << 19;
 const SSE4_2: u32 = 1 << 20;
 const MOVBE: u32 = 1 << 22;
 const POPCNT: u32 = 1 << 23;
+const TSC_DEADLINE: u32 = 1 << 24;
 const XSAVE: u32 = 1 << 26;
 const OSXSAVE: u32 = 1 << 27;
 const RDRAND: u32 = 1 << 30;
@@ -68,14 +71,19 @@ impl Cpu {
                 let [b, d, c] = text(b"GenuineIntel");
                 [MAX_BASIC, b, c, d]
             }
-            // Family 6, model 15, stepping 1. EBX: CLFLUSH line size 8 (64 bytes), one
-            // logical processor.
+            // Family 6, model 15, stepping 1. EBX: CLFLUSH line size 8 (64 bytes), the
+            // logical processor count and the initial APIC ID from the configuration.
             1 => {
+                let cfg = &self.config;
                 // OSXSAVE mirrors CR4.OSXSAVE.
                 let osxsave = if self.s.cr4 & crate::simd::CR4_OSXSAVE != 0 { OSXSAVE } else { 0 };
-                let ecx = SSE3 | PCLMULQDQ | SSSE3 | CX16 | SSE4_1 | SSE4_2 | MOVBE | POPCNT | XSAVE | osxsave | RDRAND;
-                let edx = FPU | PSE | TSC | MSR | PAE | CX8 | SEP | MTRR | PGE | CMOV | PAT | PSE36 | CLFSH | MMX | FXSR | SSE | SSE2;
-                [0x0000_06F1, (8 << 8) | (1 << 16), ecx, edx]
+                let deadline = if cfg.apic && cfg.tsc_deadline { TSC_DEADLINE } else { 0 };
+                let ecx = SSE3 | PCLMULQDQ | SSSE3 | CX16 | SSE4_1 | SSE4_2 | MOVBE | POPCNT | deadline | XSAVE | osxsave | RDRAND;
+                let apic = if cfg.apic { APIC } else { 0 };
+                let htt = if cfg.cpus > 1 { HTT } else { 0 };
+                let edx = FPU | PSE | TSC | MSR | PAE | CX8 | apic | SEP | MTRR | PGE | CMOV | PAT | PSE36 | CLFSH | MMX | FXSR | SSE | SSE2 | htt;
+                let ebx = (8 << 8) | (u32::from(cfg.cpus.max(1)) << 16) | (u32::from(cfg.apic_id) << 24);
+                [0x0000_06F1, ebx, ecx, edx]
             }
             7 if sub == 0 => [0, BMI1 | SMEP | BMI2 | RDSEED | ADX | SMAP, 0, 0],
             // XSAVE: the x87 and SSE components in the standard format (legacy region and

@@ -28,5 +28,5 @@ mod transfer;
 mod x87;
 
 pub use bus::{Bus, PageMapping};
-pub use cpu::{Cpu, RunResult, Stop};
+pub use cpu::{Cpu, CpuConfig, RunResult, Stop};
 pub use state::{CpuState, DescriptorTable, FpuState, Msrs, Segment, SseState, F80};

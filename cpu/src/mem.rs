@@ -196,7 +196,10 @@ impl Cpu {
         let off = (lin % PAGE) as usize;
         let Some(v) = v else {
             return Ok(match map {
-                PageMapping::Mmio => mask(bus.mmio_read(phys, size), size),
+                PageMapping::Mmio => {
+                    bus.sync_time(self.run_retired);
+                    mask(bus.mmio_read(phys, size), size)
+                }
                 PageMapping::Ram { host } => read_host(host as usize + off, size),
                 PageMapping::Rom { host } => read_host(host as usize + off, size),
             });
@@ -215,6 +218,7 @@ impl Cpu {
                 bus.mmio_write(phys, size, mask(v, size));
             }
             PageMapping::Mmio => {
+                bus.sync_time(self.run_retired);
                 bus.mmio_write(phys, size, mask(v, size));
                 if bus.wants_stop() {
                     self.stop_for_bus();

@@ -7,7 +7,11 @@ use crate::seg::canonical;
 use crate::state::sreg;
 
 pub(crate) const TSC: u32 = 0x10;
+pub(crate) const PLATFORM_ID: u32 = 0x17;
 pub(crate) const APIC_BASE: u32 = 0x1B;
+/// IA32_BIOS_SIGN_ID: the microcode revision (0: none loaded) after a write of 0 and CPUID.
+pub(crate) const BIOS_SIGN_ID: u32 = 0x8B;
+pub(crate) const TSC_DEADLINE: u32 = 0x6E0;
 pub(crate) const MTRR_CAP: u32 = 0xFE;
 pub(crate) const SYSENTER_CS: u32 = 0x174;
 pub(crate) const SYSENTER_ESP: u32 = 0x175;
@@ -37,7 +41,9 @@ impl Cpu {
         let m = &self.s.msr;
         Some(match n {
             TSC => self.tsc(),
+            PLATFORM_ID | BIOS_SIGN_ID => 0,
             APIC_BASE => self.s.apic_base,
+            TSC_DEADLINE if self.config.tsc_deadline => m.tsc_deadline,
             // Fixed-range MTRRs and write-combining supported, VCNT variable ranges.
             MTRR_CAP => 0x500 | u64::from(MTRR_VARIABLE),
             SYSENTER_CS => m.sysenter_cs,
@@ -70,6 +76,8 @@ impl Cpu {
                 self.s.tsc = v;
             }
             APIC_BASE => self.s.apic_base = v,
+            // Writing 0 before CPUID is how the revision is read; no microcode updates.
+            BIOS_SIGN_ID => {}
             SYSENTER_CS => m.sysenter_cs = v & 0xFFFF,
             SYSENTER_ESP => m.sysenter_esp = v,
             SYSENTER_EIP => m.sysenter_eip = v,

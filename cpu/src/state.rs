@@ -196,6 +196,9 @@ pub struct Msrs {
     pub tsc_aux: u64,
     pub pat: u64,
     pub misc_enable: u64,
+    /// IA32_TSC_DEADLINE as last written (the local APIC holds the armed deadline).
+    #[serde(default)]
+    pub tsc_deadline: u64,
     /// MTRRs: the default type (0x2FF), fixed ranges and variable base/mask pairs, by MSR
     /// number.
     pub mtrr: std::collections::BTreeMap<u32, u64>,

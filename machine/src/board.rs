@@ -567,6 +567,18 @@ impl Machine {
         self.lapics.len()
     }
 
+    /// The current processor's local APIC ID.
+    pub fn current_apic_id(&self) -> u8 {
+        self.lapics[self.current_cpu].id()
+    }
+
+    /// IA32_TSC_DEADLINE of the current processor was written: its timer fires at virtual
+    /// time `at_ns` (`None` disarms) if it is in TSC-deadline mode.
+    pub fn set_tsc_deadline(&mut self, at_ns: Option<u64>) {
+        self.lapics[self.current_cpu].set_tsc_deadline(at_ns);
+        self.attention = true;
+    }
+
     /// The current processor's IA32_APIC_BASE.
     pub fn apic_base(&self) -> u64 {
         self.lapics[self.current_cpu].base

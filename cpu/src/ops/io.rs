@@ -44,6 +44,7 @@ impl Cpu {
 
     pub(crate) fn port_in(&mut self, bus: &mut dyn Bus, port: u16, size: u8) -> Result<u64, Fault> {
         self.check_io(bus, port, size)?;
+        bus.sync_time(self.run_retired);
         let v = u64::from(bus.io_read(port, size));
         if bus.wants_stop() {
             self.stop_for_bus();
@@ -53,6 +54,7 @@ impl Cpu {
 
     pub(crate) fn port_out(&mut self, bus: &mut dyn Bus, port: u16, size: u8, v: u64) -> Result<(), Fault> {
         self.check_io(bus, port, size)?;
+        bus.sync_time(self.run_retired);
         bus.io_write(port, size, v as u32);
         if bus.wants_stop() {
             self.stop_for_bus();

@@ -278,6 +278,21 @@ pub(crate) fn wrmsr(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), F
         cpu.set_tsc(bus, v);
         return Ok(());
     }
+    if n == crate::msr::TSC_DEADLINE && cpu.config.tsc_deadline {
+        // The TSC counts virtual nanoseconds: the deadline is as far ahead in time as it is
+        // ahead of the TSC now. 0 disarms; a value already passed fires at once.
+        let at = match (v, bus.time_ns(cpu.run_retired)) {
+            (0, _) | (_, None) => None,
+            (v, Some(now)) => Some(now.saturating_add(v.saturating_sub(cpu.tsc_now(bus)))),
+        };
+        bus.set_tsc_deadline(at);
+        cpu.s.msr.tsc_deadline = v;
+        if bus.wants_stop() {
+            // The board's next deadline moved: let the run loop see it.
+            cpu.stop_for_bus();
+        }
+        return Ok(());
+    }
     match bus.msr_write(n, v) {
         Some(true) => {
             if n == crate::msr::APIC_BASE {

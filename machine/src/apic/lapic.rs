@@ -1,7 +1,8 @@
 //! A local APIC in xAPIC mode (Intel SDM vol. 3, chapter 10): ID, TPR/PPR, IRR/ISR/TMR,
 //! EOI with the broadcast to the I/O APIC for level-triggered vectors, the spurious vector
 //! register, the LVT (timer, LINT0 as virtual wire for the 8259A, LINT1 as NMI, error), the
-//! timer in one-shot and periodic mode counting virtual time, and the ICR for IPIs.
+//! timer in one-shot, periodic and TSC-deadline mode counting virtual time (the TSC counts
+//! virtual nanoseconds, so a deadline is a virtual time), and the ICR for IPIs.
 //!
 //! At reset the bootstrap processor's LINT0 is ExtINT and unmasked, as QEMU leaves it, so the
 //! 8259A's interrupts reach a processor whose firmware never touched its APIC.
@@ -65,8 +66,15 @@ pub struct Lapic {
     /// Virtual time the current count started from `initial`.
     timer_start: u64,
     timer_armed: bool,
+    /// TSC-deadline mode: the virtual time IA32_TSC_DEADLINE asked for, while armed.
+    #[serde(default)]
+    tsc_deadline: Option<u64>,
     nmi: bool,
 }
+
+/// LVT timer modes (bits 17-18).
+const TIMER_PERIODIC: u32 = 1;
+const TIMER_TSC_DEADLINE: u32 = 2;
 
 fn bit(v: &[u32; 8], n: u8) -> bool {
     v[usize::from(n >> 5)] & (1 << (n & 31)) != 0
@@ -104,6 +112,7 @@ impl Lapic {
             divide: 0,
             timer_start: 0,
             timer_armed: false,
+            tsc_deadline: None,
             nmi: false,
         };
         if bsp {
@@ -243,12 +252,28 @@ impl Lapic {
         u64::from(self.initial) * self.divisor() * NS_PER_TICK
     }
 
+    fn timer_mode(&self) -> u32 {
+        (self.lvt[LVT_TIMER] >> 17) & 3
+    }
+
+    /// IA32_TSC_DEADLINE was written: arm the timer for virtual time `at` (`None` disarms).
+    /// Ignored unless the timer is in TSC-deadline mode, as on hardware.
+    pub fn set_tsc_deadline(&mut self, at: Option<u64>) {
+        if self.timer_mode() == TIMER_TSC_DEADLINE {
+            self.tsc_deadline = at;
+        }
+    }
+
     fn current_count(&self, now: u64) -> u32 {
+        if self.timer_mode() == TIMER_TSC_DEADLINE {
+            // The count registers are unused in TSC-deadline mode and read 0.
+            return 0;
+        }
         if !self.timer_armed || self.initial == 0 {
             return 0;
         }
         let ticks = now.saturating_sub(self.timer_start) / (self.divisor() * NS_PER_TICK);
-        let periodic = (self.lvt[LVT_TIMER] >> 17) & 3 == 1;
+        let periodic = self.timer_mode() == TIMER_PERIODIC;
         if periodic {
             let i = u64::from(self.initial);
             (i - ticks % i) as u32
@@ -259,6 +284,9 @@ impl Lapic {
 
     /// When the timer fires next, if it is counting.
     pub fn deadline(&self) -> Option<u64> {
+        if self.timer_mode() == TIMER_TSC_DEADLINE {
+            return self.tsc_deadline;
+        }
         (self.timer_armed && self.initial != 0).then(|| self.timer_start + self.timer_period_ns())
     }
 
@@ -269,7 +297,10 @@ impl Lapic {
             set(&mut self.irr, l as u8, true);
             set(&mut self.tmr, l as u8, false);
         }
-        if (l >> 17) & 3 == 1 {
+        if self.timer_mode() == TIMER_TSC_DEADLINE {
+            // One shot: the deadline is consumed.
+            self.tsc_deadline = None;
+        } else if self.timer_mode() == TIMER_PERIODIC {
             let p = self.timer_period_ns().max(1);
             // Catch up whole periods if time jumped.
             let elapsed = now.saturating_sub(self.timer_start);
@@ -367,11 +398,21 @@ impl Lapic {
                 if !self.software_enabled() {
                     v |= LVT_MASKED;
                 }
-                let was_periodic = (self.lvt[LVT_TIMER] >> 17) & 3;
+                let old_mode = self.timer_mode();
                 self.lvt[k] = v;
-                if k == LVT_TIMER && (v >> 17) & 3 != was_periodic {
+                if k == LVT_TIMER && self.timer_mode() != old_mode {
+                    if old_mode == TIMER_TSC_DEADLINE || self.timer_mode() == TIMER_TSC_DEADLINE {
+                        // Changing to or from TSC-deadline mode disarms the timer (SDM
+                        // 10.5.4.1); one-shot and periodic share a running count.
+                        self.timer_armed = false;
+                        self.initial = 0;
+                        self.tsc_deadline = None;
+                    }
                     fx.timer_changed = true;
                 }
+            }
+            0x38 if self.timer_mode() == TIMER_TSC_DEADLINE => {
+                // The initial count is ignored in TSC-deadline mode.
             }
             0x38 => {
                 self.initial = v;
@@ -406,6 +447,28 @@ impl Lapic {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tsc_deadline_mode_fires_once_at_the_deadline() {
+        let mut l = Lapic::new(0, true);
+        l.write(0xF0, 0x1FF, 0); // software enable
+        l.write(0x320, (TIMER_TSC_DEADLINE << 17) | 0x40, 0);
+        // The initial count does not arm it; the MSR does, and only in this mode.
+        l.write(0x380, 1000, 0);
+        assert_eq!(l.deadline(), None);
+        l.set_tsc_deadline(Some(5000));
+        assert_eq!(l.deadline(), Some(5000));
+        assert_eq!(l.read(0x390, 100), 0);
+        l.timer_expired(5000);
+        assert_eq!(l.deadline(), None);
+        assert_eq!(l.pending(), Some(0x40));
+        // Back to one-shot: disarmed, and the MSR is ignored.
+        l.set_tsc_deadline(Some(9000));
+        l.write(0x320, 0x41, 6000);
+        assert_eq!(l.deadline(), None);
+        l.set_tsc_deadline(Some(9000));
+        assert_eq!(l.deadline(), None);
+    }
+
     use super::*;
 
     fn enabled() -> Lapic {
