@@ -105,6 +105,17 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub screen_text: Option<PathBuf>,
 
+    /// End with status 0 as soon as the serial output (COM1) matches REGEX; may be given
+    /// several times (with --expect-screen too): all must match. A guest that ends first
+    /// gives status 123; --timeout reports what was last seen
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub expect_serial: Vec<regex::Regex>,
+
+    /// End with status 0 as soon as the text of the screen (as --screen-text writes it)
+    /// matches REGEX; may be given several times: all must match, each at some moment
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub expect_screen: Vec<regex::Regex>,
+
     /// Number of processors, 1 to 64
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_smp)]
     pub smp: u32,
@@ -210,6 +221,11 @@ pub fn parse_smp(s: &str) -> Result<u32, String> {
         Ok(n @ 1..=64) => Ok(n),
         _ => Err("expected a number of processors from 1 to 64".into()),
     }
+}
+
+pub fn parse_regex(s: &str) -> Result<regex::Regex, String> {
+    // The multi-line flag lets ^ and $ match at line ends, as a script expects of a log.
+    regex::RegexBuilder::new(s).multi_line(true).build().map_err(|e| e.to_string())
 }
 
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod drives;
+mod expect;
 mod img;
 mod screen;
 mod session;

@@ -3,6 +3,7 @@
 //! the exit status ([`Session::run`]).
 
 use crate::cli::{Args, CharSpec, Display};
+use crate::expect::Expectations;
 use crate::screen::ScreenOutputs;
 use accel::interp::Interp;
 use accel::select::{choose_backend, probe_host};
@@ -10,7 +11,7 @@ use accel::vm::{Watch, WATCH_INTERVAL};
 use accel::{AccelChoice, AccelError, AccelKind, Backend, RunLimits, RunOutcome, RunStats, Vm};
 use anyhow::{anyhow, bail, Context, Result};
 use cpu::CpuState;
-use machine::host::{CharBackend, FileChar, NullChar, StdioChar};
+use machine::host::{CharBackend, FileChar, NullChar, StdioChar, TeeChar};
 use machine::memory::MemoryError;
 use machine::{Clock, ClockMode, Machine, MachineConfig, MachineError};
 use std::path::Path;
@@ -37,6 +38,8 @@ pub mod status {
     pub const STUCK: u8 = 121;
     /// The CPU shut down (triple fault) under `--no-reboot`.
     pub const TRIPLE_FAULT: u8 = 122;
+    /// The guest ended before every `--expect-serial`/`--expect-screen` matched.
+    pub const EXPECT_UNMET: u8 = 123;
     /// `--timeout` ran out.
     pub const TIMEOUT: u8 = 124;
     /// Ferrite itself failed while the guest ran (a KVM error, say).
@@ -48,6 +51,8 @@ pub struct Session {
     limits: RunLimits,
     /// --screenshot and --screen-text.
     screen: ScreenOutputs,
+    /// --expect-serial and --expect-screen.
+    expect: Expectations,
 }
 
 impl Session {
@@ -66,7 +71,11 @@ impl Session {
             None => None,
         };
         let drives = crate::drives::Drives::open(&args.drives)?;
-        let serial = char_backend("--serial", &args.serial, true)?;
+        let expect = Expectations::new(&args.expect_serial, &args.expect_screen);
+        let mut serial = char_backend("--serial", &args.serial, true)?;
+        if expect.wants_serial() {
+            serial = Box::new(TeeChar(vec![serial, Box::new(expect.serial_tap())]));
+        }
         let debugcon = char_backend("--debugcon", &args.debugcon, false)?;
 
         let (kind, why) = if args.deterministic && args.accel == AccelChoice::Auto {
@@ -122,7 +131,7 @@ impl Session {
         // The first write shows the power-on screen and finds unusable paths before the run.
         let mut screen = ScreenOutputs::new(args.screenshot.clone(), args.screen_text.clone());
         screen.refresh(&mut vm.machine)?;
-        Ok(Session { vm, limits: RunLimits { timeout: args.timeout, no_reboot: args.no_reboot }, screen })
+        Ok(Session { vm, limits: RunLimits { timeout: args.timeout, no_reboot: args.no_reboot }, screen, expect })
     }
 
     /// The machine, for a front end to take its handles (keyboard and mouse input) before
@@ -152,8 +161,16 @@ impl Session {
         frontend: &mut dyn FnMut(&mut Machine, &RunStats) -> Watch,
     ) -> Result<u8> {
         let screen = &mut self.screen;
+        let expect = &mut self.expect;
+        let mut all_matched = false;
+        // The watcher runs about every `interval` of wall time: the screen files, the
+        // expectations, then the front end.
         let mut watch = |m: &mut Machine, stats: &RunStats| {
             screen.poll(m);
+            if expect.check(m) {
+                all_matched = true;
+                return Watch::Stop(0);
+            }
             frontend(m, stats)
         };
         let result = self.vm.run_watched(&self.limits, interval, &mut watch);
@@ -166,6 +183,20 @@ impl Session {
                 return Err(anyhow!(e).context("the run stopped"));
             }
         };
+        if all_matched {
+            eprintln!("ferrite: every --expect-serial/--expect-screen matched; stopping the guest");
+            if let Err(e) = self.screen.refresh(&mut self.vm.machine) {
+                eprintln!("ferrite: {e:#}");
+                return Ok(status::INTERNAL);
+            }
+            return Ok(0);
+        }
+        // The guest ended on its own first: a last look, since it may have written its last
+        // words since the watcher's.
+        let unmet = !self.expect.is_empty() && !self.expect.check(&mut self.vm.machine);
+        if unmet && !matches!(outcome, RunOutcome::Timeout) {
+            eprintln!("ferrite: the guest ended before every --expect matched:\n{}", self.expect.report());
+        }
         let code = match outcome {
             RunOutcome::Exit(code) => code,
             RunOutcome::PowerOff => 0,
@@ -178,6 +209,9 @@ impl Session {
                 let secs = self.limits.timeout.map_or(0.0, |t| t.as_secs_f64());
                 eprintln!("ferrite: timeout: the guest was still running after {secs} s (--timeout); its state:");
                 eprint!("{}", self.vm.report());
+                if !self.expect.is_empty() {
+                    eprint!("ferrite: the expectations at the timeout:\n{}", self.expect.report());
+                }
                 status::TIMEOUT
             }
             RunOutcome::TripleFault(why) => {
@@ -195,6 +229,9 @@ impl Session {
         if let Err(e) = self.screen.refresh(&mut self.vm.machine) {
             eprintln!("ferrite: {e:#}");
             return Ok(status::INTERNAL);
+        }
+        if unmet && code != status::TIMEOUT {
+            return Ok(status::EXPECT_UNMET);
         }
         Ok(code)
     }
