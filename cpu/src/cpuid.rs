@@ -5,6 +5,26 @@ use crate::cpu::Cpu;
 
 /// Highest basic and extended leaves.
 const MAX_BASIC: u32 = 0xD;
+
+/// Cache line size in bytes (CLFLUSH, leaf 4).
+const LINE: u32 = 64;
+
+/// A cache as leaf 4 describes it.
+struct Cache {
+    /// 1 data, 2 instruction, 3 unified.
+    kind: u32,
+    level: u32,
+    size: u32,
+    ways: u32,
+}
+
+/// The caches reported: what a Core 2-era part has, per core L1s and a shared L2. Nothing
+/// is simulated; software sizes buffers and reports from these.
+const CACHES: [Cache; 3] = [
+    Cache { kind: 1, level: 1, size: 32 << 10, ways: 8 },
+    Cache { kind: 2, level: 1, size: 32 << 10, ways: 8 },
+    Cache { kind: 3, level: 2, size: 4 << 20, ways: 16 },
+];
 const MAX_EXT: u32 = 0x8000_0008;
 
 // Leaf 1 EDX.
@@ -85,7 +105,28 @@ impl Cpu {
                 let ebx = (8 << 8) | (u32::from(cfg.cpus.max(1)) << 16) | (u32::from(cfg.apic_id) << 24);
                 [0x0000_06F1, ebx, ecx, edx]
             }
+            // Deterministic cache parameters, one sub-leaf per cache, then a null one.
+            4 => match CACHES.get(sub as usize) {
+                Some(c) => {
+                    let cores = u32::from(self.config.cpus.max(1)) - 1;
+                    let sharing = if c.level == 2 { cores } else { 0 };
+                    let eax = c.kind | (c.level << 5) | (1 << 8) | (sharing << 14) | ((cores & 0x3F) << 26);
+                    let sets = c.size / (c.ways * LINE);
+                    [eax, ((c.ways - 1) << 22) | (LINE - 1), sets - 1, 0]
+                }
+                None => [0; 4],
+            },
             7 if sub == 0 => [0, BMI1 | SMEP | BMI2 | RDSEED | ADX | SMAP, 0, 0],
+            // Extended topology: one thread per core (SMT level), `cpus` cores per package.
+            0xB => {
+                let id = u32::from(self.config.apic_id);
+                let cpus = u32::from(self.config.cpus.max(1));
+                match sub {
+                    0 => [0, 1, 1 << 8, id],
+                    1 => [32 - (cpus - 1).leading_zeros(), cpus, (2 << 8) | 1, id],
+                    _ => [0, 0, sub & 0xFF, id],
+                }
+            }
             // XSAVE: the x87 and SSE components in the standard format (legacy region and
             // header); sub-leaf 1: XSAVEOPT only.
             0xD if sub == 0 => {
@@ -101,6 +142,8 @@ impl Cpu {
                 let w = |o: usize| u32::from_le_bytes(brand[k + o..k + o + 4].try_into().unwrap());
                 [w(0), w(4), w(8), w(12)]
             }
+            // L2: size in KiB, associativity code 8 (16-way), line size.
+            0x8000_0006 => [0, 0, ((CACHES[2].size >> 10) << 16) | (8 << 12) | LINE, 0],
             // 40 physical address bits, 48 linear.
             0x8000_0008 => [40 | (48 << 8), 0, 0, 0],
             _ => [0, 0, 0, 0],

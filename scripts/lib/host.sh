@@ -9,11 +9,14 @@
 FERRITE_BUILD_PACKAGES=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libvulkan1 libegl1)
 # Debian packages only the tests need: nasm for the check that roms/build/ is what
 # roms/build.sh makes; qemu-utils (qemu-img, qemu-io) for disk-image interoperability;
-# seabios for its BIOS and VGA BIOS (vgabios-stdvga.bin) driving the VGA model; grub-pc-bin,
-# grub-common, xorriso and mtools for the GRUB CD that Ferrite's BIOS boots (tests/tests/bios.rs);
+# seabios for its BIOS and VGA BIOS (vgabios-stdvga.bin) driving the VGA model and the guest
+# boots; memtest86+ for its ISO; what tests/linux/build.sh makes the Linux disk and CD with;
+# grub-pc-bin and grub-common for the GRUB CD that Ferrite's BIOS boots (tests/tests/bios.rs);
 # for the window tests an X server (xvfb), xdotool to type, ImageMagick's import to photograph
 # the window, xwininfo (x11-utils), and Mesa's software Vulkan and GL drivers for wgpu.
-FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios grub-pc-bin grub-common xorriso mtools xvfb xdotool imagemagick x11-utils mesa-vulkan-drivers libgl1-mesa-dri libegl-mesa0)
+FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios memtest86+ busybox-static dosfstools mtools syslinux
+    syslinux-common isolinux xorriso grub-pc-bin grub-common xvfb xdotool imagemagick x11-utils
+    mesa-vulkan-drivers libgl1-mesa-dri libegl-mesa0)
 
 _ferrite_apt_updated=
 
