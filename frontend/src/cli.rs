@@ -88,8 +88,13 @@ pub struct Args {
     pub timeout: Option<Duration>,
 
     /// Run on a deterministic virtual clock (the headless default; needs the interpreter)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "realtime")]
     pub deterministic: bool,
+
+    /// Run the interpreter on the host's real-time clock instead (guest time is wall time, as
+    /// under KVM): timing loops take as long as on hardware, runs are not reproducible
+    #[arg(long)]
+    pub realtime: bool,
 
     /// Exit instead of rebooting when the guest resets the machine or triple-faults
     #[arg(long)]

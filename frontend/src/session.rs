@@ -83,9 +83,9 @@ impl Session {
         } else {
             choose_backend(args.accel, &probe_host()).map_err(|e| anyhow!(e))?
         };
-        // Headless runs are deterministic unless KVM runs them; the window runs in real time
-        // (a person is watching) unless --deterministic asks otherwise.
-        let deterministic = args.deterministic || args.display == Display::None;
+        // Headless runs are deterministic unless KVM runs them or --realtime asks; the window
+        // runs in real time (a person is watching) unless --deterministic asks otherwise.
+        let deterministic = args.deterministic || (args.display == Display::None && !args.realtime);
         let clock_for = |kind| match kind {
             AccelKind::Kvm => ClockMode::RealTime,
             AccelKind::Interp if deterministic => ClockMode::Deterministic,
