@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub const COM1_PORT: u16 = 0x3F8;
 pub const COM1_IRQ: u8 = 4;
+/// COM2, COM3 and COM4: (base port, IRQ) as on every PC.
+pub const COM2_4: [(u16, u8); 3] = [(0x2F8, 3), (0x3E8, 4), (0x2E8, 3)];
 pub const DEBUGCON_PORT: u16 = 0xE9;
 pub const EXIT_PORT: u16 = 0xF4;
 
@@ -26,6 +28,8 @@ pub struct MachineConfig {
     pub bios: Vec<u8>,
     pub clock: ClockMode,
     pub serial: Box<dyn CharBackend>,
+    /// Where COM2, COM3 and COM4 go (missing ones: nowhere; the UARTs are always there).
+    pub serial_more: Vec<Box<dyn CharBackend>>,
     pub debugcon: Box<dyn CharBackend>,
     /// IDE drives: primary master, primary slave, secondary master, secondary slave.
     pub ide: [Option<Drive>; 4],
@@ -55,6 +59,7 @@ impl Default for MachineConfig {
             bios: Vec::new(),
             clock: ClockMode::Deterministic,
             serial: Box::new(crate::host::NullChar),
+            serial_more: Vec::new(),
             debugcon: Box::new(crate::host::NullChar),
             ide: [None, None, None, None],
             floppy: [None, None],
@@ -133,6 +138,10 @@ pub struct Machine {
     pirq_irq: [Option<u8>; 4],
     /// Level of each ISA line as driven by PCI interrupts, apart from the ISA devices.
     pci_isa_level: u16,
+    /// Per interrupt line (ISA 0-15, I/O APIC-only 16-23), which devices drive it high: bit
+    /// `index` of the device (63 for index 63 and up). Lines are wired-OR, so two devices can
+    /// share one (COM1 and COM3 on IRQ 4, a UART gating its output with OUT2).
+    isa_drivers: [u64; 24],
     /// The 8237A pair (index in `devices`): other devices' ISA DMA runs through it.
     isa_dma: Option<usize>,
     /// The 8042 (index in `devices`) and where host keyboard and mouse handles come from.
@@ -193,6 +202,9 @@ pub struct PciSnapshot {
     pub pirq_assert: [Vec<usize>; 4],
     pub pirq_irq: [Option<u8>; 4],
     pub isa_level: u16,
+    /// Which devices drive each interrupt line (see `Machine::isa_drivers`).
+    #[serde(default)]
+    pub isa_drivers: Vec<u64>,
 }
 
 impl Machine {
@@ -217,6 +229,7 @@ impl Machine {
             pirq_assert: Default::default(),
             pirq_irq: [None; 4],
             pci_isa_level: 0,
+            isa_drivers: [0; 24],
             isa_dma: None,
             ps2: None,
             ioapic: IoApic::new(),
@@ -236,6 +249,11 @@ impl Machine {
         }
         m.add_io_device(Box::new(Pit::new()), &[(0x40, 4), (0x61, 1)]);
         m.add_io_device(Box::new(Uart::new(COM1_IRQ, cfg.serial)), &[(COM1_PORT, 8)]);
+        let mut more = cfg.serial_more.into_iter();
+        for (port, irq) in COM2_4 {
+            let backend = more.next().unwrap_or_else(|| Box::new(crate::host::NullChar));
+            m.add_io_device(Box::new(Uart::new(irq, backend)), &[(port, 8)]);
+        }
         m.add_io_device(Box::new(DebugCon::new(cfg.debugcon)), &[(DEBUGCON_PORT, 1)]);
         m.add_io_device(Box::new(ExitDevice::new()), &[(EXIT_PORT, 1)]);
         // The legacy ISA devices of a PC/AT with a PIIX3:
@@ -486,8 +504,27 @@ impl Machine {
         let bit = 1u16 << irq;
         if level != (self.pci_isa_level & bit != 0) {
             self.pci_isa_level ^= bit;
-            self.isa_line(irq, level);
+            let isa = self.isa_drivers.get(usize::from(irq)).is_some_and(|&m| m != 0);
+            self.isa_line(irq, level || isa);
         }
+    }
+
+    /// Device `from` (an index in `devices`) drives interrupt line `line` to `level`; the line
+    /// is high while any device or PCI interrupt drives it.
+    fn device_line(&mut self, from: Option<usize>, line: u8, level: bool) {
+        let Some(mask) = self.isa_drivers.get_mut(usize::from(line)) else {
+            tracing::debug!("interrupt line {line} does not exist; ignored");
+            return;
+        };
+        let bit = 1u64 << from.unwrap_or(63).min(63);
+        if level {
+            *mask |= bit;
+        } else {
+            *mask &= !bit;
+        }
+        let pci = line < 16 && self.pci_isa_level & (1 << line) != 0;
+        let effective = *mask != 0 || pci;
+        self.isa_line(line, effective);
     }
 
     /// An ISA interrupt line (0-15) changed level: it reaches the 8259A pair and the I/O APIC.
@@ -740,7 +777,7 @@ impl Machine {
                         self.isa_line(line, level);
                     }
                 }
-                _ => self.isa_line(line, level),
+                _ => self.device_line(from, line, level),
             }
         }
         self.irqs = irqs;
@@ -966,6 +1003,7 @@ impl Machine {
         self.pirq_irq = [None; 4];
         self.pci_isa_level = 0;
         self.legacy_route = Default::default();
+        self.isa_drivers = [0; 24];
         for i in 0..self.devices.len() {
             self.remap_bars(i);
         }
@@ -996,6 +1034,7 @@ impl Machine {
                 pirq_assert: self.pirq_assert.clone(),
                 pirq_irq: self.pirq_irq,
                 isa_level: self.pci_isa_level,
+                isa_drivers: self.isa_drivers.to_vec(),
             },
             apic: Some(ApicSnapshot { ioapic: self.ioapic.save(), lapics: self.lapics.iter().map(|l| l.save()).collect() }),
             legacy_route: self.legacy_route.clone(),
@@ -1018,6 +1057,10 @@ impl Machine {
         self.pirq_irq = s.pci.pirq_irq;
         self.pci_isa_level = s.pci.isa_level;
         self.legacy_route = s.legacy_route.clone();
+        self.isa_drivers = [0; 24];
+        for (d, &v) in self.isa_drivers.iter_mut().zip(&s.pci.isa_drivers) {
+            *d = v;
+        }
         for i in 0..self.devices.len() {
             self.remap_bars(i);
         }

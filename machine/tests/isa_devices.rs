@@ -262,3 +262,33 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&p).unwrap();
     p
 }
+
+/// COM1 and COM3 share IRQ 4 (wired-OR): while either UART asserts it the line stays high,
+/// so COM3 dropping its request does not hide COM1's from the PIC; COM2 and COM4 are there too.
+#[test]
+fn four_uarts_and_a_shared_interrupt_line() {
+    let mut m = Machine::new(config()).unwrap();
+    for base in [0x3F8u16, 0x2F8, 0x3E8, 0x2E8] {
+        // The scratch register proves a UART answers at each port.
+        m.io_write(base + 7, 1, 0x5A);
+        assert_eq!(m.io_read(base + 7, 1), 0x5A, "UART at {base:#x}");
+    }
+    // Level-sensitive view: ELCR marks IRQ 4 level-triggered so the IRR follows the line.
+    init_pic(&mut m, &[4]);
+    m.io_write(0x4D0, 1, 1 << 4);
+    let irr = |m: &mut Machine| {
+        m.io_write(0x20, 1, 0x0A);
+        m.io_read(0x20, 1) & (1 << 4) != 0
+    };
+    // Both UARTs request "transmitter empty" interrupts with OUT2 set.
+    for base in [0x3F8u16, 0x3E8] {
+        m.io_write(base + 4, 1, 0x08);
+        m.io_write(base + 1, 1, 0x02);
+    }
+    assert!(irr(&mut m), "IRQ 4 asserted");
+    // COM3 stops asking (IER cleared): COM1 still holds the line.
+    m.io_write(0x3E8 + 1, 1, 0x00);
+    assert!(irr(&mut m), "COM1 still drives IRQ 4");
+    m.io_write(0x3F8 + 1, 1, 0x00);
+    assert!(!irr(&mut m), "nobody drives IRQ 4");
+}

@@ -317,6 +317,9 @@ fn isa_bridge() -> Vec<u8> {
         &[&IO::new(0x3F2, 0x3F2, 0, 4), &IO::new(0x3F7, 0x3F7, 0, 1), &IrqNoFlags(&[6]), &IsaDma(2, 0)],
     ));
     body.extend(isa_device("COM1", "PNP0501", Some(1), &[&IO::new(0x3F8, 0x3F8, 0, 8), &IrqNoFlags(&[4])]));
+    body.extend(isa_device("COM2", "PNP0501", Some(2), &[&IO::new(0x2F8, 0x2F8, 0, 8), &IrqNoFlags(&[3])]));
+    body.extend(isa_device("COM3", "PNP0501", Some(3), &[&IO::new(0x3E8, 0x3E8, 0, 8), &IrqNoFlags(&[4])]));
+    body.extend(isa_device("COM4", "PNP0501", Some(4), &[&IO::new(0x2E8, 0x2E8, 0, 8), &IrqNoFlags(&[3])]));
     let body = Raw(body);
     encode(&Device::new("ISA_".into(), vec![&body]))
 }
