@@ -121,6 +121,17 @@ pub struct Args {
     #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     pub expect_screen: Vec<regex::Regex>,
 
+    /// Record everything the guest plays (PC speaker, Sound Blaster 16, OPL FM) to a WAV file:
+    /// 48 kHz, 16-bit stereo, in virtual time (so a --deterministic run records the same file
+    /// every time), whatever the display
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio_out: Option<PathBuf>,
+
+    /// Play the guest's sound on the host's sound card (`host`) or not (`none`); the default is
+    /// `host` with a window and `none` headless. Without a sound card Ferrite runs silently
+    #[arg(long, value_enum, value_name = "host|none")]
+    pub audio: Option<Audio>,
+
     /// Number of processors, 1 to 64
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_smp)]
     pub smp: u32,
@@ -130,6 +141,12 @@ pub struct Args {
 
     #[command(subcommand)]
     pub command: Option<crate::img::Command>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Audio {
+    Host,
+    None,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -299,6 +316,10 @@ mod tests {
         assert_eq!(a.display, Display::None);
         assert!(a.bios.is_none() && a.timeout.is_none() && !a.deterministic && !a.no_reboot);
         assert!(a.screenshot.is_none() && a.screen_text.is_none());
+        assert!(a.audio.is_none() && a.audio_out.is_none());
+        let a = Args::parse_from(["ferrite", "--audio", "none", "--audio-out", "x.wav"]);
+        assert_eq!(a.audio, Some(Audio::None));
+        assert_eq!(a.audio_out.as_deref(), Some(std::path::Path::new("x.wav")));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `ferrite`: the command line's edge. Parses the options, sets up logging, and turns the
 //! session's result into the exit status (see `session::status` and README.md).
 
+mod audio;
 mod cli;
 mod drives;
 mod expect;

@@ -2,7 +2,7 @@
 //! before the guest starts ([`Session::prepare`]), then the run and how its ending becomes
 //! the exit status ([`Session::run`]).
 
-use crate::cli::{Args, CharSpec, Display};
+use crate::cli::{Args, Audio, CharSpec, Display};
 use crate::expect::Expectations;
 use crate::screen::ScreenOutputs;
 use accel::interp::Interp;
@@ -53,6 +53,8 @@ pub struct Session {
     screen: ScreenOutputs,
     /// --expect-serial and --expect-screen.
     expect: Expectations,
+    /// The host's sound card while it plays (--audio host).
+    _host_audio: Option<crate::audio::HostAudio>,
 }
 
 impl Session {
@@ -127,11 +129,33 @@ impl Session {
         };
         eprintln!("ferrite: accelerator: {why}; {clock}");
 
+        // Sound: the WAV file is created now, so a bad path is an error before the guest runs.
+        if let Some(path) = &args.audio_out {
+            machine.add_audio_sink(Box::new(crate::audio::WavSink::create(path)?));
+        }
+        let play = args.audio.unwrap_or(match args.display {
+            Display::Window => Audio::Host,
+            Display::None => Audio::None,
+        });
+        let host_audio = match play {
+            Audio::Host => crate::audio::open_host().map(|(host, sink)| {
+                machine.add_audio_sink(sink);
+                host
+            }),
+            Audio::None => None,
+        };
+
         let mut vm = Vm::new(machine, backend, CpuState::default()).context("cannot start the CPU")?;
         // The first write shows the power-on screen and finds unusable paths before the run.
         let mut screen = ScreenOutputs::new(args.screenshot.clone(), args.screen_text.clone());
         screen.refresh(&mut vm.machine)?;
-        Ok(Session { vm, limits: RunLimits { timeout: args.timeout, no_reboot: args.no_reboot }, screen, expect })
+        Ok(Session {
+            vm,
+            limits: RunLimits { timeout: args.timeout, no_reboot: args.no_reboot },
+            screen,
+            expect,
+            _host_audio: host_audio,
+        })
     }
 
     /// The machine, for a front end to take its handles (keyboard and mouse input) before
@@ -180,6 +204,7 @@ impl Session {
             Err(e) => {
                 eprint!("{}", self.vm.report());
                 let _ = self.screen.refresh(&mut self.vm.machine);
+                let _ = self.vm.machine.finish_audio();
                 return Err(anyhow!(e).context("the run stopped"));
             }
         };
@@ -189,7 +214,7 @@ impl Session {
                 eprintln!("ferrite: {e:#}");
                 return Ok(status::INTERNAL);
             }
-            return Ok(0);
+            return Ok(self.finish_audio().unwrap_or(0));
         }
         // The guest ended on its own first: a last look, since it may have written its last
         // words since the watcher's.
@@ -225,15 +250,30 @@ impl Session {
                 status::STUCK
             }
         };
-        // The screen as the guest left it.
+        // The screen as the guest left it, and the sound up to its end.
         if let Err(e) = self.screen.refresh(&mut self.vm.machine) {
             eprintln!("ferrite: {e:#}");
             return Ok(status::INTERNAL);
+        }
+        if let Some(failed) = self.finish_audio() {
+            return Ok(failed);
         }
         if unmet && code != status::TIMEOUT {
             return Ok(status::EXPECT_UNMET);
         }
         Ok(code)
+    }
+}
+
+impl Session {
+    /// Ends the sound at the guest's end (the WAV file's header written); a failure is
+    /// reported and gives the status to exit with.
+    fn finish_audio(&mut self) -> Option<u8> {
+        let audio_errors = self.vm.machine.finish_audio();
+        for e in &audio_errors {
+            eprintln!("ferrite: {e}");
+        }
+        (!audio_errors.is_empty()).then_some(status::INTERNAL)
     }
 }
 

@@ -161,6 +161,8 @@ pub struct Machine {
     /// RTC, or HPET timers 0 and 1 under LegacyReplacement Route.
     hpet: Option<usize>,
     legacy_route: crate::devices::hpet::LegacyRoute,
+    /// Sound: the mixer, once a sink is attached (`add_audio_sink`).
+    mixer: Option<crate::audio::Mixer>,
 }
 
 /// A drive as firmware addresses it: on the IDE controller (0-3, primary master to secondary
@@ -240,6 +242,7 @@ impl Machine {
             fdc: None,
             hpet: None,
             legacy_route: Default::default(),
+            mixer: None,
         };
         if crate::firmware::bios::is_ferrite_bios(&cfg.bios) {
             m.ports[usize::from(crate::firmware::bios::SERVICE_PORT)] = PortOwner::BiosService;
@@ -360,6 +363,64 @@ impl Machine {
     pub fn display(&mut self) -> Option<&mut dyn crate::display::Display> {
         let i = self.devices.iter_mut().position(|d| d.as_display().is_some())?;
         self.devices[i].as_display()
+    }
+
+    /// Sends everything the sound devices play from now on to `sink` as well. The first sink
+    /// starts the mixer: from then on the devices render, and the board mixes every
+    /// `audio::MIX_INTERVAL_NS` of virtual time.
+    pub fn add_audio_sink(&mut self, sink: Box<dyn crate::audio::AudioSink>) {
+        let now = self.clock.now();
+        if self.mixer.is_none() {
+            let mixer = crate::audio::Mixer::new(now);
+            // Bring every source up to now with its stream off, then start it where the
+            // mixer starts.
+            for i in self.sound_devices() {
+                self.with_device(i, |d, cx| {
+                    if let Some(s) = d.as_sound() {
+                        s.render(cx);
+                        s.stream().set_enabled(true, mixer.start_position());
+                    }
+                });
+            }
+            self.mixer = Some(mixer);
+            self.attention = true;
+        }
+        if let Some(m) = self.mixer.as_mut() {
+            m.add_sink(sink);
+        }
+    }
+
+    fn sound_devices(&mut self) -> Vec<usize> {
+        (0..self.devices.len()).filter(|&i| self.devices[i].as_sound().is_some()).collect()
+    }
+
+    /// Renders and mixes what the sound devices played up to now.
+    pub fn flush_audio(&mut self) {
+        let Some(mut mixer) = self.mixer.take() else { return };
+        let now = self.clock.now();
+        let sources = self.sound_devices();
+        for &i in &sources {
+            self.with_device(i, |d, cx| {
+                if let Some(s) = d.as_sound() {
+                    s.render(cx);
+                }
+            });
+        }
+        let streams: Vec<&mut crate::audio::SoundStream> = self
+            .devices
+            .iter_mut()
+            .filter_map(|d| d.as_sound())
+            .map(|s| s.stream())
+            .collect();
+        mixer.mix(now, streams.into_iter());
+        self.mixer = Some(mixer);
+    }
+
+    /// The run is over: mixes what is left and finishes the sinks (closing files). Returns
+    /// the sinks' errors.
+    pub fn finish_audio(&mut self) -> Vec<String> {
+        self.flush_audio();
+        self.mixer.as_mut().map_or_else(Vec::new, |m| m.finish())
     }
 
     /// Attaches a PCI function at `devfn` on bus 0 (the first one also claims the
@@ -947,10 +1008,8 @@ impl Machine {
     pub fn next_deadline(&self) -> Option<u64> {
         let devices = self.deadlines.iter().flatten().copied().min();
         let timers = self.lapics.iter().filter_map(|l| l.deadline()).min();
-        match (devices, timers) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let mix = self.mixer.as_ref().map(|m| m.next_mix);
+        [devices, timers, mix].into_iter().flatten().min()
     }
 
     /// Ticks every device whose deadline has come.
@@ -967,6 +1026,9 @@ impl Machine {
                 self.deadlines[i] = None;
                 self.with_device(i, |d, cx| d.tick(cx));
             }
+        }
+        if self.mixer.as_ref().is_some_and(|m| m.next_mix <= now) {
+            self.flush_audio();
         }
     }
 

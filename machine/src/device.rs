@@ -207,6 +207,10 @@ pub trait Device: Send {
     fn as_display(&mut self) -> Option<&mut dyn crate::display::Display> {
         None
     }
+    /// The sound this device makes, if it makes any (the board mixes it, see `audio`).
+    fn as_sound(&mut self) -> Option<&mut dyn crate::audio::SoundSource> {
+        None
+    }
     /// Guest memory access by a device that is not a PCI bus master (fw_cfg's DMA interface):
     /// whether a transfer the guest started is waiting. The board asks after every access to
     /// the device and every tick, then calls `run_memory_transfer` with the memory lent for

@@ -3,6 +3,7 @@
 //! named here; `accel` drives this crate through [`Machine`].
 
 pub mod apic;
+pub mod audio;
 pub mod block;
 pub mod board;
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod host;
 pub mod memory;
 pub mod pci;
 
+pub use audio::{AudioSink, Frame as AudioFrame};
 pub use board::{Drive, DriveSlot, Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot, ApicSnapshot};
 pub use clock::{Clock, ClockMode};
 pub use device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};

@@ -2,21 +2,22 @@
 # installing Debian packages when they are missing and this runs as root (or with sudo that
 # asks no password). Sourced, not run.
 
-# Debian packages the `ferrite` binary needs. The build itself needs none; the desktop window
-# (--display window) loads these libraries when it opens: X11 and its extensions, xkbcommon
-# for the keyboard, the Vulkan loader and EGL for wgpu (without a driver behind them it
-# draws with the CPU).
-FERRITE_BUILD_PACKAGES=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libvulkan1 libegl1)
+# Debian packages the `ferrite` binary needs. The desktop window (--display window) loads
+# these libraries when it opens: X11 and its extensions, xkbcommon for the keyboard, the
+# Vulkan loader and EGL for wgpu (without a driver behind them it draws with the CPU); the
+# sound output (cpal) builds against ALSA's headers, found through pkg-config.
+FERRITE_BUILD_PACKAGES=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libvulkan1 libegl1 pkg-config libasound2-dev)
 # Debian packages only the tests need: nasm for the check that roms/build/ is what
 # roms/build.sh makes; qemu-utils (qemu-img, qemu-io) for disk-image interoperability;
 # seabios for its BIOS and VGA BIOS (vgabios-stdvga.bin) driving the VGA model and the guest
 # boots; memtest86+ for its ISO; what tests/linux/build.sh makes the Linux disk and CD with;
 # grub-pc-bin and grub-common for the GRUB CD that Ferrite's BIOS boots (tests/tests/bios.rs);
 # for the window tests an X server (xvfb), xdotool to type, ImageMagick's import to photograph
-# the window, xwininfo (x11-utils), and Mesa's software Vulkan and GL drivers for wgpu.
+# the window, xwininfo (x11-utils), and Mesa's software Vulkan and GL drivers for wgpu; nasm
+# also builds the sound test guests, and sox measures what --audio-out recorded.
 FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios memtest86+ busybox-static dosfstools mtools syslinux
     syslinux-common isolinux xorriso grub-pc-bin grub-common xvfb xdotool imagemagick x11-utils
-    mesa-vulkan-drivers libgl1-mesa-dri libegl-mesa0)
+    mesa-vulkan-drivers libgl1-mesa-dri libegl-mesa0 sox)
 
 _ferrite_apt_updated=
 

@@ -9,6 +9,7 @@ pub mod hpet;
 pub mod i440fx;
 pub mod i8042;
 pub mod ide;
+pub mod pcspk;
 pub mod pic;
 pub mod piix3;
 pub mod piix4_pm;

@@ -2,7 +2,9 @@
 //! 2 gate, speaker enable, refresh toggle, counter 2 OUT). Follows the Intel 8254 datasheet and
 //! the PIIX3 NMI status/control register; counts are computed from virtual time, never ticked.
 
+use crate::audio::{SoundSource, SoundStream, RATE};
 use crate::device::{Device, DeviceContext, DeviceSnapshot, SnapshotError};
+use crate::devices::pcspk::SpeakerSynth;
 use serde::{Deserialize, Serialize};
 
 const NAME: &str = "pit";
@@ -472,25 +474,38 @@ pub struct SpeakerState {
     pub frequency_hz: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct State {
     counters: [Counter; 3],
     /// Port 0x61 bits 0-3 as written.
     port_b: u8,
     /// The level last driven on IRQ 0.
     irq0: bool,
+    /// The speaker's sound as rendered so far.
+    #[serde(default)]
+    speaker: SpeakerSynth,
 }
 
 impl State {
     fn new() -> State {
         // Counters 0 and 1 have GATE tied high on a PC; counter 2's comes from port 0x61.
-        State { counters: [Counter::new(true), Counter::new(true), Counter::new(false)], port_b: 0, irq0: false }
+        State {
+            counters: [Counter::new(true), Counter::new(true), Counter::new(false)],
+            port_b: 0,
+            irq0: false,
+            speaker: SpeakerSynth::new(),
+        }
     }
 }
+
+/// Counter 2 periods shorter than two frames are above the output's Nyquist frequency: the
+/// band-limited speaker shows only their average level.
+const FASTEST_AUDIBLE_COUNT: u32 = (2 * PIT_HZ / RATE as u64) as u32;
 
 /// The 8254 and port 0x61. Counter 0's OUT is IRQ 0; counter 2 feeds the speaker.
 pub struct Pit {
     s: State,
+    stream: SoundStream,
 }
 
 impl Default for Pit {
@@ -501,7 +516,59 @@ impl Default for Pit {
 
 impl Pit {
     pub fn new() -> Pit {
-        Pit { s: State::new() }
+        Pit { s: State::new(), stream: SoundStream::new() }
+    }
+
+    /// The speaker's input level now: counter 2's OUT through port 0x61 bit 1, or the average
+    /// level of a tone above the audible band.
+    fn speaker_level(&self) -> f32 {
+        let c = &self.s.counters[2];
+        if self.s.port_b & 2 == 0 {
+            return 0.0;
+        }
+        if c.phase == Phase::Counting && c.gate && matches!(c.mode(), 2 | 3) {
+            let n = if c.mode() == 3 { c.n } else { c.cr.unwrap_or(c.modulus()) };
+            if n <= FASTEST_AUDIBLE_COUNT && c.cr.unwrap_or(c.modulus()) <= FASTEST_AUDIBLE_COUNT {
+                let high = if c.mode() == 3 { n.div_ceil(2) } else { n.saturating_sub(1) };
+                return high as f32 / n.max(1) as f32;
+            }
+        }
+        if c.out {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Renders the speaker up to `now`: every OUT edge of counter 2 since the last render
+    /// becomes a band-limited step at its own time.
+    fn render_speaker(&mut self, now: u64) {
+        let t = tick_at(now);
+        if self.stream.enabled() {
+            loop {
+                let c = &self.s.counters[2];
+                let Some(e) = c.next_event().filter(|&e| e <= t) else { break };
+                if self.s.port_b & 2 == 0 || self.speaker_level().fract() != 0.0 {
+                    // Silent, or too fast to follow edge by edge: nothing changes until an
+                    // access does.
+                    break;
+                }
+                self.s.counters[2].advance_to(e);
+                let level = self.speaker_level();
+                self.s.speaker.step(time_of(e), level, &mut self.stream);
+            }
+        }
+        self.s.counters[2].advance_to(t);
+        let level = self.speaker_level();
+        // Without a sink the edges were skipped: the level is where they left it.
+        self.s.speaker.step(now, level, &mut self.stream);
+        self.s.speaker.render(now, &mut self.stream);
+    }
+
+    /// After an access: the speaker follows whatever the access changed.
+    fn update_speaker(&mut self, now: u64) {
+        let level = self.speaker_level();
+        self.s.speaker.step(now, level, &mut self.stream);
     }
 
     /// Counter 2 and the speaker bits of port 0x61, for the sound output.
@@ -632,11 +699,14 @@ impl Pit {
 
     /// Every access: counter 0 caught up first (so its edges land in order), then the access,
     /// then counter 0 again (a control word can move OUT at once) and its next deadline.
+    /// The speaker is rendered up to now before anything changes, and follows after.
     fn access<R>(&mut self, cx: &mut DeviceContext, f: impl FnOnce(&mut Self, &mut DeviceContext) -> R) -> R {
+        self.render_speaker(cx.now);
         self.sync(cx);
         let r = f(self, cx);
         self.sync(cx);
         self.schedule(cx);
+        self.update_speaker(cx.now);
         r
     }
 
@@ -700,6 +770,10 @@ impl Device for Pit {
         DeviceSnapshot::new(NAME, VERSION, &self.s)
     }
 
+    fn as_sound(&mut self) -> Option<&mut dyn SoundSource> {
+        Some(self)
+    }
+
     fn restore(&mut self, snapshot: &DeviceSnapshot) -> Result<(), SnapshotError> {
         let s: State = snapshot.decode(NAME, VERSION)?;
         // Counting divides by these: refuse values no running 8254 could hold.
@@ -714,6 +788,16 @@ impl Device for Pit {
         }
         self.s = s;
         Ok(())
+    }
+}
+
+impl SoundSource for Pit {
+    fn render(&mut self, cx: &mut DeviceContext) {
+        self.render_speaker(cx.now);
+    }
+
+    fn stream(&mut self) -> &mut SoundStream {
+        &mut self.stream
     }
 }
 
@@ -1035,6 +1119,55 @@ mod tests {
         b.out(0x61, 0x02);
         assert_eq!(b.inb(0x61) & 0x20, 0x20, "gate low forces OUT high");
         assert_eq!(b.pit.speaker_output().frequency_hz, None);
+    }
+
+    /// Counter 2 in mode 3 with `count`, the speaker on, for `ms` milliseconds, rendered
+    /// (the mixer's part played by the test); the frames of the left side.
+    fn speaker_tone(count: u16, ms: u64) -> Vec<f32> {
+        let mut b = Bench::new();
+        b.pit.stream = SoundStream::enabled_at(crate::audio::frames_due(0));
+        b.out(0x43, 0xB6);
+        b.out(0x42, count as u8);
+        b.out(0x42, (count >> 8) as u8);
+        b.out(0x61, 0x03);
+        // Render in 5 ms pieces, as the board does.
+        for k in 1..=ms / 5 {
+            b.run_to(k * 5_000_000);
+            b.with(|p, cx| p.render(cx));
+        }
+        b.out(0x61, 0x00);
+        b.pit.stream.frames().iter().map(|f| f[0]).collect()
+    }
+
+    #[test]
+    fn speaker_plays_counter2_square_wave() {
+        let f = speaker_tone(1193, 500);
+        assert_eq!(f.len() as u64, crate::audio::frames_due(500_000_000) - 1);
+        // After the high-pass settles: zero crossings give the period, 1193182 / 1193 Hz.
+        let start = f.len() / 5;
+        let ups: Vec<usize> = (start..f.len() - 1).filter(|&i| f[i] < 0.0 && f[i + 1] >= 0.0).collect();
+        let period = (ups[ups.len() - 1] - ups[0]) as f64 / (ups.len() - 1) as f64;
+        let hz = crate::audio::RATE as f64 / period;
+        assert!((hz - PIT_HZ as f64 / 1193.0).abs() < 0.5, "{hz} Hz");
+        let peak = f[start..].iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!((0.15..0.3).contains(&peak), "peak {peak}");
+    }
+
+    #[test]
+    fn speaker_above_the_audible_band_is_quiet() {
+        // 1193182 / 20 = 60 kHz: only its average reaches the output, which the cone blocks.
+        let f = speaker_tone(20, 200);
+        let tail = &f[f.len() / 2..];
+        let peak = tail.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(peak < 0.01, "peak {peak}");
+        // Gate off: the speaker holds, no sound (and no rendering work).
+        let mut b = Bench::new();
+        b.pit.stream = SoundStream::enabled_at(crate::audio::frames_due(0));
+        b.out(0x61, 0x02);
+        b.run_to(100_000_000);
+        b.with(|p, cx| p.render(cx));
+        let tail = &b.pit.stream.frames()[2400..];
+        assert!(tail.iter().all(|x| x[0].abs() < 0.05));
     }
 
     #[test]
