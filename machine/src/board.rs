@@ -293,6 +293,14 @@ impl Machine {
             m.add_io_device(Box::new(SysCtl::new()), &[(0x92, 1), (0xCF9, 1)]);
             m.fdc = Some(m.add_io_device(Box::new(fdc), &[(0x3F0, 6), (0x3F7, 1)]));
         }
+        // Sound: a Sound Blaster 16 at 0x220 (IRQ 5, DMA 1, HDMA 5) and its OPL3, which also
+        // answers at the AdLib's 0x388 (the PC speaker is the PIT's).
+        {
+            use crate::devices::{opl, sb16};
+            m.add_io_device(Box::new(sb16::Sb16::new()), &sb16::PORTS);
+            let fm = m.add_io_device(Box::new(opl::Opl::new()), &opl::ADLIB_PORTS);
+            m.add_io_ports(fm, &opl::SB_PORTS);
+        }
         m.add_pci_function(Box::new(I440fx::new()), devfn(0, 0));
         m.add_pci_function(Box::new(Piix3Isa::new()), devfn(1, 0));
         // IDE: the PIIX3's IDE function (00:01.1) with the configured drives, on the PC/AT's
