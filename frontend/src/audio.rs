@@ -243,7 +243,7 @@ mod tests {
             ring.push([0.5, -0.5]).unwrap();
         }
         let played: Vec<Frame> = (0..REFILL_FRAMES + 20).map(|_| p.next_frame()).collect();
-        assert!(played.iter().any(|f| *f == [0.5, 0.5]));
+        assert!(played.contains(&[0.5, 0.5]));
         // Ran dry: silence, not the last frames again.
         assert!(played[played.len() - 5..].iter().all(|f| *f == [0.0; 2]));
         assert!(!p.playing);

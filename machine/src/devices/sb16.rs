@@ -39,15 +39,11 @@ const DMA16_SELECT: [(u8, u8); 3] = [(0x20, 5), (0x40, 6), (0x80, 7)];
 /// jumpers of a default card.
 fn mixer_defaults() -> Vec<u8> {
     let mut m = vec![0u8; 256];
-    for r in 0x30..=0x35 {
-        m[r] = 0xC0; // master, voice, MIDI: 24 of 31 (-14 dB)
-    }
+    m[0x30..=0x35].fill(0xC0); // master, voice, MIDI: 24 of 31 (-14 dB)
     m[0x3C] = 0x1F;
     m[0x3D] = 0x15;
     m[0x3E] = 0x0B;
-    for r in 0x44..=0x47 {
-        m[r] = 0x80;
-    }
+    m[0x44..=0x47].fill(0x80);
     m[0x80] = 0x02;
     m[0x81] = 0x22;
     m
