@@ -537,16 +537,19 @@ impl Sb16 {
                     }
                 }
             }
+            // Continue (0xD4 8-bit, 0xD6 16-bit) and exit auto-init (0xDA 8-bit, 0xD9
+            // 16-bit) act on a transfer of their width only.
             0xD4 | 0xD6 => {
-                if let Some(t) = self.s.transfer.as_mut() {
+                if let Some(t) = self.s.transfer.as_mut().filter(|t| t.bits16 == (cmd == 0xD6)) {
                     if let Some(p) = t.paused_at.take() {
-                        t.origin_ns += cx.now - p;
+                        t.origin_ns += cx.now.saturating_sub(p);
                     }
                 }
             }
             0xD9 | 0xDA => {
-                if let Some(t) = self.s.transfer.as_mut() {
-                    t.exit_at_block_end = true;
+                match self.s.transfer.as_mut().filter(|t| t.bits16 == (cmd == 0xD9)) {
+                    Some(t) => t.exit_at_block_end = true,
+                    None => tracing::debug!(cmd, "SB16: exit auto-init with no transfer of that width"),
                 }
             }
             0xD1 => self.s.speaker = true,
