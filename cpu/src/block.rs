@@ -9,8 +9,9 @@ use crate::fault::Fault;
 use crate::mem::Access;
 use crate::state::sreg;
 use std::collections::HashMap;
+use std::cell::Cell;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::Rc;
+use std::ptr::NonNull;
 
 /// Longest block, in instructions.
 const MAX_BLOCK: usize = 64;
@@ -44,14 +45,75 @@ type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 /// Entries in the direct-mapped cache of recently used blocks, in front of the hash map.
 const RECENT: usize = 1024;
 
+/// One decoded block, with the blocks that followed it last (block chaining: the run loop
+/// finds the next block from the one just executed without hashing anything).
+pub(crate) struct Block {
+    pub(crate) insns: Box<[Insn]>,
+    /// The cache key (host address | code bits << 56), `u64::MAX` for code in device memory.
+    pub(crate) key: u64,
+    links: [Cell<Link>; 2],
+    /// Which link the next new successor replaces.
+    victim: Cell<u8>,
+}
+
+/// "After this block, RIP = `rip` continued in block `to`", valid while the cache's chain
+/// generation is `gen`.
+#[derive(Clone, Copy)]
+struct Link {
+    rip: u64,
+    gen: u64,
+    to: *const Block,
+}
+
+const NO_LINK: Link = Link { rip: 0, gen: u64::MAX, to: std::ptr::null() };
+
+impl Block {
+    /// The block chained after this one for `rip`, if the link is still valid.
+    #[inline(always)]
+    pub(crate) fn successor(&self, rip: u64, gen: u64) -> Option<*const Block> {
+        for l in &self.links {
+            let l = l.get();
+            if l.rip == rip && l.gen == gen {
+                return Some(l.to);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn link(&self, rip: u64, gen: u64, to: *const Block) {
+        let v = self.victim.get();
+        self.links[usize::from(v)].set(Link { rip, gen, to });
+        self.victim.set(v ^ 1);
+    }
+}
+
+/// Blocks live in individual heap allocations owned by the cache through raw pointers, so
+/// that the run loop can execute one while handlers change the cache (a write to a code page
+/// drops blocks, possibly the one running). A dropped block goes to `dead` and is freed only
+/// between blocks (`free_dead`), when nothing points into it; every path that drops a block
+/// also bumps the generations that validate the recent-block cache and the chain links, so
+/// neither can reach a dead block.
 pub(crate) struct BlockCache {
-    blocks: IntMap<u64, Rc<[Insn]>>,
+    blocks: IntMap<u64, NonNull<Block>>,
     /// Host page start → keys of the blocks with bytes on it.
     pages: IntMap<usize, Vec<u64>>,
-    /// (linear address | code bits << 56, key, block) of recently entered blocks, so that a
-    /// hot loop skips the TLB and the hash lookup. Emptied whenever any mapping or block
-    /// goes away.
-    recent: Box<[(u64, u64, Option<Rc<[Insn]>>)]>,
+    /// (linear address, generation << 8 | mode, block) of recently entered blocks, so that a
+    /// block reached other than through a chain link skips the TLB and the hash lookup.
+    recent: Box<[(u64, u64, *const Block)]>,
+    /// Validates `recent`: bumped whenever any mapping or block goes away.
+    recent_gen: u64,
+    /// Validates chain links: bumped with `recent_gen` and whenever CS or the mode changes
+    /// (a link is keyed by RIP alone).
+    pub(crate) chain_gen: u64,
+    /// Blocks dropped but perhaps still executing.
+    dead: Vec<NonNull<Block>>,
+}
+
+impl Drop for BlockCache {
+    fn drop(&mut self) {
+        self.clear();
+        self.free_dead();
+    }
 }
 
 impl BlockCache {
@@ -59,25 +121,53 @@ impl BlockCache {
         BlockCache {
             blocks: IntMap::default(),
             pages: IntMap::default(),
-            recent: vec![(u64::MAX, 0, None); RECENT].into_boxed_slice(),
+            recent: vec![(u64::MAX, u64::MAX, std::ptr::null()); RECENT].into_boxed_slice(),
+            recent_gen: 0,
+            chain_gen: 0,
+            dead: Vec::new(),
         }
     }
 
     pub(crate) fn clear(&mut self) {
-        self.blocks.clear();
+        let all: Vec<NonNull<Block>> = self.blocks.drain().map(|(_, b)| b).collect();
+        self.dead.extend(all);
         self.pages.clear();
         self.forget_recent();
     }
 
-    /// Empties the recent-block cache (linear-to-host mappings may have changed).
+    /// Forgets every block found by linear address (linear-to-host mappings may have
+    /// changed) and every chain link.
+    #[inline]
     pub(crate) fn forget_recent(&mut self) {
-        for e in self.recent.iter_mut() {
-            *e = (u64::MAX, 0, None);
+        self.recent_gen += 1;
+        self.chain_gen += 1;
+    }
+
+    /// Forgets the chain links (CS or the mode changed).
+    #[inline]
+    pub(crate) fn forget_links(&mut self) {
+        self.chain_gen += 1;
+    }
+
+    /// Whether dropped blocks wait to be freed.
+    #[inline(always)]
+    pub(crate) fn has_dead(&self) -> bool {
+        !self.dead.is_empty()
+    }
+
+    /// Frees dropped blocks. Only between blocks: no block may be executing, and the caller
+    /// must hold no pointer to a block across this call.
+    pub(crate) fn free_dead(&mut self) {
+        for b in self.dead.drain(..) {
+            // SAFETY: every pointer in `dead` came from `Box::into_raw` in `insert` or
+            // `adopt`, was removed from `blocks` when it was pushed here, and appears once.
+            drop(unsafe { Box::from_raw(b.as_ptr()) });
         }
     }
 
-    pub(crate) fn get(&self, key: u64) -> Option<&Rc<[Insn]>> {
-        self.blocks.get(&key)
+    pub(crate) fn get(&self, key: u64) -> Option<&[Insn]> {
+        // SAFETY: blocks in the map are live allocations owned by the cache.
+        self.blocks.get(&key).map(|b| unsafe { &*b.as_ptr() }.insns.as_ref())
     }
 
     #[inline]
@@ -90,7 +180,9 @@ impl BlockCache {
         match self.pages.remove(&host_page) {
             Some(keys) => {
                 for k in keys {
-                    self.blocks.remove(&k);
+                    if let Some(b) = self.blocks.remove(&k) {
+                        self.dead.push(b);
+                    }
                 }
                 self.forget_recent();
                 true
@@ -99,12 +191,16 @@ impl BlockCache {
         }
     }
 
-    /// Inserts a block; returns the host pages that just became code pages.
-    fn insert(&mut self, key: u64, block: Rc<[Insn]>, pages: &[usize]) -> Vec<usize> {
+    /// Inserts a block; returns it and the host pages that just became code pages.
+    fn insert(&mut self, key: u64, block: Box<Block>, pages: &[usize]) -> (*const Block, Vec<usize>) {
         if self.blocks.len() >= MAX_BLOCKS {
             self.clear();
         }
-        self.blocks.insert(key, block);
+        let b = NonNull::from(Box::leak(block));
+        if let Some(old) = self.blocks.insert(key, b) {
+            self.dead.push(old);
+            self.forget_recent();
+        }
         let mut fresh = Vec::new();
         for &p in pages {
             let list = self.pages.entry(p).or_insert_with(|| {
@@ -113,7 +209,15 @@ impl BlockCache {
             });
             list.push(key);
         }
-        fresh
+        (b.as_ptr(), fresh)
+    }
+
+    /// Takes a block that is not cached (code in device memory): it lives until the next
+    /// `free_dead`, long enough to execute once.
+    fn adopt(&mut self, block: Box<Block>) -> *const Block {
+        let b = NonNull::from(Box::leak(block));
+        self.dead.push(b);
+        b.as_ptr()
     }
 }
 
@@ -124,49 +228,55 @@ impl Cpu {
         self.bits
     }
 
-    /// The block starting at CS:RIP, from the cache or freshly decoded, with its cache key
-    /// (`u64::MAX` for code in device memory, which is never cached).
-    #[inline]
-    pub(crate) fn fetch_block(&mut self, bus: &mut dyn Bus) -> Result<(u64, Rc<[Insn]>), Fault> {
+    /// The block starting at CS:RIP, from the cache or freshly decoded. The pointer stays
+    /// valid until the next `free_dead` (see `BlockCache`).
+    pub(crate) fn fetch_block(&mut self, bus: &mut dyn Bus) -> Result<*const Block, Fault> {
         let bits = self.code_bits();
         let lin = self.lin(sreg::CS, self.s.rip, 1, Access::Exec)?;
-        let tag = lin | (u64::from(bits) << 56);
+        // The mode part of the tag: code size, and user or supervisor (execute permission).
+        let mode = u64::from(bits) | (u64::from((self.s.seg[sreg::SS].attr >> 5) & 3 == 3) << 7);
+        let tag = (self.blocks.recent_gen << 8) | mode;
         let slot = ((lin ^ (lin >> 10)) as usize) & (RECENT - 1);
-        if let (t, key, Some(b)) = &self.blocks.recent[slot] {
-            if *t == tag {
-                return Ok((*key, b.clone()));
-            }
+        let (t, g, b) = self.blocks.recent[slot];
+        if t == lin && g == tag {
+            return Ok(b);
         }
         let host = self.code_host(bus, lin)?;
         let key = host.map(|(page, off)| (page + off) as u64 | (u64::from(bits) << 56));
         if let Some(k) = key {
             if let Some(b) = self.blocks.blocks.get(&k) {
-                let b = b.clone();
-                self.blocks.recent[slot] = (tag, k, Some(b.clone()));
-                return Ok((k, b));
+                let b = b.as_ptr() as *const Block;
+                self.blocks.recent[slot] = (lin, tag, b);
+                return Ok(b);
             }
         }
-        let (block, last_byte) = self.decode_block(bus, bits)?;
-        if let (Some(k), Some((first_page, _))) = (key, host) {
-            let mut pages = vec![first_page];
-            if let Some(last) = last_byte {
-                if let Some((lp, _)) = self.code_host(bus, last)? {
-                    if lp != first_page {
-                        pages.push(lp);
-                    }
+        let (insns, last_byte) = self.decode_block(bus, bits)?;
+        let block = Box::new(Block { insns, key: key.unwrap_or(u64::MAX), links: [Cell::new(NO_LINK), Cell::new(NO_LINK)], victim: Cell::new(0) });
+        let (Some(k), Some((first_page, _))) = (key, host) else {
+            return Ok(self.blocks.adopt(block));
+        };
+        let mut pages = vec![first_page];
+        if let Some(last) = last_byte {
+            if let Some((lp, _)) = self.code_host(bus, last)? {
+                if lp != first_page {
+                    pages.push(lp);
                 }
             }
-            for p in self.blocks.insert(k, block.clone(), &pages) {
-                self.tlb.protect_host_page(p);
-            }
-            self.blocks.recent[slot] = (tag, k, Some(block.clone()));
         }
-        Ok((key.unwrap_or(u64::MAX), block))
+        let (b, fresh) = self.blocks.insert(k, block, &pages);
+        for p in fresh {
+            self.tlb.protect_host_page(p);
+        }
+        // Decoding may have dropped blocks (a page walk setting accessed bits in a page that
+        // holds code): the generation moved on, and the entry must carry the new one.
+        let tag = (self.blocks.recent_gen << 8) | mode;
+        self.blocks.recent[slot] = (lin, tag, b);
+        Ok(b)
     }
 
     /// Decodes instructions from CS:RIP until a control transfer, a page boundary or the size
     /// limit. Returns the block and the linear address of its last byte.
-    fn decode_block(&mut self, bus: &mut dyn Bus, bits: u32) -> Result<(Rc<[Insn]>, Option<u64>), Fault> {
+    fn decode_block(&mut self, bus: &mut dyn Bus, bits: u32) -> Result<(Box<[Insn]>, Option<u64>), Fault> {
         let cs = self.s.seg[sreg::CS];
         let ip_mask = match bits {
             16 => 0xFFFF,
@@ -215,6 +325,6 @@ impl Cpu {
                 break;
             }
         }
-        Ok((Rc::from(insns), last_byte))
+        Ok((insns.into_boxed_slice(), last_byte))
     }
 }

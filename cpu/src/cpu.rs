@@ -1,15 +1,14 @@
 //! The processor: architectural state plus the interpreter's caches, and the run loop that
 //! executes cached blocks, checking interrupts and the instruction budget between blocks.
 
-use crate::block::BlockCache;
-use crate::bus::Bus;
+use crate::block::{Block, BlockCache};
+use crate::bus::{Bus, PageMapping};
 use crate::decode::Insn;
 use crate::fault::Fault;
 use crate::flags::Lazy;
 use crate::mem::Tlb;
 use crate::seg::SegCheck;
 use crate::state::{flags, sreg, CpuState};
-use std::rc::Rc;
 
 /// Why `run` returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +65,10 @@ pub struct Cpu {
     /// Set by a handler to end the current block after this instruction (a write hit decoded
     /// code, the bus wants attention, HLT, a mode change).
     pub(crate) end_block: bool,
+    /// Something must be looked at before the next block: an interrupt shadow or HLT, a fault
+    /// just delivered, a stop, a non-maskable interrupt, dropped blocks to free. Interrupt
+    /// lines are looked at after any bus call that may have moved them (see `Watched`).
+    pub(crate) attention: bool,
     pub(crate) stop: Option<Stop>,
     /// Bus map generation the TLB was filled under.
     pub(crate) map_gen: u64,
@@ -74,18 +77,20 @@ pub struct Cpu {
     history_pos: usize,
     /// Code size in bits (16, 32, 64) of the current CS and mode: see `update_mode`.
     pub(crate) bits: u32,
+    /// A near branch target `t` is valid when `t + near_bias <= near_hi` (wrapping): the CS
+    /// limit outside 64-bit mode (bias 0), canonical in it (bias 2^47, bound 2^48 - 1).
+    pub(crate) near_bias: u64,
+    pub(crate) near_hi: u64,
     scratch_pages: Vec<u64>,
     /// Virtual time (ns) at which `s.tsc` was the TSC value, once a clocked bus was seen.
     tsc_anchor: Option<u64>,
     /// Virtual time at the end of the last run.
     last_ns: u64,
-    /// Instructions retired so far in the current `run` call.
+    /// Instructions retired so far in the current `run` call (counted per block; iterations
+    /// of repeated string instructions beyond the first are added as they run).
     pub(crate) run_retired: u64,
     /// RDRAND/RDSEED state for reproducible runs; `None` takes the host's randomness.
     pub(crate) random_seed: Option<u64>,
-    /// Iterations of repeated string instructions beyond the first, counted as retired
-    /// instructions at the end of the block.
-    pub(crate) rep_extra: u64,
     /// Enabled debug-register breakpoints, by kind (see `debug.rs`).
     pub(crate) bp: crate::debug::Breakpoints,
     /// Data and I/O breakpoints hit by the instruction being executed (DR6 B0-B3 bits).
@@ -117,13 +122,15 @@ impl Cpu {
             tlb: Tlb::new(),
             blocks: BlockCache::new(),
             end_block: false,
+            attention: true,
             stop: None,
             map_gen: u64::MAX,
             history: [(0, u64::MAX); HISTORY],
             history_pos: 0,
             bits: 16,
+            near_bias: 0,
+            near_hi: 0xFFFF,
             scratch_pages: Vec::new(),
-            rep_extra: 0,
             random_seed: None,
             tsc_anchor: None,
             last_ns: 0,
@@ -167,6 +174,7 @@ impl Cpu {
         self.retired = 0;
         self.tsc_anchor = None;
         self.blocks.forget_recent();
+        self.attention = true;
         self.update_mode();
         self.refresh_breakpoints();
     }
@@ -181,6 +189,9 @@ impl Cpu {
         } else {
             16
         };
+        (self.near_bias, self.near_hi) = if self.bits == 64 { (1 << 47, (1 << 48) - 1) } else { (0, u64::from(cs.limit)) };
+        // Chain links are keyed by RIP: a new CS (base, limit, size, privilege) voids them.
+        self.blocks.forget_links();
         self.refresh_all_segs();
     }
 
@@ -208,7 +219,8 @@ impl Cpu {
 
     pub(crate) fn set_tsc(&mut self, bus: &mut dyn Bus, v: u64) {
         self.s.tsc = v;
-        self.retired = 0;
+        // `retired` gets this run's count added at its end: start from minus what is in it.
+        self.retired = 0u64.wrapping_sub(self.run_retired);
         self.tsc_anchor = bus.time_ns(self.run_retired);
         self.last_ns = self.tsc_anchor.unwrap_or(0);
     }
@@ -230,6 +242,7 @@ impl Cpu {
     /// runs, until its IRET).
     pub fn raise_nmi(&mut self) {
         self.s.pending.nmi = true;
+        self.attention = true;
     }
 
     pub fn is_halted(&self) -> bool {
@@ -254,40 +267,72 @@ impl Cpu {
         }
         self.run_retired = 0;
         self.stop = None;
-        let r = self.run_blocks(bus, max_insns);
+        let mut watched = Watched { bus, touched: true };
+        let r = self.run_blocks(&mut watched, max_insns);
+        self.retired = self.retired.wrapping_add(r.retired);
         if let Some(t) = bus.time_ns(r.retired) {
             self.last_ns = t;
         }
         r
     }
 
-    fn run_blocks(&mut self, bus: &mut dyn Bus, max_insns: u64) -> RunResult {
-        let mut retired = 0u64;
+    fn run_blocks(&mut self, bus: &mut Watched, max_insns: u64) -> RunResult {
+        // The block just executed, whose chain links lead to the next; null when there is
+        // none or it may have been freed.
+        let mut prev: *const Block = std::ptr::null();
         loop {
-            self.run_retired = retired;
-            if let Some(stop) = self.stop.take() {
-                return RunResult { retired, stop };
-            }
-            if !self.check_events(bus) {
-                return RunResult { retired, stop: Stop::Halted };
-            }
-            if let Some(stop) = self.stop.take() {
-                return RunResult { retired, stop };
-            }
-            if retired >= max_insns {
-                return RunResult { retired, stop: Stop::Budget };
-            }
-            let (key, block) = match self.fetch_block(bus) {
-                Ok(b) => b,
-                Err(f) => {
-                    self.raise(bus, f);
-                    continue;
+            if self.attention || bus.touched {
+                self.attention = false;
+                bus.touched = false;
+                if let Some(stop) = self.stop.take() {
+                    return RunResult { retired: self.run_retired, stop };
                 }
+                if !self.check_events(bus) {
+                    return RunResult { retired: self.run_retired, stop: Stop::Halted };
+                }
+                if let Some(stop) = self.stop.take() {
+                    return RunResult { retired: self.run_retired, stop };
+                }
+                if self.blocks.has_dead() {
+                    prev = std::ptr::null();
+                    self.blocks.free_dead();
+                }
+            }
+            if self.run_retired >= max_insns {
+                return RunResult { retired: self.run_retired, stop: Stop::Budget };
+            }
+            let rip = self.s.rip;
+            let gen = self.blocks.chain_gen;
+            // SAFETY: `prev` is null or a block not freed since it executed (`free_dead` runs
+            // only above, and clears it).
+            let next = if prev.is_null() { None } else { unsafe { &*prev }.successor(rip, gen) };
+            let block = match next {
+                Some(b) => b,
+                None => match self.fetch_block(bus) {
+                    Ok(b) => {
+                        if !prev.is_null() && self.blocks.chain_gen == gen && unsafe { &*b }.key != u64::MAX {
+                            // SAFETY: as above; `b` is cached (not device memory), so it lives
+                            // until the generation moves on.
+                            unsafe { &*prev }.link(rip, gen, b);
+                        }
+                        if self.blocks.has_dead() {
+                            self.attention = true;
+                        }
+                        b
+                    }
+                    Err(f) => {
+                        self.raise(bus, f);
+                        prev = std::ptr::null();
+                        continue;
+                    }
+                },
             };
-            self.record(key);
-            let n = self.exec_block(bus, &block) + std::mem::take(&mut self.rep_extra);
-            retired += n;
-            self.retired += n;
+            // SAFETY: `block` was just found in the cache (or adopted by it) and is not freed
+            // before the next pass through `free_dead`.
+            let block = unsafe { &*block };
+            self.record(block.key);
+            self.run_retired += self.exec_block(bus, &block.insns);
+            prev = block;
         }
     }
 
@@ -296,40 +341,56 @@ impl Cpu {
         let mut pages = std::mem::take(&mut self.scratch_pages);
         bus.take_dma_writes(&mut pages);
         for &p in &pages {
-            if let crate::bus::PageMapping::Ram { host } = bus.map_page(p) {
+            if let PageMapping::Ram { host } = bus.map_page(p) {
                 self.blocks.invalidate_page(host as usize);
             }
         }
         pages.clear();
         self.scratch_pages = pages;
+        if self.blocks.has_dead() {
+            self.blocks.free_dead();
+        }
     }
 
-    /// Interrupts between blocks. Returns false if the CPU stays halted.
-    fn check_events(&mut self, bus: &mut dyn Bus) -> bool {
+    /// Interrupts between blocks. Returns false if the CPU stays halted. Called only when
+    /// something may have changed (`attention`, or a bus call since the last look); whatever
+    /// must be looked at again next time, without a bus call in between, asks for it here.
+    fn check_events(&mut self, watched: &mut Watched) -> bool {
         if self.s.pending.interrupt_shadow {
             self.s.pending.interrupt_shadow = false;
+            // Nothing was looked at: look after the next block.
+            self.attention = true;
             return !self.s.halted;
         }
-        if bus.take_nmi() {
+        if watched.bus.take_nmi() {
             self.s.pending.nmi = true;
         }
-        if self.s.pending.nmi && !self.s.pending.nmi_blocked {
-            self.s.pending.nmi = false;
-            self.s.pending.nmi_blocked = true;
-            self.s.halted = false;
-            self.raise(bus, Fault::Interrupt(2));
-            return true;
-        }
-        if self.s.rflags & flags::IF != 0 && bus.intr_pending() {
-            if let Some(vector) = bus.intr_ack() {
+        if self.s.pending.nmi {
+            if !self.s.pending.nmi_blocked {
+                self.s.pending.nmi = false;
+                self.s.pending.nmi_blocked = true;
                 self.s.halted = false;
-                self.raise(bus, Fault::Interrupt(vector));
+                self.raise(watched, Fault::Interrupt(2));
+                return true;
             }
+            // Held until the handler's IRET: keep looking.
+            self.attention = true;
+        }
+        if watched.bus.intr_pending() {
+            if self.s.rflags & flags::IF != 0 {
+                if let Some(vector) = watched.bus.intr_ack() {
+                    self.s.halted = false;
+                    self.raise(watched, Fault::Interrupt(vector));
+                }
+            }
+            // Masked by IF (which POPF or IRET may set without a bus call), or just
+            // acknowledged with another behind it: keep looking.
+            watched.touched = true;
         }
         !self.s.halted
     }
 
-    fn exec_block(&mut self, bus: &mut dyn Bus, block: &Rc<[Insn]>) -> u64 {
+    fn exec_block(&mut self, bus: &mut dyn Bus, block: &[Insn]) -> u64 {
         let mut n = 0;
         self.end_block = false;
         if self.debug_active() {
@@ -339,6 +400,9 @@ impl Cpu {
                 if !go_on {
                     break;
                 }
+            }
+            if self.end_block {
+                self.attention = true;
             }
             return n;
         }
@@ -354,6 +418,9 @@ impl Cpu {
                 }
             }
             if self.end_block {
+                // Whatever ended the block (a write to code, the bus, a mode change) may
+                // want a look before the next one.
+                self.attention = true;
                 return n;
             }
         }
@@ -375,7 +442,7 @@ impl Cpu {
             if key == u64::MAX {
                 continue;
             }
-            let Some(insns) = self.blocks.get(key) else {
+            let Some(insns): Option<&[Insn]> = self.blocks.get(key) else {
                 out.push(format!("{lin:#010x}  (block since overwritten)"));
                 continue;
             };
@@ -395,17 +462,18 @@ impl Cpu {
     /// general registers, 16-19 the high bytes AH, CH, DH, BH.
     #[inline(always)]
     pub(crate) fn reg(&self, r: u8, size: u8) -> u64 {
+        // (Register numbers are below 16 but for the high bytes: `& 15` spares bounds checks.)
         match size {
             1 => {
                 if r < 16 {
-                    self.s.gpr[r as usize] & 0xFF
+                    self.s.gpr[usize::from(r & 15)] & 0xFF
                 } else {
-                    (self.s.gpr[(r - 16) as usize] >> 8) & 0xFF
+                    (self.s.gpr[usize::from(r & 3)] >> 8) & 0xFF
                 }
             }
-            2 => self.s.gpr[r as usize] & 0xFFFF,
-            4 => self.s.gpr[r as usize] & 0xFFFF_FFFF,
-            _ => self.s.gpr[r as usize],
+            2 => self.s.gpr[usize::from(r & 15)] & 0xFFFF,
+            4 => self.s.gpr[usize::from(r & 15)] & 0xFFFF_FFFF,
+            _ => self.s.gpr[usize::from(r & 15)],
         }
     }
 
@@ -416,19 +484,19 @@ impl Cpu {
         match size {
             1 => {
                 if r < 16 {
-                    let g = &mut self.s.gpr[r as usize];
+                    let g = &mut self.s.gpr[usize::from(r & 15)];
                     *g = (*g & !0xFF) | (v & 0xFF);
                 } else {
-                    let g = &mut self.s.gpr[(r - 16) as usize];
+                    let g = &mut self.s.gpr[usize::from(r & 3)];
                     *g = (*g & !0xFF00) | ((v & 0xFF) << 8);
                 }
             }
             2 => {
-                let g = &mut self.s.gpr[r as usize];
+                let g = &mut self.s.gpr[usize::from(r & 15)];
                 *g = (*g & !0xFFFF) | (v & 0xFFFF);
             }
-            4 => self.s.gpr[r as usize] = v & 0xFFFF_FFFF,
-            _ => self.s.gpr[r as usize] = v,
+            4 => self.s.gpr[usize::from(r & 15)] = v & 0xFFFF_FFFF,
+            _ => self.s.gpr[usize::from(r & 15)] = v,
         }
     }
 
@@ -454,15 +522,84 @@ impl Cpu {
     }
 }
 
+/// The bus as the run loop hands it to instructions: it notes any call that may have moved
+/// an interrupt line (port and MMIO accesses, interrupt acknowledge, MSRs, the TPR), so that
+/// between blocks the CPU asks about interrupts only after one. Lines move only through the
+/// bus's own calls or between `run` calls (see `Bus::intr_pending`).
+pub(crate) struct Watched<'a> {
+    pub(crate) bus: &'a mut dyn Bus,
+    pub(crate) touched: bool,
+}
+
+impl Bus for Watched<'_> {
+    #[inline]
+    fn map_page(&mut self, paddr: u64) -> PageMapping {
+        self.bus.map_page(paddr)
+    }
+    fn map_generation(&self) -> u64 {
+        self.bus.map_generation()
+    }
+    fn mmio_read(&mut self, paddr: u64, size: u8) -> u64 {
+        self.touched = true;
+        self.bus.mmio_read(paddr, size)
+    }
+    fn mmio_write(&mut self, paddr: u64, size: u8, value: u64) {
+        self.touched = true;
+        self.bus.mmio_write(paddr, size, value)
+    }
+    fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.touched = true;
+        self.bus.io_read(port, size)
+    }
+    fn io_write(&mut self, port: u16, size: u8, value: u32) {
+        self.touched = true;
+        self.bus.io_write(port, size, value)
+    }
+    fn intr_pending(&mut self) -> bool {
+        self.bus.intr_pending()
+    }
+    fn intr_ack(&mut self) -> Option<u8> {
+        self.touched = true;
+        self.bus.intr_ack()
+    }
+    fn wants_stop(&mut self) -> bool {
+        self.touched = true;
+        self.bus.wants_stop()
+    }
+    fn take_dma_writes(&mut self, pages: &mut Vec<u64>) {
+        self.touched = true;
+        self.bus.take_dma_writes(pages)
+    }
+    fn time_ns(&mut self, retired: u64) -> Option<u64> {
+        self.bus.time_ns(retired)
+    }
+    fn msr_read(&mut self, msr: u32) -> Option<u64> {
+        self.touched = true;
+        self.bus.msr_read(msr)
+    }
+    fn msr_write(&mut self, msr: u32, value: u64) -> Option<bool> {
+        self.touched = true;
+        self.bus.msr_write(msr, value)
+    }
+    fn tpr(&mut self) -> Option<u8> {
+        self.bus.tpr()
+    }
+    fn set_tpr(&mut self, tpr: u8) {
+        self.touched = true;
+        self.bus.set_tpr(tpr)
+    }
+    fn take_nmi(&mut self) -> bool {
+        self.touched = true;
+        self.bus.take_nmi()
+    }
+}
+
 /// Masks `v` to `size` bytes.
 #[inline(always)]
 pub(crate) fn mask(v: u64, size: u8) -> u64 {
-    match size {
-        1 => v & 0xFF,
-        2 => v & 0xFFFF,
-        4 => v & 0xFFFF_FFFF,
-        _ => v,
-    }
+    // A shift rather than a match: no branch when the size is only known at run time. (Sizes
+    // other than 1, 2 and 4 leave `v` whole.)
+    v & (u64::MAX >> ((64 - u32::from(size.min(8)) * 8) & 63))
 }
 
 /// The sign bit of a `size`-byte value.
@@ -474,10 +611,6 @@ pub(crate) fn sign_bit(size: u8) -> u64 {
 /// Sign-extends a `size`-byte value to 64 bits.
 #[inline(always)]
 pub(crate) fn sext(v: u64, size: u8) -> u64 {
-    match size {
-        1 => v as u8 as i8 as i64 as u64,
-        2 => v as u16 as i16 as i64 as u64,
-        4 => v as u32 as i32 as i64 as u64,
-        _ => v,
-    }
+    let sh = (64 - u32::from(size.min(8)) * 8) & 63;
+    (((v << sh) as i64) >> sh) as u64
 }

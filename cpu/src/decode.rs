@@ -307,6 +307,33 @@ macro_rules! by_mem {
     };
 }
 
+/// The instance of a handler generic over the operand size (its last const parameter, in
+/// bytes) for `size`: `sized!(size, f, MEM; A, B)` is `f::<A, B, MEM, size>`. Handlers on the
+/// hot paths are specialised so that register access and masking fold away.
+macro_rules! sized {
+    ($size:expr, $f:path $(, $mem:tt)?; $($g:tt),*) => {{
+        use $f as h;
+        match $size {
+            1 => h::<$($g,)* $($mem,)? 1> as $crate::decode::Handler,
+            2 => h::<$($g,)* $($mem,)? 2> as $crate::decode::Handler,
+            4 => h::<$($g,)* $($mem,)? 4> as $crate::decode::Handler,
+            _ => h::<$($g,)* $($mem,)? 8> as $crate::decode::Handler,
+        }
+    }};
+}
+pub(crate) use sized;
+
+/// `sized!` for a handler generic over `<MEM, S>`.
+macro_rules! by_mem_size {
+    ($mem:expr, $size:expr, $f:path) => {
+        if $mem {
+            sized!($size, $f, true;)
+        } else {
+            sized!($size, $f, false;)
+        }
+    };
+}
+
 /// Chooses the handler. Everything not listed here is #UD.
 fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
     use Mnemonic as M;
@@ -324,22 +351,22 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         M::Add | M::Or | M::Adc | M::Sbb | M::And | M::Sub | M::Xor | M::Cmp => {
             let op = alu::op_of(m);
             if has_imm {
-                alu::rm_imm_handler(op, mem)
+                alu::rm_imm_handler(op, mem, i.osz)
             } else if op0_is_reg && mem {
-                alu::r_m_handler(op)
+                alu::r_m_handler(op, i.osz)
             } else {
-                alu::rm_r_handler(op, mem)
+                alu::rm_r_handler(op, mem, i.osz)
             }
         }
         M::Test => {
             if has_imm {
-                alu::rm_imm_handler(alu::TEST, mem)
+                alu::rm_imm_handler(alu::TEST, mem, i.osz)
             } else {
-                alu::rm_r_handler(alu::TEST, mem)
+                alu::rm_r_handler(alu::TEST, mem, i.osz)
             }
         }
-        M::Inc => by_mem!(mem, alu::inc),
-        M::Dec => by_mem!(mem, alu::dec),
+        M::Inc => by_mem_size!(mem, i.osz, alu::inc),
+        M::Dec => by_mem_size!(mem, i.osz, alu::dec),
         M::Neg => by_mem!(mem, alu::neg),
         M::Not => by_mem!(mem, alu::not),
         M::Mul => by_mem!(mem, muldiv::mul),
@@ -373,9 +400,9 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
                     misc::mov_r_dr as Handler
                 }
             }
-            _ if has_imm => by_mem!(mem, mov::mov_rm_imm),
-            (OpKind::Register, _) if mem => mov::mov_r_m as Handler,
-            _ => by_mem!(mem, mov::mov_rm_r),
+            _ if has_imm => by_mem_size!(mem, i.osz, mov::mov_rm_imm),
+            (OpKind::Register, _) if mem => sized!(i.osz, mov::mov_r_m;),
+            _ => by_mem_size!(mem, i.osz, mov::mov_rm_r),
         },
         M::Movzx => {
             i.imm2 = src_size(instr);
@@ -385,7 +412,7 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
             i.imm2 = src_size(instr);
             by_mem!(mem, mov::movsx)
         }
-        M::Lea => mov::lea as Handler,
+        M::Lea => sized!(i.osz, mov::lea;),
         M::Xchg => by_mem!(mem, mov::xchg),
         M::Nop | M::Wait | M::Pause | M::Prefetchnta | M::Prefetcht0 | M::Prefetcht1 | M::Prefetcht2 | M::Prefetchw => {
             ops::nop as Handler
@@ -469,11 +496,8 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         M::Rol | M::Ror | M::Rcl | M::Rcr | M::Shl | M::Sal | M::Shr | M::Sar => {
             i.imm2 = shift::op_of(m);
             // The count: CL, or an immediate (1 for the D0-D3 forms).
-            if instr.op_count() > 1 && instr.op_kind(1) == OpKind::Register {
-                by_mem!(mem, shift::shift_cl)
-            } else {
-                by_mem!(mem, shift::shift_imm)
-            }
+            let by_cl = instr.op_count() > 1 && instr.op_kind(1) == OpKind::Register;
+            shift::handler(i.imm2, by_cl, mem, i.osz)
         }
         M::Shld | M::Shrd => {
             i.imm2 = u64::from(m == M::Shrd);
@@ -558,12 +582,12 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         M::Jo | M::Jno | M::Jb | M::Jae | M::Je | M::Jne | M::Jbe | M::Ja | M::Js | M::Jns | M::Jp | M::Jnp | M::Jl | M::Jge | M::Jle | M::Jg => {
             ends = true;
             i.imm2 = cc_of(instr);
-            branch::jcc as Handler
+            branch::jcc_handler(i.imm2 as u8, i.osz)
         }
         M::Jmp => {
             ends = true;
             match instr.op_kind(0) {
-                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => branch::jmp_rel as Handler,
+                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => sized!(i.osz, branch::jmp_rel;),
                 OpKind::FarBranch16 | OpKind::FarBranch32 => branch::jmp_far_imm as Handler,
                 _ if instr.is_jmp_far_indirect() => branch::jmp_far_mem as Handler,
                 _ => by_mem!(mem, branch::jmp_rm),

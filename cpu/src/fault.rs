@@ -31,10 +31,12 @@ pub(crate) enum Source {
     Exception(Option<u32>),
 }
 
+/// Kept to 6 bytes (error codes are 16 bits wide in everything implemented: selectors, IDT
+/// indexes, #PF bits), so that a handler's `Result<(), Fault>` comes back in a register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
     /// A fault: RIP is rolled back to the instruction and the exception is delivered.
-    Exception { vector: u8, error: Option<u32> },
+    Exception { vector: u8, error: Option<u16> },
     /// An external interrupt (or NMI) taken between instructions.
     Interrupt(u8),
     /// The debug trap after an instruction (single-step, data or I/O breakpoint): DR6 has
@@ -43,17 +45,22 @@ pub(crate) enum Fault {
 }
 
 impl Fault {
+    /// An exception with an error code (which fits 16 bits: see above).
+    pub(crate) fn with_error(vector: u8, error: u32) -> Fault {
+        debug_assert!(error <= 0xFFFF, "error code {error:#x}");
+        Fault::Exception { vector, error: Some(error as u16) }
+    }
     pub(crate) fn gp(error: u32) -> Fault {
-        Fault::Exception { vector: vec::GP, error: Some(error) }
+        Fault::with_error(vec::GP, error)
     }
     pub(crate) fn ss(error: u32) -> Fault {
-        Fault::Exception { vector: vec::SS, error: Some(error) }
+        Fault::with_error(vec::SS, error)
     }
     pub(crate) fn np(error: u32) -> Fault {
-        Fault::Exception { vector: vec::NP, error: Some(error) }
+        Fault::with_error(vec::NP, error)
     }
     pub(crate) fn ts(error: u32) -> Fault {
-        Fault::Exception { vector: vec::TS, error: Some(error) }
+        Fault::with_error(vec::TS, error)
     }
     pub(crate) fn ud() -> Fault {
         Fault::Exception { vector: vec::UD, error: None }
@@ -83,6 +90,7 @@ impl Cpu {
     /// the delivery itself faults.
     pub(crate) fn raise(&mut self, bus: &mut dyn Bus, fault: Fault) {
         self.end_block = true;
+        self.attention = true;
         if let Fault::Exception { vector, .. } = fault {
             // Faults push RF set, so that returning to the instruction does not hit an
             // instruction breakpoint on it again; a #DB for one is the exception.
@@ -98,7 +106,7 @@ impl Cpu {
         loop {
             let v = current.vector();
             let source = match current {
-                Fault::Exception { error, .. } => Source::Exception(error),
+                Fault::Exception { error, .. } => Source::Exception(error.map(u32::from)),
                 Fault::Interrupt(_) => Source::External,
                 Fault::DebugTrap => Source::Exception(None),
             };

@@ -1,161 +1,189 @@
-//! Lazy status flags (v86's `arith.rs`, Bochs's lazy flags): arithmetic records its operands,
-//! result and kind; CF, PF, AF, ZF, SF and OF are computed only when something reads them.
+//! Lazy status flags (Bochs's layout): arithmetic records its result and a carry-out vector,
+//! and CF, PF, AF, ZF, SF and OF are computed from those two words when something reads them,
+//! by the same few operations whatever instruction set them.
 
-use crate::cpu::{mask, sign_bit, Cpu};
+use crate::cpu::Cpu;
 use crate::state::flags::*;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How an instruction sets the flags from `a OP b = r` (`set_lazy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FlagOp {
-    /// The status flags in `rflags` are current.
-    #[default]
-    None,
+    /// Addition, with or without a carry in (ADD, ADC, XADD).
     Add,
-    /// Add with carry in set (CF = result <= a).
+    /// Add with carry in set: the same carry vector as `Add`.
     AdcCarry,
+    /// Subtraction, with or without a borrow in (SUB, SBB, CMP, NEG, CMPS, SCAS).
     Sub,
-    /// Subtract with borrow in set (CF = a <= b).
+    /// Subtract with borrow in set: the same borrow vector as `Sub`.
     SbbBorrow,
     /// AND, OR, XOR, TEST: CF = OF = AF = 0.
     Logic,
-    /// INC, DEC: like Add/Sub by one, but CF is kept in `rflags`.
+    /// INC, DEC: like Add/Sub by one, but CF is kept.
     Inc,
     Dec,
 }
 
+/// Bit positions in `Lazy::aux`.
+const AUX_CF: u32 = 31;
+/// CF XOR OF: OF is the XOR of bits 30 and 31 (the carries out of the top two bits).
+const AUX_PO: u32 = 30;
+const AUX_AF: u64 = 8;
+
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Lazy {
-    pub op: FlagOp,
-    pub size: u8,
-    pub a: u64,
-    pub b: u64,
-    pub r: u64,
+    /// The six status flags live here (else in `rflags`).
+    pub live: bool,
+    /// The last result, sign-extended from its size to 64 bits: ZF is "all zero", SF bit 63,
+    /// PF the parity of the low byte.
+    pub res: u64,
+    /// CF in bit 31, CF ^ OF in bit 30, AF in bit 3.
+    pub aux: u64,
 }
 
+/// Even parity of each byte value (PF).
+static PARITY: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).count_ones() % 2 == 0;
+        i += 1;
+    }
+    t
+};
+
+/// Sign-extends the low `size` bytes of `v` (size 1, 2, 4 or 8) without a branch.
 #[inline(always)]
-fn parity(v: u64) -> bool {
-    (v as u8).count_ones() % 2 == 0
+fn sext_size(v: u64, size: u8) -> u64 {
+    crate::cpu::sext(v, size)
+}
+
+/// CF and OF in the `aux` layout.
+#[inline(always)]
+fn cf_of_bits(cf: bool, of: bool) -> u64 {
+    (u64::from(cf) << AUX_CF) | (u64::from(cf ^ of) << AUX_PO)
 }
 
 impl Cpu {
-    /// Records an arithmetic result; the flags follow from it on demand.
+    /// Records an arithmetic result; the flags follow from it on demand. `a` and `b` are the
+    /// operands, `r` the result (bits above `size` are ignored throughout).
     #[inline(always)]
     pub(crate) fn set_lazy(&mut self, op: FlagOp, size: u8, a: u64, b: u64, r: u64) {
-        if matches!(op, FlagOp::Inc | FlagOp::Dec) {
-            // INC and DEC keep CF: fold the current one into rflags first.
-            let cf = self.cf();
-            self.s.rflags = (self.s.rflags & !CF) | if cf { CF } else { 0 };
+        let bits = u32::from(size) * 8;
+        // Carry (borrow) out of each bit position.
+        let carries = match op {
+            FlagOp::Add | FlagOp::AdcCarry | FlagOp::Inc => (a & b) | ((a | b) & !r),
+            FlagOp::Sub | FlagOp::SbbBorrow | FlagOp::Dec => (!a & b) | ((!a ^ b) & r),
+            FlagOp::Logic => 0,
+        };
+        // The carries out of the top two bits go to bits 31 and 30.
+        let top = ((carries >> (bits - 2)) & 3) << AUX_PO;
+        let aux = match op {
+            FlagOp::Logic => 0,
+            FlagOp::Inc | FlagOp::Dec => {
+                // CF stays; OF is the XOR of the top two carries.
+                let cf = self.cf();
+                let of = ((top >> AUX_PO) ^ (top >> AUX_CF)) & 1 != 0;
+                (carries & AUX_AF) | cf_of_bits(cf, of)
+            }
+            _ => (carries & AUX_AF) | top,
+        };
+        self.lazy = Lazy { live: true, res: sext_size(r, size), aux };
+    }
+
+    /// Records a result whose SF, ZF and PF follow from it, with CF and OF given and AF clear
+    /// (shifts, multiplications).
+    #[inline(always)]
+    pub(crate) fn set_lazy_result(&mut self, size: u8, r: u64, cf: bool, of: bool) {
+        self.lazy = Lazy { live: true, res: sext_size(r, size), aux: cf_of_bits(cf, of) };
+    }
+
+    /// Sets CF and OF, leaving the other status flags as they are (rotates).
+    #[inline(always)]
+    pub(crate) fn set_cf_of(&mut self, cf: bool, of: bool) {
+        if self.lazy.live {
+            self.lazy.aux = (self.lazy.aux & !(3 << AUX_PO)) | cf_of_bits(cf, of);
+        } else {
+            self.s.rflags = (self.s.rflags & !(CF | OF)) | if cf { CF } else { 0 } | if of { OF } else { 0 };
         }
-        self.lazy = Lazy { op, size, a, b, r: mask(r, size) };
     }
 
     #[inline(always)]
     pub(crate) fn cf(&self) -> bool {
-        let l = &self.lazy;
-        match l.op {
-            FlagOp::None | FlagOp::Inc | FlagOp::Dec => self.s.rflags & CF != 0,
-            FlagOp::Add => l.r < mask(l.a, l.size),
-            FlagOp::AdcCarry => l.r <= mask(l.a, l.size),
-            FlagOp::Sub => mask(l.a, l.size) < mask(l.b, l.size),
-            FlagOp::SbbBorrow => mask(l.a, l.size) <= mask(l.b, l.size),
-            FlagOp::Logic => false,
+        if self.lazy.live {
+            (self.lazy.aux >> AUX_CF) & 1 != 0
+        } else {
+            self.s.rflags & CF != 0
         }
     }
 
     #[inline(always)]
     pub(crate) fn zf(&self) -> bool {
-        match self.lazy.op {
-            FlagOp::None => self.s.rflags & ZF != 0,
-            _ => self.lazy.r == 0,
+        if self.lazy.live {
+            self.lazy.res == 0
+        } else {
+            self.s.rflags & ZF != 0
         }
     }
 
     #[inline(always)]
     pub(crate) fn sf(&self) -> bool {
-        match self.lazy.op {
-            FlagOp::None => self.s.rflags & SF != 0,
-            _ => self.lazy.r & sign_bit(self.lazy.size) != 0,
+        if self.lazy.live {
+            (self.lazy.res as i64) < 0
+        } else {
+            self.s.rflags & SF != 0
         }
     }
 
     #[inline(always)]
     pub(crate) fn of(&self) -> bool {
-        let l = &self.lazy;
-        if l.op == FlagOp::None {
-            return self.s.rflags & OF != 0;
-        }
-        let sb = sign_bit(l.size);
-        match l.op {
-            FlagOp::None => unreachable!(),
-            FlagOp::Add | FlagOp::AdcCarry | FlagOp::Inc => (l.a ^ l.r) & (l.b ^ l.r) & sb != 0,
-            FlagOp::Sub | FlagOp::SbbBorrow | FlagOp::Dec => (l.a ^ l.b) & (l.a ^ l.r) & sb != 0,
-            FlagOp::Logic => false,
+        if self.lazy.live {
+            ((self.lazy.aux >> AUX_PO) ^ (self.lazy.aux >> AUX_CF)) & 1 != 0
+        } else {
+            self.s.rflags & OF != 0
         }
     }
 
     #[inline(always)]
     pub(crate) fn pf(&self) -> bool {
-        match self.lazy.op {
-            FlagOp::None => self.s.rflags & PF != 0,
-            _ => parity(self.lazy.r),
+        if self.lazy.live {
+            PARITY[self.lazy.res as u8 as usize]
+        } else {
+            self.s.rflags & PF != 0
         }
     }
 
     #[inline(always)]
     pub(crate) fn af(&self) -> bool {
-        let l = &self.lazy;
-        match l.op {
-            FlagOp::None => self.s.rflags & AF != 0,
-            FlagOp::Logic => false,
-            _ => (l.a ^ l.b ^ l.r) & 0x10 != 0,
+        if self.lazy.live {
+            self.lazy.aux & AUX_AF != 0
+        } else {
+            self.s.rflags & AF != 0
         }
     }
 
-    /// RFLAGS with the lazy flags folded in: one pass over the record.
+    /// RFLAGS with the lazy flags folded in.
     pub(crate) fn rflags(&self) -> u64 {
         let l = &self.lazy;
-        if l.op == FlagOp::None {
+        if !l.live {
             return self.s.rflags;
         }
-        let sb = sign_bit(l.size);
-        let (a, b, r) = (mask(l.a, l.size), mask(l.b, l.size), l.r);
-        let mut f = self.s.rflags & !ARITH;
-        if r == 0 {
-            f |= ZF;
-        }
-        if r & sb != 0 {
-            f |= SF;
-        }
-        if parity(r) {
-            f |= PF;
-        }
-        let (cf, of, af) = match l.op {
-            FlagOp::None => unreachable!(),
-            FlagOp::Add => (r < a, (a ^ r) & (b ^ r) & sb != 0, true),
-            FlagOp::AdcCarry => (r <= a, (a ^ r) & (b ^ r) & sb != 0, true),
-            FlagOp::Sub => (a < b, (a ^ b) & (a ^ r) & sb != 0, true),
-            FlagOp::SbbBorrow => (a <= b, (a ^ b) & (a ^ r) & sb != 0, true),
-            FlagOp::Logic => (false, false, false),
-            FlagOp::Inc => (self.s.rflags & CF != 0, (a ^ r) & (b ^ r) & sb != 0, true),
-            FlagOp::Dec => (self.s.rflags & CF != 0, (a ^ b) & (a ^ r) & sb != 0, true),
-        };
-        if cf {
-            f |= CF;
-        }
-        if of {
-            f |= OF;
-        }
-        if af && (a ^ b ^ r) & 0x10 != 0 {
-            f |= AF;
-        }
-        f
+        let cf = (l.aux >> AUX_CF) & 1;
+        let of = ((l.aux >> AUX_PO) ^ (l.aux >> AUX_CF)) & 1;
+        (self.s.rflags & !ARITH)
+            | cf
+            | (u64::from(PARITY[l.res as u8 as usize]) << 2)
+            | ((l.aux & AUX_AF) << 1)
+            | (u64::from(l.res == 0) << 6)
+            | ((l.res >> 63) << 7)
+            | (of << 11)
     }
 
     /// Makes `rflags` current and drops the lazy record.
     #[inline]
     pub(crate) fn materialize_flags(&mut self) {
-        if self.lazy.op != FlagOp::None {
+        if self.lazy.live {
             self.s.rflags = self.rflags();
-            self.lazy.op = FlagOp::None;
+            self.lazy.live = false;
         }
     }
 
@@ -174,15 +202,15 @@ impl Cpu {
 
     /// Sets SF, ZF and PF from a result (shifts, BCD, multiplications...).
     pub(crate) fn szp(&self, r: u64, size: u8) -> u64 {
-        let r = mask(r, size);
+        let r = sext_size(r, size);
         let mut f = 0;
         if r == 0 {
             f |= ZF;
         }
-        if r & sign_bit(size) != 0 {
+        if (r as i64) < 0 {
             f |= SF;
         }
-        if parity(r) {
+        if PARITY[r as u8 as usize] {
             f |= PF;
         }
         f
@@ -229,5 +257,71 @@ mod tests {
         assert!(c.cf() && c.zf());
         c.materialize_flags();
         assert!(c.s.rflags & CF != 0 && c.s.rflags & ZF != 0);
+    }
+
+    /// Every flag of ADD, ADC, SUB, SBB, INC, DEC and the logic operations at every size, on
+    /// operands around the carry, overflow and adjust edges, against a plain computation.
+    #[test]
+    fn lazy_flags_match_a_direct_computation() {
+        let edges = [0u64, 1, 2, 0xF, 0x10, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0x7FFF_FFFF_FFFF_FFFF, 0x8000_0000_0000_0000, u64::MAX, 0x1234_5678_9ABC_DEF0];
+        for size in [1u8, 2, 4, 8] {
+            let bits = u32::from(size) * 8;
+            let m = if size == 8 { u64::MAX } else { (1u64 << bits) - 1 };
+            let sb = 1u64 << (bits - 1);
+            for &a in &edges {
+                for &b in &edges {
+                    let (a, b) = (a & m, b & m);
+                    for carry_in in [false, true] {
+                        // (op, result, cf, of, af): the reference.
+                        let c = u64::from(carry_in);
+                        let sum = (u128::from(a) + u128::from(b) + u128::from(c)) as u64 & m;
+                        let add_cf = u128::from(a) + u128::from(b) + u128::from(c) > u128::from(m);
+                        let add_of = (a ^ sum) & (b ^ sum) & sb != 0;
+                        let diff = a.wrapping_sub(b).wrapping_sub(c) & m;
+                        let sub_cf = u128::from(a) < u128::from(b) + u128::from(c);
+                        let sub_of = (a ^ b) & (a ^ diff) & sb != 0;
+                        let cases = [
+                            (if carry_in { FlagOp::AdcCarry } else { FlagOp::Add }, sum, add_cf, add_of, (a ^ b ^ sum) & 0x10 != 0),
+                            (if carry_in { FlagOp::SbbBorrow } else { FlagOp::Sub }, diff, sub_cf, sub_of, (a ^ b ^ diff) & 0x10 != 0),
+                            (FlagOp::Logic, a ^ b, false, false, false),
+                        ];
+                        for (op, r, cf, of, af) in cases {
+                            let mut cpu = Cpu::new();
+                            cpu.set_lazy(op, size, a, b, r);
+                            let want_zsp = cpu.szp(r, size);
+                            let f = cpu.rflags();
+                            assert_eq!(f & (ZF | SF | PF), want_zsp, "{op:?} size {size} {a:#x} {b:#x}");
+                            assert_eq!((f & CF != 0, f & OF != 0, f & AF != 0), (cf, of, af), "{op:?} size {size} {a:#x} {b:#x} cin {carry_in}");
+                            assert_eq!((cpu.cf(), cpu.of(), cpu.af()), (cf, of, af));
+                        }
+                    }
+                    // INC and DEC keep CF.
+                    for cf_before in [false, true] {
+                        for (op, r, of) in [
+                            (FlagOp::Inc, a.wrapping_add(1) & m, a == sb - 1),
+                            (FlagOp::Dec, a.wrapping_sub(1) & m, a == sb),
+                        ] {
+                            let mut cpu = Cpu::new();
+                            cpu.set_flag(CF, cf_before);
+                            cpu.set_lazy(op, size, a, 1, r);
+                            assert_eq!((cpu.cf(), cpu.of(), cpu.zf()), (cf_before, of, r == 0), "{op:?} size {size} {a:#x}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rotates_keep_the_other_flags() {
+        let mut c = Cpu::new();
+        c.set_lazy(FlagOp::Sub, 4, 5, 5, 0);
+        c.set_cf_of(true, false);
+        assert!(c.zf() && c.pf() && !c.sf() && c.cf() && !c.of());
+        c.set_cf_of(false, true);
+        assert!(c.zf() && !c.cf() && c.of());
+        c.materialize_flags();
+        c.set_cf_of(true, true);
+        assert!(c.zf() && c.cf() && c.of());
     }
 }

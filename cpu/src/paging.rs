@@ -229,6 +229,6 @@ impl Cpu {
         if acc == Access::Exec && (nx_paging || self.s.cr4 & CR4_SMEP != 0) {
             e |= PF_I;
         }
-        Fault::Exception { vector: vec::PF, error: Some(e) }
+        Fault::with_error(vec::PF, e)
     }
 }

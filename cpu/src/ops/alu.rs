@@ -64,91 +64,87 @@ const fn writes(op: u8) -> bool {
     op != CMP && op != TEST
 }
 
-fn rm_r<const OP: u8, const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let size = i.osz;
-    let b = cpu.reg(i.r1, size);
+fn rm_r<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let b = cpu.reg(i.r1, S);
     if writes(OP) {
-        cpu.modify_rm::<MEM>(bus, i, size, |c, a| Some(compute::<OP>(c, a, b, size)))
+        cpu.modify_rm::<MEM>(bus, i, S, |c, a| Some(compute::<OP>(c, a, b, S)))
     } else {
-        let a = cpu.read_rm::<MEM>(bus, i, size)?;
-        compute::<OP>(cpu, a, b, size);
+        let a = cpu.read_rm::<MEM>(bus, i, S)?;
+        compute::<OP>(cpu, a, b, S);
         Ok(())
     }
 }
 
-fn r_m<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let size = i.osz;
-    let b = cpu.read_rm::<true>(bus, i, size)?;
-    let a = cpu.reg(i.r0, size);
-    let r = compute::<OP>(cpu, a, b, size);
+fn r_m<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let b = cpu.read_rm::<true>(bus, i, S)?;
+    let a = cpu.reg(i.r0, S);
+    let r = compute::<OP>(cpu, a, b, S);
     if writes(OP) {
-        cpu.set_reg(i.r0, size, r);
+        cpu.set_reg(i.r0, S, r);
     }
     Ok(())
 }
 
-fn rm_imm<const OP: u8, const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let size = i.osz;
-    let b = mask(i.imm, size);
+fn rm_imm<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let b = mask(i.imm, S);
     if writes(OP) {
-        cpu.modify_rm::<MEM>(bus, i, size, |c, a| Some(compute::<OP>(c, a, b, size)))
+        cpu.modify_rm::<MEM>(bus, i, S, |c, a| Some(compute::<OP>(c, a, b, S)))
     } else {
-        let a = cpu.read_rm::<MEM>(bus, i, size)?;
-        compute::<OP>(cpu, a, b, size);
+        let a = cpu.read_rm::<MEM>(bus, i, S)?;
+        compute::<OP>(cpu, a, b, S);
         Ok(())
     }
 }
 
+/// The instance of `$f::<OP, [MEM,] S>` for a run-time operation and operand size.
 macro_rules! table {
-    ($f:ident, $op:expr, $($mem:tt)?) => {
+    ($f:ident, $op:expr, $size:expr $(, $mem:tt)?) => {
         match $op {
-            ADD => $f::<ADD $(, $mem)?> as Handler,
-            OR => $f::<OR $(, $mem)?> as Handler,
-            ADC => $f::<ADC $(, $mem)?> as Handler,
-            SBB => $f::<SBB $(, $mem)?> as Handler,
-            AND => $f::<AND $(, $mem)?> as Handler,
-            SUB => $f::<SUB $(, $mem)?> as Handler,
-            XOR => $f::<XOR $(, $mem)?> as Handler,
-            CMP => $f::<CMP $(, $mem)?> as Handler,
-            _ => $f::<TEST $(, $mem)?> as Handler,
+            ADD => crate::decode::sized!($size, $f $(, $mem)?; ADD),
+            OR => crate::decode::sized!($size, $f $(, $mem)?; OR),
+            ADC => crate::decode::sized!($size, $f $(, $mem)?; ADC),
+            SBB => crate::decode::sized!($size, $f $(, $mem)?; SBB),
+            AND => crate::decode::sized!($size, $f $(, $mem)?; AND),
+            SUB => crate::decode::sized!($size, $f $(, $mem)?; SUB),
+            XOR => crate::decode::sized!($size, $f $(, $mem)?; XOR),
+            CMP => crate::decode::sized!($size, $f $(, $mem)?; CMP),
+            _ => crate::decode::sized!($size, $f $(, $mem)?; TEST),
         }
     };
 }
 
-pub(crate) fn rm_r_handler(op: u8, mem: bool) -> Handler {
+pub(crate) fn rm_r_handler(op: u8, mem: bool, size: u8) -> Handler {
     if mem {
-        table!(rm_r, op, true)
+        table!(rm_r, op, size, true)
     } else {
-        table!(rm_r, op, false)
+        table!(rm_r, op, size, false)
     }
 }
 
-pub(crate) fn r_m_handler(op: u8) -> Handler {
-    table!(r_m, op,)
+pub(crate) fn r_m_handler(op: u8, size: u8) -> Handler {
+    table!(r_m, op, size)
 }
 
-pub(crate) fn rm_imm_handler(op: u8, mem: bool) -> Handler {
+pub(crate) fn rm_imm_handler(op: u8, mem: bool, size: u8) -> Handler {
     if mem {
-        table!(rm_imm, op, true)
+        table!(rm_imm, op, size, true)
     } else {
-        table!(rm_imm, op, false)
+        table!(rm_imm, op, size, false)
     }
 }
 
-pub(crate) fn inc<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let size = i.osz;
-    cpu.modify_rm::<MEM>(bus, i, size, |c, a| {
-        let r = mask(a.wrapping_add(1), size);
-        c.set_lazy(FlagOp::Inc, size, a, 1, r);
+pub(crate) fn inc<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.modify_rm::<MEM>(bus, i, S, |c, a| {
+        let r = mask(a.wrapping_add(1), S);
+        c.set_lazy(FlagOp::Inc, S, a, 1, r);
         Some(r)
     })
 }
 
-pub(crate) fn dec<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let size = i.osz;
-    cpu.modify_rm::<MEM>(bus, i, size, |c, a| {
-        let r = mask(a.wrapping_sub(1), size);
-        c.set_lazy(FlagOp::Dec, size, a, 1, r);
+pub(crate) fn dec<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.modify_rm::<MEM>(bus, i, S, |c, a| {
+        let r = mask(a.wrapping_sub(1), S);
+        c.set_lazy(FlagOp::Dec, S, a, 1, r);
         Some(r)
     })
 }

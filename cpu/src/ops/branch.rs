@@ -3,7 +3,7 @@
 
 use crate::bus::Bus;
 use crate::cpu::{mask, sext, Cpu};
-use crate::decode::Insn;
+use crate::decode::{Handler, Insn};
 use crate::fault::{vec, Fault};
 use crate::state::{reg, sreg};
 use crate::transfer::Far;
@@ -22,8 +22,8 @@ impl Cpu {
     /// faults, before it changes anything.
     #[inline(always)]
     pub(crate) fn check_near_target(&self, t: u64) -> Result<(), Fault> {
-        let bad = if self.code_bits() == 64 { !crate::seg::canonical(t) } else { t > u64::from(self.s.seg[sreg::CS].limit) };
-        if bad {
+        // One compare for both rules (see `Cpu::near_bias`).
+        if t.wrapping_add(self.near_bias) > self.near_hi {
             Err(Fault::gp(0))
         } else {
             Ok(())
@@ -54,15 +54,28 @@ impl Cpu {
     }
 }
 
-pub(crate) fn jcc(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    if cpu.cond(i.imm2 as u8) {
-        cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), i.osz)?;
+pub(crate) fn jcc<const CC: u8, const S: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if cpu.cond(CC) {
+        cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), S)?;
     }
     Ok(())
 }
 
-pub(crate) fn jmp_rel(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), i.osz)
+/// Jcc for condition code `cc` (the low nibble of the opcode) and operand size `size`.
+pub(crate) fn jcc_handler(cc: u8, size: u8) -> Handler {
+    macro_rules! cc {
+        ($($c:literal)*) => {
+            match cc & 15 {
+                $($c => crate::decode::sized!(size, jcc; $c),)*
+                _ => unreachable!(),
+            }
+        };
+    }
+    cc!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+}
+
+pub(crate) fn jmp_rel<const S: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), S)
 }
 
 pub(crate) fn jmp_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {

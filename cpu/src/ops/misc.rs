@@ -46,6 +46,7 @@ pub(crate) fn sti(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fa
     cpu.require_iopl()?;
     if cpu.s.rflags & IF == 0 {
         cpu.s.pending.interrupt_shadow = true;
+        cpu.attention = true;
     }
     cpu.s.rflags |= IF;
     Ok(())

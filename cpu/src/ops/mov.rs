@@ -8,19 +8,19 @@ use crate::fault::Fault;
 use crate::mem::Access;
 use crate::state::{reg, sreg};
 
-pub(crate) fn mov_rm_r<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let v = cpu.reg(i.r1, i.osz);
-    cpu.write_rm::<MEM>(bus, i, i.osz, v)
+pub(crate) fn mov_rm_r<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let v = cpu.reg(i.r1, S);
+    cpu.write_rm::<MEM>(bus, i, S, v)
 }
 
-pub(crate) fn mov_r_m(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let v = cpu.read_rm::<true>(bus, i, i.osz)?;
-    cpu.set_reg(i.r0, i.osz, v);
+pub(crate) fn mov_r_m<const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let v = cpu.read_rm::<true>(bus, i, S)?;
+    cpu.set_reg(i.r0, S, v);
     Ok(())
 }
 
-pub(crate) fn mov_rm_imm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    cpu.write_rm::<MEM>(bus, i, i.osz, mask(i.imm, i.osz))
+pub(crate) fn mov_rm_imm<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    cpu.write_rm::<MEM>(bus, i, S, mask(i.imm, S))
 }
 
 /// MOV Sreg, r/m16. MOV CS is undefined.
@@ -37,6 +37,7 @@ pub(crate) fn mov_sreg_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: 
     cpu.load_seg(bus, i.r0 as usize, sel as u16)?;
     if i.r0 as usize == sreg::SS {
         cpu.s.pending.interrupt_shadow = true;
+        cpu.attention = true;
         cpu.ss_shadow = true;
     }
     Ok(())
@@ -91,9 +92,9 @@ pub(crate) fn cmov<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) 
     Ok(())
 }
 
-pub(crate) fn lea(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+pub(crate) fn lea<const S: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let a = cpu.ea(i);
-    cpu.set_reg(i.r0, i.osz, a);
+    cpu.set_reg(i.r0, S, a);
     Ok(())
 }
 
@@ -132,6 +133,7 @@ pub(crate) fn load_far_pointer(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Re
     cpu.set_reg(i.r0, i.osz, off);
     if i.r1 as usize == sreg::SS {
         cpu.s.pending.interrupt_shadow = true;
+        cpu.attention = true;
     }
     Ok(())
 }

@@ -4,7 +4,6 @@ use crate::bus::Bus;
 use crate::cpu::{mask, sext, Cpu};
 use crate::decode::Insn;
 use crate::fault::Fault;
-use crate::state::flags::*;
 use crate::state::reg;
 
 const RAX: u8 = reg::RAX as u8;
@@ -12,12 +11,9 @@ const RDX: u8 = reg::RDX as u8;
 
 /// Flags after a multiplication: CF = OF = `overflow`; SF, ZF, PF from the low half as
 /// current processors leave them; AF clear.
+#[inline]
 fn mul_flags(cpu: &mut Cpu, low: u64, size: u8, overflow: bool) {
-    let mut f = cpu.szp(low, size);
-    if overflow {
-        f |= CF | OF;
-    }
-    cpu.set_status(ARITH, f);
+    cpu.set_lazy_result(size, low, overflow, overflow);
 }
 
 /// Stores a double-width product or dividend pair: AX for bytes, DX:AX / EDX:EAX / RDX:RAX.

@@ -4,9 +4,8 @@
 
 use crate::bus::Bus;
 use crate::cpu::{mask, sext, sign_bit, Cpu};
-use crate::decode::Insn;
+use crate::decode::{Handler, Insn};
 use crate::fault::Fault;
-use crate::state::flags::*;
 use crate::state::reg;
 use iced_x86::Mnemonic;
 
@@ -31,6 +30,7 @@ pub(crate) fn op_of(m: Mnemonic) -> u64 {
 }
 
 /// Computes one shift or rotate. Returns the result, or `None` if nothing changes.
+#[inline(always)]
 fn compute(cpu: &mut Cpu, op: u64, v: u64, count: u64, size: u8) -> Option<u64> {
     let bits = u64::from(size) * 8;
     let c = count & if size == 8 { 0x3F } else { 0x1F };
@@ -95,18 +95,11 @@ fn compute(cpu: &mut Cpu, op: u64, v: u64, count: u64, size: u8) -> Option<u64> 
             (r, cf, false, Some(r))
         }
     };
-    let mut f = 0;
-    if cf {
-        f |= CF;
-    }
-    if of {
-        f |= OF;
-    }
     match szp {
         // Shifts set SF, ZF, PF from the result; AF is undefined and left clear.
-        Some(r) => cpu.set_status(ARITH, f | cpu.szp(r, size)),
+        Some(r) => cpu.set_lazy_result(size, r, cf, of),
         // Rotates touch only CF and OF.
-        None => cpu.set_status(CF | OF, f),
+        None => cpu.set_cf_of(cf, of),
     }
     Some(r)
 }
@@ -122,14 +115,38 @@ fn keep_or_write<const MEM: bool>(r: Option<u64>, v: u64, size: u8) -> Option<u6
     }
 }
 
-pub(crate) fn shift_imm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let (op, count, size) = (i.imm2, i.imm & 0xFF, i.osz);
-    cpu.modify_rm::<MEM>(bus, i, size, |c, v| keep_or_write::<MEM>(compute(c, op, v, count, size), v, size))
+pub(crate) fn shift_imm<const OP: u64, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let count = i.imm & 0xFF;
+    cpu.modify_rm::<MEM>(bus, i, S, |c, v| keep_or_write::<MEM>(compute(c, OP, v, count, S), v, S))
 }
 
-pub(crate) fn shift_cl<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let (op, count, size) = (i.imm2, cpu.s.gpr[reg::RCX] & 0xFF, i.osz);
-    cpu.modify_rm::<MEM>(bus, i, size, |c, v| keep_or_write::<MEM>(compute(c, op, v, count, size), v, size))
+pub(crate) fn shift_cl<const OP: u64, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let count = cpu.s.gpr[reg::RCX] & 0xFF;
+    cpu.modify_rm::<MEM>(bus, i, S, |c, v| keep_or_write::<MEM>(compute(c, OP, v, count, S), v, S))
+}
+
+/// The handler for shift or rotate `op` by an immediate (or 1) or by CL, for a register or
+/// memory operand of `size` bytes.
+pub(crate) fn handler(op: u64, by_cl: bool, mem: bool, size: u8) -> Handler {
+    macro_rules! ops {
+        ($f:ident, $mem:tt) => {
+            match op {
+                ROL => crate::decode::sized!(size, $f, $mem; ROL),
+                ROR => crate::decode::sized!(size, $f, $mem; ROR),
+                RCL => crate::decode::sized!(size, $f, $mem; RCL),
+                RCR => crate::decode::sized!(size, $f, $mem; RCR),
+                SHL => crate::decode::sized!(size, $f, $mem; SHL),
+                SHR => crate::decode::sized!(size, $f, $mem; SHR),
+                _ => crate::decode::sized!(size, $f, $mem; SAR),
+            }
+        };
+    }
+    match (by_cl, mem) {
+        (false, false) => ops!(shift_imm, false),
+        (false, true) => ops!(shift_imm, true),
+        (true, false) => ops!(shift_cl, false),
+        (true, true) => ops!(shift_cl, true),
+    }
 }
 
 /// SHLD (`right` false) or SHRD by `count`.
@@ -154,14 +171,7 @@ fn double(cpu: &mut Cpu, dst: u64, src: u64, count: u64, size: u8, right: bool) 
         (mask((wide >> c) as u64, size), (wide >> (c - 1)) & 1 != 0)
     };
     let of = (r ^ dst) & sb != 0;
-    let mut f = cpu.szp(r, size);
-    if cf {
-        f |= CF;
-    }
-    if of {
-        f |= OF;
-    }
-    cpu.set_status(ARITH, f);
+    cpu.set_lazy_result(size, r, cf, of);
     Some(r)
 }
 
@@ -180,7 +190,8 @@ pub(crate) fn shxd_cl<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Ins
 #[cfg(test)]
 mod tests {
     use super::*;
-
+    use super::*;
+    use crate::state::flags::*;
     #[test]
     fn rotate_through_carry_8bit() {
         let mut c = Cpu::new();

@@ -49,6 +49,7 @@ pub(crate) fn pop_sreg(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(),
     cpu.set_sp(sp);
     if i.r0 as usize == sreg::SS {
         cpu.s.pending.interrupt_shadow = true;
+        cpu.attention = true;
         cpu.ss_shadow = true;
     }
     Ok(())

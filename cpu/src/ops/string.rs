@@ -74,7 +74,7 @@ fn repeat(
             break Ok(());
         }
     };
-    cpu.rep_extra += n.saturating_sub(1);
+    cpu.run_retired += n.saturating_sub(1);
     r
 }
 
@@ -149,7 +149,7 @@ fn bulk(cpu: &mut Cpu, i: &Insn, movs: bool) -> bool {
     }
     cpu.set_reg(reg::RDI as u8, i.asz, (di + n * size) & amask);
     cpu.set_reg(reg::RCX as u8, i.asz, count - n);
-    cpu.rep_extra += n;
+    cpu.run_retired += n;
     true
 }
 
