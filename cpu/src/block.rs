@@ -51,9 +51,15 @@ pub(crate) struct Block {
     pub(crate) insns: Box<[Insn]>,
     /// The cache key (host address | code bits << 56), `u64::MAX` for code in device memory.
     pub(crate) key: u64,
-    links: [Cell<Link>; 2],
-    /// Which link the next new successor replaces.
-    victim: Cell<u8>,
+    /// Direct-mapped by RIP: a block with side exits has several successors.
+    links: [Cell<Link>; LINKS],
+}
+
+const LINKS: usize = 4;
+
+#[inline(always)]
+fn link_slot(rip: u64) -> usize {
+    ((rip ^ (rip >> 2) ^ (rip >> 6)) as usize) & (LINKS - 1)
 }
 
 /// "After this block, RIP = `rip` continued in block `to`", valid while the cache's chain
@@ -71,19 +77,12 @@ impl Block {
     /// The block chained after this one for `rip`, if the link is still valid.
     #[inline(always)]
     pub(crate) fn successor(&self, rip: u64, gen: u64) -> Option<*const Block> {
-        for l in &self.links {
-            let l = l.get();
-            if l.rip == rip && l.gen == gen {
-                return Some(l.to);
-            }
-        }
-        None
+        let l = self.links[link_slot(rip)].get();
+        (l.rip == rip && l.gen == gen).then_some(l.to)
     }
 
     pub(crate) fn link(&self, rip: u64, gen: u64, to: *const Block) {
-        let v = self.victim.get();
-        self.links[usize::from(v)].set(Link { rip, gen, to });
-        self.victim.set(v ^ 1);
+        self.links[link_slot(rip)].set(Link { rip, gen, to });
     }
 }
 
@@ -251,7 +250,7 @@ impl Cpu {
             }
         }
         let (insns, last_byte) = self.decode_block(bus, bits)?;
-        let block = Box::new(Block { insns, key: key.unwrap_or(u64::MAX), links: [Cell::new(NO_LINK), Cell::new(NO_LINK)], victim: Cell::new(0) });
+        let block = Box::new(Block { insns, key: key.unwrap_or(u64::MAX), links: [const { Cell::new(NO_LINK) }; LINKS] });
         let (Some(k), Some((first_page, _))) = (key, host) else {
             return Ok(self.blocks.adopt(block));
         };
@@ -317,9 +316,21 @@ impl Cpu {
             };
             let len = u64::from(insn.len);
             last_byte = Some(lin.wrapping_add(len - 1) & lin_mask);
-            let ends = insn.ends_block;
-            insns.push(Insn { ip_mask, ..insn });
+            let mut ends = insn.ends_block;
+            let mut insn = Insn { ip_mask, ..insn };
             ip = (ip + len) & ip_mask;
+            // A direct JMP to the block's own page: the block goes on at the target (a trace),
+            // with a JMP that leaves the block should the target come out differently when
+            // the bytes run at another address (see `branch::jmp_on`).
+            if let Some(target) = decode::direct_jump_target(&insn) {
+                let t_lin = cs.base.wrapping_add(target) & lin_mask;
+                if t_lin / PAGE == start_lin / PAGE && insns.len() + 1 < MAX_BLOCK {
+                    insn.exec = crate::decode::sized!(insn.osz, crate::ops::branch::jmp_on;);
+                    ip = target;
+                    ends = false;
+                }
+            }
+            insns.push(insn);
             let next_lin = cs.base.wrapping_add(ip) & lin_mask;
             if ends || insns.len() >= MAX_BLOCK || next_lin / PAGE != start_lin / PAGE {
                 break;

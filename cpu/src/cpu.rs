@@ -65,6 +65,9 @@ pub struct Cpu {
     /// Set by a handler to end the current block after this instruction (a write hit decoded
     /// code, the bus wants attention, HLT, a mode change).
     pub(crate) end_block: bool,
+    /// With `end_block`: the block ended at a taken branch (a side exit), which needs no
+    /// `attention`.
+    pub(crate) side_exit: bool,
     /// Something must be looked at before the next block: an interrupt shadow or HLT, a fault
     /// just delivered, a stop, a non-maskable interrupt, dropped blocks to free. Interrupt
     /// lines are looked at after any bus call that may have moved them (see `Watched`).
@@ -122,6 +125,7 @@ impl Cpu {
             tlb: Tlb::new(),
             blocks: BlockCache::new(),
             end_block: false,
+            side_exit: false,
             attention: true,
             stop: None,
             map_gen: u64::MAX,
@@ -401,6 +405,7 @@ impl Cpu {
                     break;
                 }
             }
+            self.side_exit = false;
             if self.end_block {
                 self.attention = true;
             }
@@ -413,14 +418,17 @@ impl Cpu {
                 Ok(()) => n += 1,
                 Err(fault) => {
                     self.s.rip = ip;
+                    self.side_exit = false;
                     self.raise(bus, fault);
                     return n;
                 }
             }
             if self.end_block {
-                // Whatever ended the block (a write to code, the bus, a mode change) may
-                // want a look before the next one.
-                self.attention = true;
+                // Whatever ended the block (a write to code, the bus, a mode change) but a
+                // taken branch may want a look before the next one.
+                if !std::mem::take(&mut self.side_exit) {
+                    self.attention = true;
+                }
                 return n;
             }
         }
@@ -446,10 +454,11 @@ impl Cpu {
                 out.push(format!("{lin:#010x}  (block since overwritten)"));
                 continue;
             };
-            let mut a = lin;
+            // A block may go on at a jump target: place each instruction by its decoded IP.
+            let first = insns.first().map_or(0, |i| i.instr.ip());
             for i in insns.iter() {
+                let a = lin.wrapping_add(i.instr.ip().wrapping_sub(first));
                 out.push(format!("{a:#010x}  {}", i.text()));
-                a = a.wrapping_add(u64::from(i.len));
             }
         }
         let keep = out.len().saturating_sub(48);

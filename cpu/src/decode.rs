@@ -278,6 +278,13 @@ pub(crate) fn decode(bytes: &[u8], bits: u32, ip: u64) -> Option<Insn> {
     Some(i)
 }
 
+/// The target of a direct near JMP (rel8/rel16/rel32), if `i` is one.
+pub(crate) fn direct_jump_target(i: &Insn) -> Option<u64> {
+    let instr = &i.instr;
+    (instr.mnemonic() == Mnemonic::Jmp && matches!(instr.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64))
+        .then(|| instr.near_branch_target())
+}
+
 fn undefined(instr: Instruction, bits: u32, len: usize) -> Insn {
     Insn {
         exec: ops::ud,
@@ -579,8 +586,8 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
             by_mem!(mem, ext::crc32)
         }
         M::Cmpxchg => by_mem!(mem, alu::cmpxchg),
+        // A taken Jcc, LOOP or JCXZ leaves the block (a side exit); not taken, the block goes on.
         M::Jo | M::Jno | M::Jb | M::Jae | M::Je | M::Jne | M::Jbe | M::Ja | M::Js | M::Jns | M::Jp | M::Jnp | M::Jl | M::Jge | M::Jle | M::Jg => {
-            ends = true;
             i.imm2 = cc_of(instr);
             branch::jcc_handler(i.imm2 as u8, i.osz)
         }
@@ -615,7 +622,6 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
             branch::iret as Handler
         }
         M::Loop | M::Loope | M::Loopne | M::Jcxz | M::Jecxz | M::Jrcxz => {
-            ends = true;
             i.imm2 = match m {
                 M::Loop => 0,
                 M::Loope => 1,

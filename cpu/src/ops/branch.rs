@@ -52,11 +52,20 @@ impl Cpu {
     pub(crate) fn pm_transfers(&self) -> bool {
         self.protected() && !self.vm86()
     }
+
+    /// A taken branch in the middle of a block: the block ends here, with nothing for the run
+    /// loop to look at (unlike other reasons to end a block).
+    #[inline(always)]
+    pub(crate) fn side_exit(&mut self) {
+        self.end_block = true;
+        self.side_exit = true;
+    }
 }
 
 pub(crate) fn jcc<const CC: u8, const S: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     if cpu.cond(CC) {
         cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), S)?;
+        cpu.side_exit();
     }
     Ok(())
 }
@@ -76,6 +85,19 @@ pub(crate) fn jcc_handler(cc: u8, size: u8) -> Handler {
 
 pub(crate) fn jmp_rel<const S: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), S)
+}
+
+/// A direct JMP inside a block, which goes on with the instructions decoded at the target
+/// (`block.rs`). Those were decoded at the target's offset from the block's start; when the
+/// block runs at another RIP (the same bytes reached through another CS base or mapping),
+/// the target keeps that offset unless the operand size truncates it: then the block ends.
+pub(crate) fn jmp_on<const S: u8>(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let t = cpu.s.rip.wrapping_add(i.imm);
+    cpu.near_jump(t, S)?;
+    if cpu.s.rip != t {
+        cpu.side_exit();
+    }
+    Ok(())
 }
 
 pub(crate) fn jmp_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
@@ -214,12 +236,14 @@ pub(crate) fn loop_(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), F
         if take {
             // Check the target before committing the decrement, so a fault changes nothing.
             cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), i.osz)?;
+            cpu.side_exit();
         }
         cpu.set_reg(reg::RCX as u8, i.asz, c);
         return Ok(());
     };
     if take {
         cpu.near_jump(cpu.s.rip.wrapping_add(i.imm), i.osz)?;
+        cpu.side_exit();
     }
     Ok(())
 }
