@@ -233,7 +233,7 @@ impl Cpu {
         let bits = self.code_bits();
         let lin = self.lin(sreg::CS, self.s.rip, 1, Access::Exec)?;
         // The mode part of the tag: code size, and user or supervisor (execute permission).
-        let mode = u64::from(bits) | (u64::from((self.s.seg[sreg::SS].attr >> 5) & 3 == 3) << 7);
+        let mode = u64::from(bits) | ((self.user as u64) << 7);
         let tag = (self.blocks.recent_gen << 8) | mode;
         let slot = ((lin ^ (lin >> 10)) as usize) & (RECENT - 1);
         let (t, g, b) = self.blocks.recent[slot];

@@ -106,6 +106,8 @@ pub struct Cpu {
     pub(crate) held_db: u64,
     /// Per segment register, what its memory operands may touch (see `seg.rs`).
     pub(crate) segc: [SegCheck; 6],
+    /// 1 at CPL 3, else 0 (from SS, kept by `refresh_seg`): which TLB tags apply.
+    pub(crate) user: usize,
     /// Instructions retired since `s.tsc` was last loaded: the time-stamp counter advances
     /// by one per instruction.
     retired: u64,
@@ -145,6 +147,7 @@ impl Cpu {
             ss_shadow: false,
             held_db: 0,
             segc: [SegCheck::REAL; 6],
+            user: 0,
             retired: 0,
             config: CpuConfig::default(),
         }

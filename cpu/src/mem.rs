@@ -126,7 +126,7 @@ impl Cpu {
     /// Which TLB tags apply to data accesses now: 1 at CPL 3, else 0.
     #[inline(always)]
     fn user_index(&self) -> usize {
-        usize::from((self.s.seg[sreg::SS].attr >> 5) & 3 == 3)
+        self.user & 1
     }
 
     /// Linear addresses wrap at 4 GiB outside 64-bit mode.

@@ -24,18 +24,27 @@ pub(crate) mod attr {
 }
 
 /// What a memory operand through one segment register may touch, derived from the segment's
-/// descriptor cache whenever it changes so that the per-access check is a few compares.
+/// descriptor cache whenever it changes so that the per-access check is two compares. Offsets
+/// are valid from `lo` up to (not including) the end for the kind of access; an end of 0
+/// refuses every access of that kind.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SegCheck {
-    /// Lowest and highest valid offset.
     pub lo: u64,
-    pub hi: u64,
-    pub read: bool,
-    pub write: bool,
+    /// One past the highest valid offset: for instruction fetch (type not checked), reads
+    /// and writes.
+    pub end: u64,
+    pub read_end: u64,
+    pub write_end: u64,
 }
 
 impl SegCheck {
-    pub(crate) const REAL: SegCheck = SegCheck { lo: 0, hi: 0xFFFF, read: true, write: true };
+    pub(crate) const REAL: SegCheck = SegCheck::new(0, 0xFFFF, true, true);
+
+    /// Offsets `lo..=hi`, readable and writable as given.
+    pub(crate) const fn new(lo: u64, hi: u64, read: bool, write: bool) -> SegCheck {
+        let end = hi.wrapping_add(1);
+        SegCheck { lo, end, read_end: if read { end } else { 0 }, write_end: if write { end } else { 0 } }
+    }
 }
 
 /// A segment or system descriptor as it sits in a descriptor table.
@@ -109,22 +118,27 @@ impl Cpu {
     pub(crate) fn refresh_seg(&mut self, s: usize) {
         let seg = self.s.seg[s];
         let a = seg.attr;
+        if s == sreg::SS {
+            // CPL is SS.DPL: which TLB tags data accesses use.
+            self.user = usize::from((a >> 5) & 3 == 3);
+        }
         self.segc[s] = if self.bits == 64 {
-            SegCheck { lo: 0, hi: u64::MAX, read: true, write: true }
+            // Not used: 64-bit mode checks canonical addresses instead.
+            SegCheck::new(0, u64::MAX - 1, true, true)
         } else if !self.protected() || self.vm86() {
             // Real and virtual-8086 mode check the cached limit (unreal mode keeps a big one)
             // but not the type.
-            SegCheck { lo: 0, hi: u64::from(seg.limit), read: true, write: true }
+            SegCheck::new(0, u64::from(seg.limit), true, true)
         } else if a & attr::P == 0 {
             // A null or otherwise unusable segment: every access faults.
-            SegCheck { lo: 1, hi: 0, read: false, write: false }
+            SegCheck { lo: 1, end: 0, read_end: 0, write_end: 0 }
         } else if a & attr::CODE != 0 {
-            SegCheck { lo: 0, hi: u64::from(seg.limit), read: a & attr::RW != 0, write: false }
+            SegCheck::new(0, u64::from(seg.limit), a & attr::RW != 0, false)
         } else if a & attr::DC != 0 {
             let top = if a & attr::DB != 0 { 0xFFFF_FFFF } else { 0xFFFF };
-            SegCheck { lo: u64::from(seg.limit) + 1, hi: top, read: true, write: a & attr::RW != 0 }
+            SegCheck::new(u64::from(seg.limit) + 1, top, true, a & attr::RW != 0)
         } else {
-            SegCheck { lo: 0, hi: u64::from(seg.limit), read: true, write: a & attr::RW != 0 }
+            SegCheck::new(0, u64::from(seg.limit), true, a & attr::RW != 0)
         };
     }
 
@@ -138,29 +152,26 @@ impl Cpu {
     /// `size` bytes. `off` is already truncated to the address size.
     #[inline(always)]
     pub(crate) fn lin(&self, seg: usize, off: u64, size: u8, acc: Access) -> Result<u64, Fault> {
-        let c = &self.segc[seg];
-        let last = off.wrapping_add(u64::from(size) - 1);
-        let ok = off >= c.lo
-            && last <= c.hi
-            && last >= off
-            && match acc {
-                Access::Read => c.read,
-                Access::Write => c.write,
-                Access::Exec => true,
-            };
         let base = self.s.seg[seg].base;
-        if self.bits == 64 {
-            let base = if seg >= sreg::FS { base } else { 0 };
-            let a = base.wrapping_add(off);
-            if !canonical(a) || !canonical(a.wrapping_add(u64::from(size) - 1)) {
+        if self.bits != 64 {
+            let c = &self.segc[seg];
+            let end = match acc {
+                Access::Read => c.read_end,
+                Access::Write => c.write_end,
+                Access::Exec => c.end,
+            };
+            // (Offsets are below 2^32 here, so the sum cannot wrap.)
+            if off < c.lo || off + u64::from(size) > end {
                 return Err(if seg == sreg::SS { Fault::ss(0) } else { Fault::gp(0) });
             }
-            return Ok(a);
+            return Ok(base.wrapping_add(off) & 0xFFFF_FFFF);
         }
-        if !ok {
+        let base = if seg >= sreg::FS { base } else { 0 };
+        let a = base.wrapping_add(off);
+        if !canonical(a) || !canonical(a.wrapping_add(u64::from(size) - 1)) {
             return Err(if seg == sreg::SS { Fault::ss(0) } else { Fault::gp(0) });
         }
-        Ok(base.wrapping_add(off) & 0xFFFF_FFFF)
+        Ok(a)
     }
 
     /// Loads a segment register from a selector by the rules of the current mode (MOV, POP,

@@ -19,8 +19,8 @@ pub(crate) mod string;
 pub(crate) mod system;
 
 use crate::bus::Bus;
-use crate::cpu::{mask, Cpu};
-use crate::decode::{Insn, NONE, RIP};
+use crate::cpu::Cpu;
+use crate::decode::{Insn, RIP};
 use crate::fault::Fault;
 use crate::mem::Access;
 
@@ -38,13 +38,17 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn ea(&self, i: &Insn) -> u64 {
         let mut a = i.disp;
-        if i.base != NONE {
-            a = a.wrapping_add(if i.base == RIP { self.s.rip } else { self.s.gpr[i.base as usize] });
+        // Register numbers are below 16; NONE and RIP are above.
+        if i.base < 16 {
+            a = a.wrapping_add(self.s.gpr[usize::from(i.base & 15)]);
+        } else if i.base == RIP {
+            a = a.wrapping_add(self.s.rip);
         }
-        if i.index != NONE {
-            a = a.wrapping_add(self.s.gpr[i.index as usize] << i.scale);
+        if i.index < 16 {
+            a = a.wrapping_add(self.s.gpr[usize::from(i.index & 15)] << (i.scale & 3));
         }
-        mask(a, i.asz)
+        // The address size is 2, 4 or 8.
+        a & (u64::MAX >> ((64 - u32::from(i.asz) * 8) & 63))
     }
 
     /// The linear address of the memory operand, checked for an access of `size` bytes.
