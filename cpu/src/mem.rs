@@ -22,7 +22,12 @@ pub(crate) struct Tlb {
     exec: Box<[[u64; TLB_ENTRIES]; 2]>,
     host: Box<[usize; TLB_ENTRIES]>,
     global: Box<[bool; TLB_ENTRIES]>,
+    /// Physical page + 1 (0: empty) → its mapping, for page walks (`walk_page`); valid while
+    /// the bus's map generation is (flushed with everything else).
+    walk: Box<[(u64, PageMapping); WALK_ENTRIES]>,
 }
+
+const WALK_ENTRIES: usize = 64;
 
 impl Tlb {
     pub(crate) fn new() -> Tlb {
@@ -32,6 +37,7 @@ impl Tlb {
             exec: Box::new([[0; TLB_ENTRIES]; 2]),
             host: Box::new([0; TLB_ENTRIES]),
             global: Box::new([false; TLB_ENTRIES]),
+            walk: Box::new([(0, PageMapping::Mmio); WALK_ENTRIES]),
         }
     }
 
@@ -49,6 +55,7 @@ impl Tlb {
             self.write[u].fill(0);
             self.exec[u].fill(0);
         }
+        self.walk.fill((0, PageMapping::Mmio));
     }
 
     /// Drops every translation not marked global (a CR3 load with CR4.PGE set).
@@ -274,12 +281,15 @@ impl Cpu {
             return Ok(read_host(self.tlb.host[i] + off, size));
         }
         let user = self.user_index() == 1;
-        self.translate(bus, lin, Access::Write, user)?;
         if lin % PAGE + u64::from(size) > PAGE {
+            self.translate(bus, lin, Access::Write, user)?;
             let last = self.wrap_lin(lin + u64::from(size) - 1);
             self.translate(bus, last, Access::Write, user)?;
+            return self.read(bus, lin, size);
         }
-        self.read(bus, lin, size)
+        // One walk for write, which fills the TLB entry for reads as well.
+        let (phys, map) = self.fill(bus, lin, Access::Write, user)?;
+        self.access_filled(bus, lin, phys, map, size, None)
     }
 
     /// Writes `size` bytes at a linear address, at the current privilege.
@@ -369,8 +379,24 @@ impl Cpu {
 
     // ---- physical memory, for page walks ------------------------------------------------
 
+    /// What the physical page at `ppage` is, through a small cache (page walks read the same
+    /// few table pages over and over).
+    #[inline]
+    fn walk_page(&mut self, bus: &mut dyn Bus, ppage: u64) -> PageMapping {
+        let i = ((ppage / PAGE) as usize) & (WALK_ENTRIES - 1);
+        let (tag, map) = self.tlb.walk[i];
+        if tag == ppage + 1 {
+            return map;
+        }
+        let map = bus.map_page(ppage);
+        if map != PageMapping::Mmio {
+            self.tlb.walk[i] = (ppage + 1, map);
+        }
+        map
+    }
+
     pub(crate) fn phys_read(&mut self, bus: &mut dyn Bus, paddr: u64, size: u8) -> u64 {
-        match bus.map_page(paddr & !(PAGE - 1)) {
+        match self.walk_page(bus, paddr & !(PAGE - 1)) {
             PageMapping::Ram { host } => read_host(host as usize + (paddr % PAGE) as usize, size),
             PageMapping::Rom { host } => read_host(host as usize + (paddr % PAGE) as usize, size),
             PageMapping::Mmio => mask(bus.mmio_read(paddr, size), size),
@@ -378,7 +404,7 @@ impl Cpu {
     }
 
     pub(crate) fn phys_write(&mut self, bus: &mut dyn Bus, paddr: u64, size: u8, v: u64) {
-        match bus.map_page(paddr & !(PAGE - 1)) {
+        match self.walk_page(bus, paddr & !(PAGE - 1)) {
             PageMapping::Ram { host } => {
                 let h = host as usize;
                 if self.blocks.invalidate_page(h) {
