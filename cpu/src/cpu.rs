@@ -56,8 +56,9 @@ impl Default for CpuConfig {
 pub struct Cpu {
     /// Platform facts CPUID reports (see [`Cpu::configure`]).
     pub(crate) config: CpuConfig,
-    /// Architectural state. `s.rflags` holds every flag except, while `lazy` is active, the six
-    /// arithmetic status flags, which `flags.rs` computes on demand.
+    /// Architectural state. `s.rflags` holds every flag but the six arithmetic status flags,
+    /// which live in `lazy` (`flags.rs`) and are copied into `s.rflags` by
+    /// `materialize_flags`.
     pub(crate) s: CpuState,
     pub(crate) lazy: Lazy,
     pub(crate) tlb: Tlb,
@@ -174,8 +175,7 @@ impl Cpu {
     /// Loads a state; every cache that depended on the old one is dropped.
     pub fn set_state(&mut self, state: &CpuState) {
         self.s = state.clone();
-        self.s.rflags = (state.rflags & 0x003F_7FD5) | flags::FIXED1;
-        self.lazy = Lazy::default();
+        self.set_rflags((state.rflags & 0x003F_7FD5) | flags::FIXED1);
         self.flush_tlb();
         self.map_gen = u64::MAX;
         self.retired = 0;

@@ -1,6 +1,8 @@
 //! Lazy status flags (Bochs's layout): arithmetic records its result and a carry-out vector,
 //! and CF, PF, AF, ZF, SF and OF are computed from those two words when something reads them,
-//! by the same few operations whatever instruction set them.
+//! by the same few operations whatever instruction set them. The record always holds the six
+//! flags (flags set explicitly are encoded into it), so reading one never asks where it lives;
+//! their bits in `rflags` are current only after `materialize_flags`.
 
 use crate::cpu::Cpu;
 use crate::state::flags::*;
@@ -28,16 +30,43 @@ const AUX_CF: u32 = 31;
 /// CF XOR OF: OF is the XOR of bits 30 and 31 (the carries out of the top two bits).
 const AUX_PO: u32 = 30;
 const AUX_AF: u64 = 8;
+/// Sign delta: SF is bit 63 of the result XOR this bit.
+const AUX_SD: u64 = 1;
+/// Parity delta: PF is the parity of the result's low byte XOR bits 8-15.
+const AUX_PDB: u32 = 8;
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Lazy {
-    /// The six status flags live here (else in `rflags`).
-    pub live: bool,
-    /// The last result, sign-extended from its size to 64 bits: ZF is "all zero", SF bit 63,
-    /// PF the parity of the low byte.
+    /// The last result, sign-extended from its size to 64 bits: ZF is "all zero", SF bit 63
+    /// (with the sign delta), PF the parity of the low byte (with the parity delta).
     pub res: u64,
-    /// CF in bit 31, CF ^ OF in bit 30, AF in bit 3.
+    /// CF in bit 31, CF ^ OF in bit 30, AF in bit 3, the parity delta in bits 8-15 and the
+    /// sign delta in bit 0 (the deltas are zero after arithmetic; flags set explicitly use
+    /// them).
     pub aux: u64,
+}
+
+impl Default for Lazy {
+    /// All six flags clear.
+    fn default() -> Lazy {
+        Lazy::encode(0)
+    }
+}
+
+impl Lazy {
+    /// The record for explicit flag values (the arithmetic bits of `f`).
+    fn encode(f: u64) -> Lazy {
+        let (cf, of) = (f & CF != 0, f & OF != 0);
+        Lazy {
+            // Nonzero for ZF clear, with a sign bit and low byte of zero.
+            res: if f & ZF != 0 { 0 } else { 1 << 8 },
+            aux: cf_of_bits(cf, of)
+                | if f & AF != 0 { AUX_AF } else { 0 }
+                | if f & SF != 0 { AUX_SD } else { 0 }
+                // A zero low byte has even parity: the delta makes it odd for PF clear.
+                | if f & PF != 0 { 0 } else { 1 << AUX_PDB },
+        }
+    }
 }
 
 /// Even parity of each byte value (PF).
@@ -80,118 +109,89 @@ impl Cpu {
         let aux = match op {
             FlagOp::Logic => 0,
             FlagOp::Inc | FlagOp::Dec => {
-                // CF stays; OF is the XOR of the top two carries.
-                let cf = self.cf();
-                let of = ((top >> AUX_PO) ^ (top >> AUX_CF)) & 1 != 0;
-                (carries & AUX_AF) | cf_of_bits(cf, of)
+                // CF stays; OF (the XOR of the top two carries) goes into bit 30 with it.
+                let cf = self.lazy.aux & (1 << AUX_CF);
+                let of = (top ^ (top >> 1)) & (1 << AUX_PO);
+                (carries & AUX_AF) | cf | (of ^ (cf >> 1))
             }
             _ => (carries & AUX_AF) | top,
         };
-        self.lazy = Lazy { live: true, res: sext_size(r, size), aux };
+        self.lazy = Lazy { res: sext_size(r, size), aux };
     }
 
     /// Records a result whose SF, ZF and PF follow from it, with CF and OF given and AF clear
     /// (shifts, multiplications).
     #[inline(always)]
     pub(crate) fn set_lazy_result(&mut self, size: u8, r: u64, cf: bool, of: bool) {
-        self.lazy = Lazy { live: true, res: sext_size(r, size), aux: cf_of_bits(cf, of) };
+        self.lazy = Lazy { res: sext_size(r, size), aux: cf_of_bits(cf, of) };
     }
 
     /// Sets CF and OF, leaving the other status flags as they are (rotates).
     #[inline(always)]
     pub(crate) fn set_cf_of(&mut self, cf: bool, of: bool) {
-        if self.lazy.live {
-            self.lazy.aux = (self.lazy.aux & !(3 << AUX_PO)) | cf_of_bits(cf, of);
-        } else {
-            self.s.rflags = (self.s.rflags & !(CF | OF)) | if cf { CF } else { 0 } | if of { OF } else { 0 };
-        }
+        self.lazy.aux = (self.lazy.aux & !(3 << AUX_PO)) | cf_of_bits(cf, of);
     }
 
     #[inline(always)]
     pub(crate) fn cf(&self) -> bool {
-        if self.lazy.live {
-            (self.lazy.aux >> AUX_CF) & 1 != 0
-        } else {
-            self.s.rflags & CF != 0
-        }
+        (self.lazy.aux >> AUX_CF) & 1 != 0
     }
 
     #[inline(always)]
     pub(crate) fn zf(&self) -> bool {
-        if self.lazy.live {
-            self.lazy.res == 0
-        } else {
-            self.s.rflags & ZF != 0
-        }
+        self.lazy.res == 0
     }
 
     #[inline(always)]
     pub(crate) fn sf(&self) -> bool {
-        if self.lazy.live {
-            (self.lazy.res as i64) < 0
-        } else {
-            self.s.rflags & SF != 0
-        }
+        ((self.lazy.res >> 63) ^ self.lazy.aux) & AUX_SD != 0
     }
 
     #[inline(always)]
     pub(crate) fn of(&self) -> bool {
-        if self.lazy.live {
-            ((self.lazy.aux >> AUX_PO) ^ (self.lazy.aux >> AUX_CF)) & 1 != 0
-        } else {
-            self.s.rflags & OF != 0
-        }
+        ((self.lazy.aux >> AUX_PO) ^ (self.lazy.aux >> AUX_CF)) & 1 != 0
     }
 
     #[inline(always)]
     pub(crate) fn pf(&self) -> bool {
-        if self.lazy.live {
-            PARITY[self.lazy.res as u8 as usize]
-        } else {
-            self.s.rflags & PF != 0
-        }
+        PARITY[((self.lazy.res ^ (self.lazy.aux >> AUX_PDB)) as u8) as usize]
     }
 
     #[inline(always)]
     pub(crate) fn af(&self) -> bool {
-        if self.lazy.live {
-            self.lazy.aux & AUX_AF != 0
-        } else {
-            self.s.rflags & AF != 0
-        }
+        self.lazy.aux & AUX_AF != 0
     }
 
-    /// RFLAGS with the lazy flags folded in.
+    /// RFLAGS with the six status flags from the lazy record.
     pub(crate) fn rflags(&self) -> u64 {
-        let l = &self.lazy;
-        if !l.live {
-            return self.s.rflags;
-        }
-        let cf = (l.aux >> AUX_CF) & 1;
-        let of = ((l.aux >> AUX_PO) ^ (l.aux >> AUX_CF)) & 1;
         (self.s.rflags & !ARITH)
-            | cf
-            | (u64::from(PARITY[l.res as u8 as usize]) << 2)
-            | ((l.aux & AUX_AF) << 1)
-            | (u64::from(l.res == 0) << 6)
-            | ((l.res >> 63) << 7)
-            | (of << 11)
+            | u64::from(self.cf())
+            | (u64::from(self.pf()) << 2)
+            | (u64::from(self.af()) << 4)
+            | (u64::from(self.zf()) << 6)
+            | (u64::from(self.sf()) << 7)
+            | (u64::from(self.of()) << 11)
     }
 
-    /// Makes `rflags` current and drops the lazy record.
+    /// Makes the status flags in `rflags` current (for code that reads `s.rflags` whole).
+    /// Code that then writes them goes through `set_rflags`.
     #[inline]
     pub(crate) fn materialize_flags(&mut self) {
-        if self.lazy.live {
-            self.s.rflags = self.rflags();
-            self.lazy.live = false;
-        }
+        self.s.rflags = self.rflags();
+    }
+
+    /// Loads RFLAGS whole (POPF, IRET, task switches, SYSRET...), status flags included.
+    #[inline]
+    pub(crate) fn set_rflags(&mut self, v: u64) {
+        self.s.rflags = v;
+        self.lazy = Lazy::encode(v);
     }
 
     /// Sets the given status flags to the given values (others as they are).
     #[inline]
     pub(crate) fn set_status(&mut self, which: u64, values: u64) {
-        self.materialize_flags();
-        self.s.rflags = (self.s.rflags & !which) | (values & which);
+        let f = (self.rflags() & !which) | (values & which);
+        self.set_rflags(f);
     }
 
     /// Sets one flag bit.

@@ -136,8 +136,7 @@ impl Cpu {
         for (k, v) in ngpr.iter().enumerate() {
             self.s.gpr[k] = *v;
         }
-        self.materialize_flags();
-        self.s.rflags = (nfl & 0x003F_7FD5) | flags::FIXED1;
+        self.set_rflags((nfl & 0x003F_7FD5) | flags::FIXED1);
         if matches!(how, TaskSwitch::Call | TaskSwitch::Int(_)) {
             self.s.rflags |= flags::NT;
         }

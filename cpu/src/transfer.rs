@@ -427,8 +427,7 @@ impl Cpu {
         for (k, slot) in v.iter_mut().enumerate() {
             *slot = self.peek(bus, 12 + 4 * k as u64, 4)?;
         }
-        self.materialize_flags();
-        self.s.rflags = (f & 0x003F_7FD5) | flags::FIXED1 | flags::VM;
+        self.set_rflags((f & 0x003F_7FD5) | flags::FIXED1 | flags::VM);
         let vseg = |sel: u64| {
             let sel = sel as u16;
             Segment { selector: sel, base: u64::from(sel) << 4, limit: 0xFFFF, attr: 0xF3 }

@@ -41,8 +41,7 @@ pub(crate) fn syscall(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<()
     cpu.s.gpr[reg::RCX] = cpu.s.rip;
     let fl = cpu.rflags() & !flags::RF;
     cpu.s.gpr[11] = fl;
-    cpu.materialize_flags();
-    cpu.s.rflags = (fl & !cpu.s.msr.fmask & !flags::RF) | flags::FIXED1;
+    cpu.set_rflags((fl & !cpu.s.msr.fmask & !flags::RF) | flags::FIXED1);
     cpu.s.rip = cpu.s.msr.lstar;
     cpu.set_flat_cs_ss(flat(sel, CODE64_DPL0), flat(sel + 8, DATA_DPL0));
     Ok(())
@@ -64,8 +63,7 @@ pub(crate) fn sysret(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), 
         (flat(base | 3, CODE32_DPL3), rcx & 0xFFFF_FFFF)
     };
     let r11 = cpu.s.gpr[11];
-    cpu.materialize_flags();
-    cpu.s.rflags = (r11 & 0x003C_7FD7) | flags::FIXED1;
+    cpu.set_rflags((r11 & 0x003C_7FD7) | flags::FIXED1);
     cpu.s.rip = rip;
     // SS keeps its selector arithmetic but, as on Intel processors, gets flat DPL 3 data.
     cpu.set_flat_cs_ss(cs, flat((base + 8) | 3, DATA_DPL3));

@@ -190,8 +190,8 @@ pub(crate) fn shxd_cl<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Ins
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::*;
     use crate::state::flags::*;
+
     #[test]
     fn rotate_through_carry_8bit() {
         let mut c = Cpu::new();

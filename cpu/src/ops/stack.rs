@@ -162,9 +162,8 @@ pub(crate) fn leave(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fa
 impl Cpu {
     /// Writes the flags in `m` from `v` (POPF, IRET, SAHF...), keeping the others.
     pub(crate) fn write_flags(&mut self, v: u64, m: u64) {
-        self.materialize_flags();
-        let old = self.s.rflags;
-        self.s.rflags = ((old & !m) | (v & m)) | flags::FIXED1;
+        let old = self.rflags();
+        self.set_rflags(((old & !m) | (v & m)) | flags::FIXED1);
         if old & flags::IF == 0 && self.s.rflags & flags::IF != 0 {
             self.end_block = true;
         }
