@@ -324,7 +324,10 @@ impl Cpu {
             // the bytes run at another address (see `branch::jmp_on`).
             if let Some(target) = decode::direct_jump_target(&insn) {
                 let t_lin = cs.base.wrapping_add(target) & lin_mask;
-                if t_lin / PAGE == start_lin / PAGE && insns.len() + 1 < MAX_BLOCK {
+                // The JMP itself must lie within the page too: the block's pages are its first
+                // and its last instruction's.
+                let jmp_end = lin.wrapping_add(len - 1) & lin_mask;
+                if t_lin / PAGE == start_lin / PAGE && jmp_end / PAGE == start_lin / PAGE && insns.len() + 1 < MAX_BLOCK {
                     insn.exec = crate::decode::sized!(insn.osz, crate::ops::branch::jmp_on;);
                     ip = target;
                     ends = false;

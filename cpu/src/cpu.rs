@@ -537,7 +537,8 @@ impl Cpu {
 /// The bus as the run loop hands it to instructions: it notes any call that may have moved
 /// an interrupt line (port and MMIO accesses, interrupt acknowledge, MSRs, the TPR), so that
 /// between blocks the CPU asks about interrupts only after one. Lines move only through the
-/// bus's own calls or between `run` calls (see `Bus::intr_pending`).
+/// bus's own calls or between `run` calls (see `Bus::intr_pending`). Every `Bus` method is
+/// forwarded here: one left to its default would silently do nothing.
 pub(crate) struct Watched<'a> {
     pub(crate) bus: &'a mut dyn Bus,
     pub(crate) touched: bool,
@@ -584,6 +585,16 @@ impl Bus for Watched<'_> {
     }
     fn time_ns(&mut self, retired: u64) -> Option<u64> {
         self.bus.time_ns(retired)
+    }
+    fn sync_time(&mut self, retired: u64) {
+        // Devices brought up to date may raise a line.
+        self.touched = true;
+        self.bus.sync_time(retired)
+    }
+    fn set_tsc_deadline(&mut self, at_ns: Option<u64>) {
+        // A deadline already past fires at once.
+        self.touched = true;
+        self.bus.set_tsc_deadline(at_ns)
     }
     fn msr_read(&mut self, msr: u32) -> Option<u64> {
         self.touched = true;

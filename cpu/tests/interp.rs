@@ -241,3 +241,52 @@ fn repeated_moves_keep_element_order_across_overlap_and_pages() {
     assert!(bus.ram()[0x10000..0x18000] == want[0x10000..0x18000], "memory differs from element-by-element semantics");
     assert!(n >= 0x1800 + 0x400 + 0x800, "every iteration counts as an instruction ({n})");
 }
+
+/// A bus that records the instruction counts `sync_time` is given before device accesses.
+struct ClockBus {
+    inner: FlatBus,
+    synced: Vec<u64>,
+    writes: usize,
+}
+
+impl Bus for ClockBus {
+    fn map_page(&mut self, p: u64) -> PageMapping {
+        self.inner.map_page(p)
+    }
+    fn mmio_read(&mut self, p: u64, s: u8) -> u64 {
+        self.inner.mmio_read(p, s)
+    }
+    fn mmio_write(&mut self, p: u64, s: u8, v: u64) {
+        self.inner.mmio_write(p, s, v)
+    }
+    fn io_read(&mut self, p: u16, s: u8) -> u32 {
+        self.inner.io_read(p, s)
+    }
+    fn io_write(&mut self, _p: u16, _s: u8, _v: u32) {
+        self.writes += 1;
+    }
+    fn intr_pending(&mut self) -> bool {
+        false
+    }
+    fn intr_ack(&mut self) -> Option<u8> {
+        None
+    }
+    fn sync_time(&mut self, retired: u64) {
+        self.synced.push(retired);
+    }
+}
+
+#[test]
+fn port_writes_bring_the_bus_clock_up_to_date_first() {
+    let mut bus = ClockBus { inner: FlatBus::new(1 << 20), synced: Vec::new(), writes: 0 };
+    // mov cx, 10 ; l: out 0x80, al ; loop l ; hlt
+    load(&mut bus.inner, 0x100, &[0xB9, 0x0A, 0x00, 0xE6, 0x80, 0xE2, 0xFC, 0xF4]);
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    let r = cpu.run(&mut bus, 1000);
+    assert_eq!(r.stop, Stop::Halted);
+    assert_eq!(bus.writes, 10);
+    assert_eq!(bus.synced.len(), 10, "one sync per OUT: {:?}", bus.synced);
+    assert!(bus.synced.windows(2).all(|w| w[0] < w[1]), "time moves on between OUTs: {:?}", bus.synced);
+    assert!(bus.synced[9] >= 18 && bus.synced[9] < r.retired, "{:?} of {}", bus.synced, r.retired);
+}
