@@ -25,7 +25,7 @@ fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let seconds: f64 = std::env::var("FERRITE_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let insns: Option<u64> = std::env::var("FERRITE_BENCH_INSNS").ok().and_then(|s| s.parse().ok());
-    println!("{:<10} {:>10} {:>10} {:>14}  {}", "workload", "M instr/s", "(CPU time)", "instructions", "what");
+    println!("{:<10} {:>10} {:>10} {:>14}  what", "workload", "M instr/s", "(CPU time)", "instructions");
     for (name, image, what) in WORKLOADS {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;

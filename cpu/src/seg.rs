@@ -90,7 +90,7 @@ impl Descriptor {
         (self.attr() & 0xF) as u8
     }
     pub(crate) fn segment(self, selector: u16) -> Segment {
-        Segment { selector, base: self.base(), limit: self.limit(), attr: self.attr() | attr::ACCESSED * u16::from(self.is_segment()) }
+        Segment { selector, base: self.base(), limit: self.limit(), attr: self.attr() | (attr::ACCESSED * u16::from(self.is_segment())) }
     }
 }
 
