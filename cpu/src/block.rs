@@ -25,7 +25,10 @@ pub(crate) struct IntHasher(u64);
 
 impl Hasher for IntHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // A product's low bits depend only on the key's low bits, which are zero for page
+        // addresses; the table takes its bucket from the low bits (and a tag from the top
+        // seven), so fold the well-mixed high half down.
+        self.0 ^ (self.0 >> 32)
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -340,5 +343,24 @@ impl Cpu {
             }
         }
         Ok((insns.into_boxed_slice(), last_byte))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_addresses_spread_over_the_low_bits_of_their_hashes() {
+        // hashbrown picks the bucket from the low bits: page-aligned keys (host pages of
+        // code) must not all land in one.
+        let buckets: std::collections::HashSet<u64> = (0..1024u64)
+            .map(|p| {
+                let mut h = IntHasher::default();
+                h.write_usize(0x7f00_0000_0000 + (p << 12) as usize);
+                h.finish() & 1023
+            })
+            .collect();
+        assert!(buckets.len() > 512, "{} distinct buckets of 1024", buckets.len());
     }
 }
