@@ -42,6 +42,9 @@ pub struct MachineConfig {
     pub boot_order: String,
     /// Number of processors.
     pub cpus: u32,
+    /// Named files the fw_cfg device offers the guest beside its own, as QEMU's `-fw_cfg
+    /// name=...`: (name, contents). User files take names under `opt/` (QEMU's convention).
+    pub fw_cfg_files: Vec<(String, Vec<u8>)>,
 }
 
 /// A drive on an IDE channel.
@@ -66,6 +69,7 @@ impl Default for MachineConfig {
             vga_rom: None,
             boot_order: "cda".into(),
             cpus: 1,
+            fw_cfg_files: Vec::new(),
         }
     }
 }

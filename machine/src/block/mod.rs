@@ -1,13 +1,15 @@
 //! Disk images as the guest's disk controllers see them: one [`BlockDevice`] trait over raw and
 //! ISO files, Microsoft VHD (fixed, dynamic, differencing; "Virtual Hard Disk Image Format
 //! Specification" v1.0) and qcow2 (through the `imago` crate), plus a discard-on-close overlay
-//! for `--snapshot`. Formats are detected from content, never from the file name.
+//! for `--snapshot` and read-only disks held in memory (media built into Ferrite). Formats are
+//! detected from content, never from the file name.
 //!
 //! Everything a user hands us is checked when it is opened (checksums, sizes, tables that point
 //! outside the file, parents that are missing, changed or loop) and refused with an error that
 //! names the file and the problem, before a single byte is written to it.
 
 mod lock;
+mod memory;
 mod overlay;
 mod qcow2;
 mod raw;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use lock::{ImageLock, LockMode};
+pub use memory::MemoryDisk;
 pub use overlay::Overlay;
 pub use raw::RawDisk;
 pub use vhd::VhdDisk;

@@ -167,6 +167,9 @@ impl FwCfg {
             .file(acpi::LOADER_FILE, tables.loader.to_bytes())
             .file(smbios::TABLES_FILE, smbios.tables)
             .file(smbios::ANCHOR_FILE, smbios.anchor);
+        for (name, data) in &p.fw_cfg_files {
+            b.file(name, data.clone());
+        }
         b.build()
     }
 
@@ -358,7 +361,7 @@ mod tests {
     use crate::device::MachineEvent;
 
     fn platform() -> Platform {
-        Platform { ram_size: 64 << 20, cpus: 2, ide: vec![(0, 0, false)], floppies: vec![], boot_order: "c".into() }
+        Platform { ram_size: 64 << 20, cpus: 2, ide: vec![(0, 0, false)], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] }
     }
 
     struct Bench {
@@ -433,6 +436,15 @@ mod tests {
         for want in ["etc/e820", "bootorder", "etc/boot-fail-wait", "etc/acpi/tables", "etc/acpi/rsdp", "etc/table-loader", "etc/smbios/smbios-tables", "etc/smbios/smbios-anchor"] {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
+    }
+
+    #[test]
+    fn user_files_join_the_directory() {
+        let p = Platform { fw_cfg_files: vec![("opt/ferrite/headless".into(), b"1".to_vec())], ..platform() };
+        let dev = FwCfg::for_platform(&p);
+        assert_eq!(dev.file("opt/ferrite/headless"), Some(&b"1"[..]));
+        assert!(dev.file("etc/e820").is_some(), "the platform's own files stay");
+        assert!(FwCfg::for_platform(&platform()).file("opt/ferrite/headless").is_none());
     }
 
     #[test]

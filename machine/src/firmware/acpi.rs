@@ -538,7 +538,7 @@ mod tests {
     use super::*;
 
     fn platform(cpus: u32) -> Platform {
-        Platform { ram_size: 256 << 20, cpus, ide: vec![], floppies: vec![], boot_order: "c".into() }
+        Platform { ram_size: 256 << 20, cpus, ide: vec![], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] }
     }
 
     fn u32_at(b: &[u8], o: usize) -> u32 {

@@ -35,6 +35,8 @@ pub struct Platform {
     pub floppies: Vec<u8>,
     /// The boot order letters as given (`a` floppy, `c` disk, `d` CD-ROM, `n` network).
     pub boot_order: String,
+    /// Files for the fw_cfg directory beyond the firmware's own (`MachineConfig::fw_cfg_files`).
+    pub fw_cfg_files: Vec<(String, Vec<u8>)>,
 }
 
 impl Platform {
@@ -52,6 +54,7 @@ impl Platform {
             ide,
             floppies,
             boot_order: cfg.boot_order.clone(),
+            fw_cfg_files: cfg.fw_cfg_files.clone(),
         }
     }
 
@@ -144,7 +147,7 @@ mod tests {
     use crate::memory::FOUR_GIB;
 
     fn platform(ram: u64) -> Platform {
-        Platform { ram_size: ram, cpus: 2, ide: vec![(0, 0, false), (1, 0, true)], floppies: vec![0], boot_order: "dca".into() }
+        Platform { ram_size: ram, cpus: 2, ide: vec![(0, 0, false), (1, 0, true)], floppies: vec![0], boot_order: "dca".into(), fw_cfg_files: vec![] }
     }
 
     #[test]

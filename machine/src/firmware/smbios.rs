@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn structures_and_entry_point() {
-        let p = Platform { ram_size: 20 << 30, cpus: 2, ide: vec![], floppies: vec![], boot_order: "c".into() };
+        let p = Platform { ram_size: 20 << 30, cpus: 2, ide: vec![], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] };
         let s = Smbios::build(&p);
         let kinds: Vec<u8> = walk(&s.tables).iter().map(|k| k.0).collect();
         assert_eq!(kinds, [0, 1, 3, 4, 4, 16, 17, 17, 19, 19, 32, 127]);

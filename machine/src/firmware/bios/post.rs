@@ -374,7 +374,7 @@ mod tests {
     use crate::firmware::{E820_RAM, E820_RESERVED};
 
     fn platform(ram: u64) -> Platform {
-        Platform { ram_size: ram, cpus: 1, ide: vec![], floppies: vec![], boot_order: "c".into() }
+        Platform { ram_size: ram, cpus: 1, ide: vec![], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] }
     }
 
     #[test]
