@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds Ferrite's own ROMs: asm/NAME.asm -> build/NAME.bin, each a 64 KiB BIOS image whose
-# reset vector (offset 0xFFF0) far-jumps to the program; and Ferrite's PC BIOS, bios/bios.asm
-# (with the files it includes) -> build/bios.bin. The images are committed, so building
+# reset vector (offset 0xFFF0) far-jumps to the program; Ferrite's PC BIOS, bios/bios.asm
+# (with the files it includes) -> build/bios.bin; and boot programs, boot/NAME.asm ->
+# build/NAME.img, a boot sector and what it loads, whole 512-byte sectors that fit the first
+# track of a 1.44 MB floppy (18 sectors). The images are committed, so building
 # Ferrite needs no assembler; this script is how they are made, and the roms crate's
 # `reproducible` test checks that the committed ones are what it makes.
 #
@@ -43,4 +45,17 @@ for src in "$here"/asm/*.asm "$here"/bios/bios.asm; do
     fi
     mv "$tmp" "$out/$name.bin"
     echo "built $out/$name.bin"
+done
+for src in "$here"/boot/*.asm; do
+    name="$(basename "$src" .asm)"
+    tmp="$out/$name.img.tmp"
+    nasm -f bin -Ox -w+all -I "$here/boot/" -o "$tmp" "$src"
+    size="$(stat -c %s "$tmp")"
+    if [ $((size % 512)) != 0 ] || [ "$size" -gt $((18 * 512)) ]; then
+        echo "build.sh: $name: image is $size bytes, expected whole sectors, at most 18" >&2
+        rm -f "$tmp"
+        exit 1
+    fi
+    mv "$tmp" "$out/$name.img"
+    echo "built $out/$name.img"
 done

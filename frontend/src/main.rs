@@ -3,6 +3,7 @@
 
 mod audio;
 mod cli;
+mod demo;
 mod drives;
 mod expect;
 mod img;

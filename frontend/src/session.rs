@@ -72,7 +72,12 @@ impl Session {
             Some(path) => Some(read_vga_rom(path)?),
             None => None,
         };
-        let drives = crate::drives::Drives::open(&args.drives)?;
+        let mut drives = crate::drives::Drives::open(&args.drives)?;
+        let demo = crate::demo::wanted(args);
+        if demo {
+            drives.floppy[0] = Some(crate::demo::floppy());
+            drives.boot_order = Some("a".into());
+        }
         let expect = Expectations::new(&args.expect_serial, &args.expect_screen);
         let mut serial = char_backend("--serial", &args.serial, true)?;
         if expect.wants_serial() {
@@ -104,6 +109,7 @@ impl Session {
             boot_order: drives.boot_order.unwrap_or_else(|| MachineConfig::default().boot_order),
             cpus: args.smp,
             vga_rom,
+            fw_cfg_files: crate::demo::fw_cfg_files(args),
             ..MachineConfig::default()
         })
         .map_err(|e| machine_error(args, e))?;
@@ -128,6 +134,9 @@ impl Session {
             ClockMode::RealTime => "real-time clock",
         };
         eprintln!("ferrite: accelerator: {why}; {clock}");
+        if demo {
+            eprintln!("ferrite: no drive, --boot or --bios given: booting the built-in demo (ferrite --help lists the options)");
+        }
 
         // Sound: the WAV file is created now, so a bad path is an error before the guest runs.
         if let Some(path) = &args.audio_out {

@@ -64,8 +64,9 @@ const HELLO_LINE: &str = "Hello from Ferrite! This is the hello ROM, running in 
 const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../roms/build/hello.bin");
 
 #[test]
-fn no_arguments_run_the_bios_which_finds_nothing_to_boot() {
-    let o = ferrite(&[]);
+fn the_bios_with_nothing_to_boot_says_so() {
+    // With no option at all the built-in demo runs (tests/demo.rs); a boot order names drives.
+    let o = ferrite(&["--boot", "c"]);
     assert_status(&o, 121);
     assert!(stdout(&o).contains("No bootable device."), "{}", describe(&o));
     assert!(stderr(&o).contains("ferrite: accelerator: "), "the backend line is missing\n{}", describe(&o));

@@ -141,7 +141,7 @@ fn power_on_screen_is_reported_as_off() {
 #[test]
 fn the_bios_shows_its_messages_in_text_mode() {
     let text = scratch("bios.txt");
-    let o = ferrite(&["--accel", "interp", "--serial", "none", "--screen-text", text.to_str().unwrap()]);
+    let o = ferrite(&["--accel", "interp", "--boot", "c", "--serial", "none", "--screen-text", text.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(121), "{}", describe(&o));
     let screen = std::fs::read_to_string(&text).unwrap();
     assert!(screen.starts_with("Ferrite BIOS\nNo bootable device.\n"), "{screen}");

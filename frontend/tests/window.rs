@@ -716,3 +716,51 @@ fn mode_13h_fills_a_four_by_three_window() {
     }
     panic!("{test}: the window never showed the screenshot stretched to 640x480: {last}\n{}", guest.describe());
 }
+
+/// The default guest (no drive, no --bios) in a window: after its tour it echoes typed keys on
+/// the screen and on COM1, and Esc ends it with status 0.
+#[test]
+fn the_default_guest_echoes_keys_until_esc() {
+    let test = "the_default_guest_echoes_keys_until_esc";
+    let Some(x) = x_server(test) else { return };
+    let serial = scratch(&format!("{test}.serial"));
+    let text = scratch(&format!("{test}.txt"));
+    let stderr = scratch(&format!("{test}.stderr"));
+    let child = x
+        .command(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["--display", "window", "--renderer", "soft", "--accel", "interp"])
+        .arg("--serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("--screen-text")
+        .arg(&text)
+        .env_remove("RUST_LOG")
+        .env_remove("FERRITE_RENDERER")
+        .current_dir(scratch(""))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("start ferrite");
+    // The serial log stands in for the debug console Guest reads.
+    let mut guest = Guest { child, debugcon: serial, stderr, window: String::new() };
+    guest.wait_for_output("[5/5] keyboard: type in the window");
+    let o = x.command("xdotool").args(["search", "--sync", "--pid", &guest.child.id().to_string()]).output().unwrap();
+    guest.window = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
+    focus(&x, &guest.window);
+    assert!(x.command("xdotool").args(["key", "h", "i", "exclam"]).status().unwrap().success());
+    guest.wait_for_output("INT 16h); Esc ends the demo\r\nhi!");
+    let mut screen = String::new();
+    for _ in 0..POLLS {
+        screen = std::fs::read_to_string(&text).unwrap_or_default();
+        if screen.contains(" hi!") && screen.contains("key: '!'  scan code 02h  character 21h") {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    assert!(screen.contains(" hi!"), "the keys are not on the screen:\n{screen}");
+    assert!(screen.contains("key: '!'  scan code 02h  character 21h"), "the last key is not shown:\n{screen}");
+    assert!(x.command("xdotool").args(["key", "Escape"]).status().unwrap().success());
+    guest.wait_for_output("Esc pressed");
+    let status = guest.wait_for_exit();
+    assert!(status.success(), "ferrite's exit status after Esc: {status}");
+}

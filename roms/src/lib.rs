@@ -4,6 +4,8 @@
 //! 0xF4), whose low byte becomes Ferrite's exit status. The `sys_*` ROMs test what user mode
 //! cannot reach (modes, paging, gates, tasks, debug registers, fast system calls, I/O
 //! permissions), one PASS/FAIL line per check, with the scaffolding in `asm/inc/sys.inc`.
+//! Boot programs (`boot/`) are built into `build/*.img`: a boot sector and what it loads, for a
+//! BIOS to boot from a floppy.
 
 /// Ferrite's PC BIOS (`bios/bios.asm`): the firmware Ferrite boots when no `--bios` is given.
 /// A real-mode ROM whose services the machine carries out in Rust behind an I/O port
@@ -46,6 +48,26 @@ pub const SYS_TRIPLE: &[u8] = include_bytes!("../build/sys_triple.bin");
 
 /// The firmware Ferrite boots when no `--bios` is given.
 pub const DEFAULT: &[u8] = BIOS;
+
+/// Ferrite's default guest (`boot/demo.asm`): a boot program that tours the machine (colour
+/// text, the timer tick and the real-time clock, mode 13h, a PC-speaker tune, keyboard echo)
+/// on screen and COM1. `ferrite` boots it from a built-in floppy when given no drive,
+/// `--bios` or `--kernel`.
+pub const DEMO: &[u8] = include_bytes!("../build/demo.img");
+
+/// Boot programs built from `boot/` (whole sectors, the first a boot sector), by name.
+pub const BOOT: &[(&str, &[u8])] = &[("demo", DEMO)];
+
+/// A 1.44 MB floppy image holding `program` from its first sector, the rest zero: what the
+/// BIOS boots a boot program from.
+pub fn floppy_image(program: &[u8]) -> Vec<u8> {
+    let mut image = vec![0; FLOPPY_SIZE];
+    image[..program.len()].copy_from_slice(program);
+    image
+}
+
+/// Bytes on a 1.44 MB floppy: 80 cylinders, 2 heads, 18 sectors of 512 bytes.
+pub const FLOPPY_SIZE: usize = 80 * 2 * 18 * 512;
 
 /// Firmware built from `bios/` rather than `asm/` (not test programs: not in [`ALL`]).
 pub const FIRMWARE: &[(&str, &[u8])] = &[("bios", BIOS)];
@@ -107,6 +129,18 @@ mod tests {
         }
         assert!(by_name("nosuch").is_none());
         assert_eq!(DEFAULT, BIOS);
+    }
+
+    #[test]
+    fn boot_programs_are_boot_sectors_that_fit_a_track() {
+        for (name, image) in BOOT {
+            assert!(image.len() % 512 == 0 && image.len() <= 18 * 512, "{name}: {} bytes", image.len());
+            assert_eq!(image[510..512], [0x55, 0xAA], "{name}: no boot signature");
+        }
+        let floppy = floppy_image(DEMO);
+        assert_eq!(floppy.len(), 1_474_560);
+        assert_eq!(&floppy[..DEMO.len()], DEMO);
+        assert!(floppy[DEMO.len()..].iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The committed images in `build/` must be exactly what `build.sh` makes from `asm/`.
+//! The committed images in `build/` must be exactly what `build.sh` makes from `asm/`, `bios/`
+//! and `boot/`.
 //! Needs NASM; without it the test says so and passes (`scripts/test` installs NASM first).
 
 use std::path::{Path, PathBuf};
@@ -31,10 +32,11 @@ fn committed_images_match_build_sh() {
     );
 
     let mut mismatches = Vec::new();
-    for (name, committed) in roms::ALL.iter().chain(roms::FIRMWARE) {
-        let built = std::fs::read(out.join(format!("{name}.bin"))).unwrap_or_default();
-        if built != *committed {
-            mismatches.push(*name);
+    let images = roms::ALL.iter().chain(roms::FIRMWARE).map(|(n, i)| (format!("{n}.bin"), *i));
+    for (file, committed) in images.chain(roms::BOOT.iter().map(|(n, i)| (format!("{n}.img"), *i))) {
+        let built = std::fs::read(out.join(&file)).unwrap_or_default();
+        if built != committed {
+            mismatches.push(file);
         }
     }
     let _ = std::fs::remove_dir_all(&out);
@@ -62,4 +64,13 @@ fn every_source_has_a_committed_image_and_a_name() {
     for name in &names {
         assert!(Path::new(&crate_dir().join("build").join(format!("{name}.bin"))).is_file(), "{name}.bin");
     }
+    let boot: Vec<String> = std::fs::read_dir(crate_dir().join("boot"))
+        .expect("roms/boot")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "asm"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let named: Vec<String> = roms::BOOT.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(boot, named, "roms/boot/*.asm and roms::BOOT disagree");
 }
