@@ -107,7 +107,7 @@ fn anything_to_boot_keeps_the_demo_away() {
     let (f, d) = (floppy_path.to_str().unwrap(), disk_path.to_str().unwrap());
     for (args, status, says) in [
         (&["--fda", f][..], 7, ""),
-        (&["--fdb", f, "--boot", "b"], 7, ""),
+        (&["--fda", f, "--boot", "a"], 7, ""),
         (&["--hda", d], 7, ""),
         (&["--bios", hello], 0, "Hello from Ferrite!"),
         // A boot order with nothing in it: the BIOS finds nothing, as asked.

@@ -1,5 +1,5 @@
 ; demo: Ferrite's default guest, a boot program that `ferrite` boots from a built-in floppy
-; when it is given no drive, --bios or --kernel. A tour of the machine through the BIOS and the
+; when it is given nothing to boot (no drive, --boot or --bios). A tour of the machine through the BIOS and the
 ; hardware: colour text (INT 10h), the timer tick and the real-time clock (IRQ 0, INT 1Ah),
 ; mode 13h graphics with its own palette (the DAC at 3C8h/3C9h), a tune on the PC speaker
 ; (PIT channel 2, port 61h), then keyboard echo (INT 16h) until Esc. Everything shown on
@@ -918,7 +918,7 @@ checklist:
     db "Keyboard echo (INT 16h)", 0
     db 0
 mark: db " ", 0xFB, " ", 0          ; a check mark in code page 437
-footer: db "Runs when Ferrite is given no drive, --bios or --kernel  |  ferrite --help", 0
+footer: db "Ferrite runs this when it is given nothing to boot   |   ferrite --help", 0
 colours_label: db "16 colours:", 0
 swatch: db " 0  ", 0
 rainbow: db "Every character cell has its own colours: 16 foregrounds, 16 backgrounds.", 0
