@@ -200,6 +200,7 @@ fn iasl_disassembles_the_dsdt_without_errors() {
         ide: vec![],
         floppies: vec![],
         boot_order: "cda".into(),
+        fw_cfg_files: vec![],
     });
     for (sig, at, len) in &tables.index {
         let name = String::from_utf8_lossy(sig).into_owned();
