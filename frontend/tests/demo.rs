@@ -120,3 +120,76 @@ fn anything_to_boot_keeps_the_demo_away() {
         assert!(!String::from_utf8_lossy(&o.stderr).contains("demo"), "{args:?}\n{}", describe(&o));
     }
 }
+
+/// A sounding stretch of a recording: where it starts, how long it lasts, its pitch.
+#[derive(Debug)]
+struct Note {
+    start: f64,
+    seconds: f64,
+    hz: f64,
+}
+
+/// The notes in the left channel of 16-bit samples at `rate`: runs of 5 ms frames louder than
+/// 2% of full scale, parted by at least 20 ms of quiet; each one's pitch from its zero
+/// crossings (two a period of the speaker's square wave), away from its edges.
+fn notes(left: &[i16], rate: f64) -> Vec<Note> {
+    let frame = (rate * 0.005) as usize;
+    let loud: Vec<bool> = left
+        .chunks(frame)
+        .map(|f| (f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64).sqrt() > 0.02 * 32768.0)
+        .collect();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, &l) in loud.iter().enumerate() {
+        match runs.last_mut() {
+            Some((_, end)) if l && i - *end <= 4 => *end = i + 1,
+            _ if l => runs.push((i, i + 1)),
+            _ => {}
+        }
+    }
+    runs.iter()
+        .map(|&(a, b)| {
+            let (from, to) = ((a + 2) * frame, (b.saturating_sub(2) * frame).min(left.len()));
+            let crossings: Vec<usize> =
+                (from + 1..to.max(from + 1)).filter(|&i| (left[i - 1] < 0) != (left[i] < 0)).collect();
+            let hz = match (crossings.first(), crossings.last()) {
+                (Some(&f), Some(&l)) if l > f => (crossings.len() - 1) as f64 / 2.0 / ((l - f) as f64 / rate),
+                _ => 0.0,
+            };
+            Note { start: (a * frame) as f64 / rate, seconds: ((b - a) * frame) as f64 / rate, hz }
+        })
+        .collect()
+}
+
+#[test]
+fn the_tune_is_in_the_recording() {
+    let wav = scratch("demo.wav");
+    let o = ferrite(&["--audio-out", wav.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let mut reader = hound::WavReader::open(&wav).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.bits_per_sample), (2, 16));
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let left: Vec<i16> = samples.chunks(2).map(|s| s[0]).collect();
+    let found = notes(&left, f64::from(spec.sample_rate));
+    // Ode to Joy: PIT divisors 1810 (E5), 1708 (F5), 1522 (G5), 2032 (D5), 2280 (C5) and
+    // lengths in 55 ms ticks: a quarter note 4, the dotted one 6, the eighth 2, the last 8,
+    // each sounding all but its last tick.
+    let tune = [
+        (1810, 4), (1810, 4), (1708, 4), (1522, 4), (1522, 4), (1708, 4), (1810, 4), (2032, 4),
+        (2280, 4), (2280, 4), (2032, 4), (1810, 4), (1810, 6), (2032, 2), (2032, 8),
+    ];
+    assert_eq!(found.len(), tune.len(), "{found:#?}");
+    let tick = 65536.0 / 1_193_182.0;
+    for (k, (note, &(divisor, ticks))) in found.iter().zip(&tune).enumerate() {
+        // Within 1% (a semitone is 6%): the pitch of a short note is measured over few periods.
+        let hz = 1_193_182.0 / f64::from(divisor);
+        assert!((note.hz - hz).abs() < hz * 0.01, "note {k}: {note:?}, expected {hz:.1} Hz");
+        // The sound fades within a few ms of the gate closing; frames are 5 ms.
+        let sounding = f64::from(ticks - 1) * tick;
+        assert!(note.seconds > sounding - 0.01 && note.seconds < sounding + 0.03, "note {k}: {note:?}, expected {sounding:.3} s");
+        if let Some(next) = found.get(k + 1) {
+            let beat = next.start - note.start;
+            assert!((beat - f64::from(ticks) * tick).abs() < 0.011, "note {k}: {note:?}, the next {beat:.3} s later");
+        }
+    }
+}
