@@ -5,6 +5,7 @@
 use crate::bus::Bus;
 use crate::cpu::Cpu;
 use crate::decode::{self, Insn};
+use iced_x86::Instruction;
 use crate::fault::Fault;
 use crate::mem::Access;
 use crate::state::sreg;
@@ -52,6 +53,9 @@ const RECENT: usize = 1024;
 /// finds the next block from the one just executed without hashing anything).
 pub(crate) struct Block {
     pub(crate) insns: Box<[Insn]>,
+    /// The decoder's view of each instruction, for reports only: kept apart so that the
+    /// `Insn`s the run loop walks stay small.
+    instrs: Box<[Instruction]>,
     /// The cache key (host address | code bits << 56), `u64::MAX` for code in device memory.
     pub(crate) key: u64,
     /// Direct-mapped by RIP: a block with side exits has several successors.
@@ -167,9 +171,10 @@ impl BlockCache {
         }
     }
 
-    pub(crate) fn get(&self, key: u64) -> Option<&[Insn]> {
+    /// The instructions of a cached block, as decoded (for reports).
+    pub(crate) fn get(&self, key: u64) -> Option<&[Instruction]> {
         // SAFETY: blocks in the map are live allocations owned by the cache.
-        self.blocks.get(&key).map(|b| unsafe { &*b.as_ptr() }.insns.as_ref())
+        self.blocks.get(&key).map(|b| unsafe { &*b.as_ptr() }.instrs.as_ref())
     }
 
     #[inline]
@@ -252,8 +257,8 @@ impl Cpu {
                 return Ok(b);
             }
         }
-        let (insns, last_byte) = self.decode_block(bus, bits)?;
-        let block = Box::new(Block { insns, key: key.unwrap_or(u64::MAX), links: [const { Cell::new(NO_LINK) }; LINKS] });
+        let (insns, instrs, last_byte) = self.decode_block(bus, bits)?;
+        let block = Box::new(Block { insns, instrs, key: key.unwrap_or(u64::MAX), links: [const { Cell::new(NO_LINK) }; LINKS] });
         let (Some(k), Some((first_page, _))) = (key, host) else {
             return Ok(self.blocks.adopt(block));
         };
@@ -278,7 +283,8 @@ impl Cpu {
 
     /// Decodes instructions from CS:RIP until a control transfer, a page boundary or the size
     /// limit. Returns the block and the linear address of its last byte.
-    fn decode_block(&mut self, bus: &mut dyn Bus, bits: u32) -> Result<(Box<[Insn]>, Option<u64>), Fault> {
+    #[allow(clippy::type_complexity)]
+    fn decode_block(&mut self, bus: &mut dyn Bus, bits: u32) -> Result<(Box<[Insn]>, Box<[Instruction]>, Option<u64>), Fault> {
         let cs = self.s.seg[sreg::CS];
         let ip_mask = match bits {
             16 => 0xFFFF,
@@ -290,6 +296,7 @@ impl Cpu {
         let start_lin = cs.base.wrapping_add(self.s.rip) & lin_mask;
         let mut ip = self.s.rip;
         let mut insns = Vec::new();
+        let mut instrs = Vec::new();
         let mut last_byte = None;
         let mut buf = [0u8; 15];
         loop {
@@ -301,7 +308,7 @@ impl Cpu {
             for (k, b) in buf.iter_mut().enumerate().take(n) {
                 *b = self.fetch_byte(bus, lin + k as u64)?;
             }
-            let mut decoded = decode::decode(&buf[..n], bits, ip);
+            let mut decoded = decode::decode_with(&buf[..n], bits, ip);
             if decoded.is_none() && n < room {
                 // The instruction continues on the next page.
                 for k in n..room {
@@ -309,9 +316,9 @@ impl Cpu {
                     buf[k] = self.fetch_byte(bus, a)?;
                 }
                 n = room;
-                decoded = decode::decode(&buf[..n], bits, ip);
+                decoded = decode::decode_with(&buf[..n], bits, ip);
             }
-            let insn = match decoded {
+            let (insn, instr) = match decoded {
                 Some(i) => i,
                 // Ran out of bytes at the segment limit.
                 None if insns.is_empty() => return Err(Fault::gp(0)),
@@ -325,7 +332,7 @@ impl Cpu {
             // A direct JMP to the block's own page: the block goes on at the target (a trace),
             // with a JMP that leaves the block should the target come out differently when
             // the bytes run at another address (see `branch::jmp_on`).
-            if let Some(target) = decode::direct_jump_target(&insn) {
+            if let Some(target) = decode::direct_jump_target(&instr) {
                 let t_lin = cs.base.wrapping_add(target) & lin_mask;
                 // The JMP itself must lie within the page too: the block's pages are its first
                 // and its last instruction's.
@@ -337,12 +344,13 @@ impl Cpu {
                 }
             }
             insns.push(insn);
+            instrs.push(instr);
             let next_lin = cs.base.wrapping_add(ip) & lin_mask;
             if ends || insns.len() >= MAX_BLOCK || next_lin / PAGE != start_lin / PAGE {
                 break;
             }
         }
-        Ok((insns.into_boxed_slice(), last_byte))
+        Ok((insns.into_boxed_slice(), instrs.into_boxed_slice(), last_byte))
     }
 }
 

@@ -453,15 +453,15 @@ impl Cpu {
             if key == u64::MAX {
                 continue;
             }
-            let Some(insns): Option<&[Insn]> = self.blocks.get(key) else {
+            let Some(instrs) = self.blocks.get(key) else {
                 out.push(format!("{lin:#010x}  (block since overwritten)"));
                 continue;
             };
             // A block may go on at a jump target: place each instruction by its decoded IP.
-            let first = insns.first().map_or(0, |i| i.instr.ip());
-            for i in insns.iter() {
-                let a = lin.wrapping_add(i.instr.ip().wrapping_sub(first));
-                out.push(format!("{a:#010x}  {}", i.text()));
+            let first = instrs.first().map_or(0, |i| i.ip());
+            for i in instrs.iter() {
+                let a = lin.wrapping_add(i.ip().wrapping_sub(first));
+                out.push(format!("{a:#010x}  {}", crate::decode::text(i)));
             }
         }
         let keep = out.len().saturating_sub(48);

@@ -53,16 +53,14 @@ pub(crate) struct Insn {
     /// Control transfers, I/O and anything that changes how the following code must be
     /// decoded or interrupted end their block.
     pub ends_block: bool,
-    /// The decoder's view, kept for disassembly in reports.
-    pub instr: Instruction,
 }
 
-impl Insn {
-    pub(crate) fn text(&self) -> String {
-        let mut out = String::new();
-        IntelFormatter::new().format(&self.instr, &mut out);
-        out
-    }
+/// An instruction as text, for reports (blocks keep the decoder's view beside their `Insn`s,
+/// out of the way of execution: see `Block::instrs`).
+pub(crate) fn text(instr: &Instruction) -> String {
+    let mut out = String::new();
+    IntelFormatter::new().format(instr, &mut out);
+    out
 }
 
 fn gpr_index(r: Register) -> u8 {
@@ -166,13 +164,19 @@ fn op_size(instr: &Instruction) -> u8 {
 
 /// Decodes one instruction from `bytes` (code size `bits`, at `ip`). `None` if the bytes run
 /// out before the instruction ends; undefined encodings decode to a #UD handler.
+#[cfg(test)]
 pub(crate) fn decode(bytes: &[u8], bits: u32, ip: u64) -> Option<Insn> {
+    decode_with(bytes, bits, ip).map(|(i, _)| i)
+}
+
+/// [`decode`], with the decoder's view of the instruction.
+pub(crate) fn decode_with(bytes: &[u8], bits: u32, ip: u64) -> Option<(Insn, Instruction)> {
     let mut d = Decoder::with_ip(bits, bytes, ip, DecoderOptions::NONE);
     let instr = d.decode();
     if instr.is_invalid() {
         return match d.last_error() {
             iced_x86::DecoderError::NoMoreBytes => None,
-            _ => Some(undefined(instr, bits, bytes.len().min(15))),
+            _ => Some((undefined(&instr, bits, bytes.len().min(15)), instr)),
         };
     }
     let mut i = Insn {
@@ -199,7 +203,6 @@ pub(crate) fn decode(bytes: &[u8], bits: u32, ip: u64) -> Option<Insn> {
         imm2: 0,
         ip_mask: u64::MAX,
         ends_block: false,
-        instr,
     };
     let mut has_mem = false;
     let mut has_imm = false;
@@ -275,17 +278,16 @@ pub(crate) fn decode(bytes: &[u8], bits: u32, ip: u64) -> Option<Insn> {
         }
     }
     select(&mut i, &instr, has_mem, has_imm);
-    Some(i)
+    Some((i, instr))
 }
 
-/// The target of a direct near JMP (rel8/rel16/rel32), if `i` is one.
-pub(crate) fn direct_jump_target(i: &Insn) -> Option<u64> {
-    let instr = &i.instr;
+/// The target of a direct near JMP (rel8/rel16/rel32), if `instr` is one.
+pub(crate) fn direct_jump_target(instr: &Instruction) -> Option<u64> {
     (instr.mnemonic() == Mnemonic::Jmp && matches!(instr.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64))
         .then(|| instr.near_branch_target())
 }
 
-fn undefined(instr: Instruction, bits: u32, len: usize) -> Insn {
+fn undefined(instr: &Instruction, bits: u32, len: usize) -> Insn {
     Insn {
         exec: ops::ud,
         len: instr.len().max(1).min(len) as u8,
@@ -304,7 +306,6 @@ fn undefined(instr: Instruction, bits: u32, len: usize) -> Insn {
         imm2: 0,
         ip_mask: u64::MAX,
         ends_block: true,
-        instr,
     }
 }
 

@@ -335,14 +335,14 @@ fn every_esc_encoding_is_claimed() {
         for b0 in 0xD8u8..=0xDF {
             for modrm in 0..=255u8 {
                 let bytes = [b0, modrm, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
-                let Some(i) = crate::decode::decode(&bytes, bits, 0) else { continue };
-                if i.instr.is_invalid() {
+                let Some((i, instr)) = crate::decode::decode_with(&bytes, bits, 0) else { continue };
+                if instr.is_invalid() {
                     continue;
                 }
-                let mem = (0..i.instr.op_count()).any(|k| i.instr.op_kind(k) == iced_x86::OpKind::Memory);
+                let mem = (0..instr.op_count()).any(|k| instr.op_kind(k) == iced_x86::OpKind::Memory);
                 let mut j = i.clone();
-                if super::select(&mut j, &i.instr, mem).is_none() {
-                    missing.push(format!("{bits}-bit {b0:02x} {modrm:02x}: {:?}", i.instr.code()));
+                if super::select(&mut j, &instr, mem).is_none() {
+                    missing.push(format!("{bits}-bit {b0:02x} {modrm:02x}: {:?}", instr.code()));
                 }
             }
         }
@@ -421,10 +421,10 @@ fn fop_is_the_opcode_and_modrm() {
         (&[0xDF, 0xE0], 16, 0x7E0),                   // fnstsw ax
     ];
     for &(bytes, bits, fop) in cases {
-        let i = crate::decode::decode(bytes, bits, 0).unwrap();
+        let (i, instr) = crate::decode::decode_with(bytes, bits, 0).unwrap();
         let mut j = i.clone();
-        let mem = (0..i.instr.op_count()).any(|k| i.instr.op_kind(k) == iced_x86::OpKind::Memory);
-        super::select(&mut j, &i.instr, mem).unwrap();
+        let mem = (0..instr.op_count()).any(|k| instr.op_kind(k) == iced_x86::OpKind::Memory);
+        super::select(&mut j, &instr, mem).unwrap();
         assert_eq!((j.imm2 & 0x7FF) as u16, fop, "{bytes:02x?}");
     }
 }
