@@ -63,9 +63,12 @@ pub struct Cpu {
     pub(crate) lazy: Lazy,
     pub(crate) tlb: Tlb,
     pub(crate) blocks: BlockCache,
-    /// Set by a handler to end the current block after this instruction (a write hit decoded
-    /// code, the bus wants attention, HLT, a mode change).
+    /// Set by a handler (through `stop_block`) to end the current block after this
+    /// instruction (a write hit decoded code, the bus wants attention, HLT, a mode change).
     pub(crate) end_block: bool,
+    /// How many of the running block's instructions may run: its length, or 0 once
+    /// `stop_block` was called, so that the run loop's one bound check also sees `end_block`.
+    block_end: usize,
     /// With `end_block`: the block ended at a taken branch (a side exit), which needs no
     /// `attention`.
     pub(crate) side_exit: bool,
@@ -128,6 +131,7 @@ impl Cpu {
             tlb: Tlb::new(),
             blocks: BlockCache::new(),
             end_block: false,
+            block_end: 0,
             side_exit: false,
             attention: true,
             stop: None,
@@ -414,28 +418,36 @@ impl Cpu {
             }
             return n;
         }
-        for insn in block.iter() {
+        self.block_end = block.len();
+        let mut k = 0;
+        while k < self.block_end {
+            // SAFETY: `block_end` is the block's length or 0 (`stop_block`).
+            let insn = unsafe { block.get_unchecked(k) };
             let ip = self.s.rip;
             self.s.rip = ip.wrapping_add(u64::from(insn.len)) & insn.ip_mask;
-            match (insn.exec)(self, bus, insn) {
-                Ok(()) => n += 1,
-                Err(fault) => {
-                    self.s.rip = ip;
-                    self.side_exit = false;
-                    self.raise(bus, fault);
-                    return n;
-                }
+            if let Err(fault) = (insn.exec)(self, bus, insn) {
+                self.s.rip = ip;
+                self.side_exit = false;
+                self.raise(bus, fault);
+                return k as u64;
             }
-            if self.end_block {
-                // Whatever ended the block (a write to code, the bus, a mode change) but a
-                // taken branch may want a look before the next one.
-                if !std::mem::take(&mut self.side_exit) {
-                    self.attention = true;
-                }
-                return n;
+            k += 1;
+        }
+        if self.end_block {
+            // Whatever ended the block (a write to code, the bus, a mode change) but a taken
+            // branch may want a look before the next one.
+            if !std::mem::take(&mut self.side_exit) {
+                self.attention = true;
             }
         }
-        n
+        k as u64
+    }
+
+    /// Ends the running block after the current instruction.
+    #[inline(always)]
+    pub(crate) fn stop_block(&mut self) {
+        self.end_block = true;
+        self.block_end = 0;
     }
 
     #[inline(always)]

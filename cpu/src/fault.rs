@@ -89,7 +89,7 @@ impl Cpu {
     /// Delivers a fault or interrupt, escalating to #DF and to shutdown as hardware does when
     /// the delivery itself faults.
     pub(crate) fn raise(&mut self, bus: &mut dyn Bus, fault: Fault) {
-        self.end_block = true;
+        self.stop_block();
         self.attention = true;
         if let Fault::Exception { vector, .. } = fault {
             // Faults push RF set, so that returning to the instruction does not hit an
@@ -133,13 +133,13 @@ impl Cpu {
 
     pub(crate) fn shutdown(&mut self, why: String) {
         tracing::debug!("CPU shutdown: {why}");
-        self.end_block = true;
+        self.stop_block();
         self.stop = Some(Stop::Shutdown(why));
     }
 
     /// Software interrupt (INT n, INT3, INTO): RIP already points past the instruction.
     pub(crate) fn soft_interrupt(&mut self, bus: &mut dyn Bus, vector: u8) -> Result<(), Fault> {
-        self.end_block = true;
+        self.stop_block();
         if self.vm86() && self.iopl() < 3 {
             // INT n in virtual-8086 mode with IOPL < 3 is a #GP for the monitor to emulate.
             return Err(Fault::gp(0));

@@ -216,7 +216,7 @@ impl Cpu {
                 let h = host as usize;
                 if self.blocks.invalidate_page(h) {
                     // The instruction may have rewritten code of the block being executed.
-                    self.end_block = true;
+                    self.stop_block();
                 }
                 write_host(h + off, size, v);
             }
@@ -371,7 +371,7 @@ impl Cpu {
 
     /// Ends the block and returns to the caller of `run` because the bus asked for it.
     pub(crate) fn stop_for_bus(&mut self) {
-        self.end_block = true;
+        self.stop_block();
         if self.stop.is_none() {
             self.stop = Some(crate::cpu::Stop::Bus);
         }
@@ -408,7 +408,7 @@ impl Cpu {
             PageMapping::Ram { host } => {
                 let h = host as usize;
                 if self.blocks.invalidate_page(h) {
-                    self.end_block = true;
+                    self.stop_block();
                 }
                 write_host(h + (paddr % PAGE) as usize, size, v);
             }

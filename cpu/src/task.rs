@@ -145,7 +145,7 @@ impl Cpu {
             self.s.seg[k].selector = s;
         }
         self.s.ldtr.selector = nldt;
-        self.end_block = true;
+        self.stop_block();
         self.load_task_segments(bus, nsel, nldt)?;
         if let TaskSwitch::Int(Some(code)) = how {
             let size = if new32 { 4 } else { 2 };

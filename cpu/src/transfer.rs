@@ -441,7 +441,7 @@ impl Cpu {
         self.s.gpr[reg::RSP] = v[0] & 0xFFFF_FFFF;
         self.s.rip = eip & 0xFFFF;
         self.update_mode();
-        self.end_block = true;
+        self.stop_block();
         Ok(())
     }
 

@@ -57,7 +57,7 @@ impl Cpu {
     /// loop to look at (unlike other reasons to end a block).
     #[inline(always)]
     pub(crate) fn side_exit(&mut self) {
-        self.end_block = true;
+        self.stop_block();
         self.side_exit = true;
     }
 }
@@ -254,7 +254,7 @@ pub(crate) fn int_n(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fa
 
 /// INT1 (ICEBP): a debug trap without the gate-DPL check of INT n.
 pub(crate) fn icebp(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
-    cpu.end_block = true;
+    cpu.stop_block();
     cpu.deliver(bus, vec::DB, crate::fault::Source::Exception(None))
 }
 

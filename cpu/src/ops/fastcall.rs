@@ -28,7 +28,7 @@ impl Cpu {
         self.s.seg[sreg::CS] = cs;
         self.s.seg[sreg::SS] = ss;
         self.update_mode();
-        self.end_block = true;
+        self.stop_block();
     }
 }
 

@@ -18,7 +18,7 @@ const RAX: u8 = reg::RAX as u8;
 pub(crate) fn hlt(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
     cpu.s.halted = true;
-    cpu.end_block = true;
+    cpu.stop_block();
     Ok(())
 }
 
@@ -336,7 +336,7 @@ impl Cpu {
         self.flush_tlb();
         // Segment checks and code size depend on the mode.
         self.update_mode();
-        self.end_block = true;
+        self.stop_block();
         Ok(())
     }
 

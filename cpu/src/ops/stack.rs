@@ -165,10 +165,10 @@ impl Cpu {
         let old = self.rflags();
         self.set_rflags(((old & !m) | (v & m)) | flags::FIXED1);
         if old & flags::IF == 0 && self.s.rflags & flags::IF != 0 {
-            self.end_block = true;
+            self.stop_block();
         }
         if (old ^ self.s.rflags) & flags::TF != 0 {
-            self.end_block = true;
+            self.stop_block();
         }
     }
 }

@@ -61,7 +61,7 @@ fn repeat(
         if n == CHUNK || cpu.end_block {
             // Come back to this instruction after serving interrupts.
             cpu.s.rip = cpu.s.rip.wrapping_sub(u64::from(i.len)) & i.ip_mask;
-            cpu.end_block = true;
+            cpu.stop_block();
             break Ok(());
         }
         let go_on = match body(cpu, bus) {
