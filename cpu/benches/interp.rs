@@ -17,6 +17,7 @@ const WORKLOADS: &[(&str, &[u8], &str)] = &[
     ("copy_rep", include_bytes!("asm/copy_rep.bin"), "64 KiB copies with REP MOVSD"),
     ("copy_loop", include_bytes!("asm/copy_loop.bin"), "64 KiB copies with a MOV/ADD/DEC/JNZ loop"),
     ("x87", include_bytes!("asm/x87.bin"), "FADD, FMUL, FSQRT, FDIV, FCOMP, FNSTSW"),
+    ("sse", include_bytes!("asm/sse.bin"), "ADDPS, MULPS, SQRTPS, DIVPS, MULSD, ADDSD, MOVAPS/MOVUPS, PADDD, COMISS"),
     ("paging", include_bytes!("asm/paging.bin"), "4 KiB pages over 48 MiB, strided, CR3 reloads"),
 ];
 

@@ -424,24 +424,24 @@ pub(crate) fn div(env: &mut Env, f: Fmt, a: u64, b: u64) -> u64 {
     round_pack(env, f, sign, ea - eb - 72, q)
 }
 
-/// Integer square root of a u128 and whether it was exact.
+/// Integer square root (the floor) of a u128 below 2^126, and whether it was exact. The host's
+/// double square root is within a few thousand units of it; one Newton step in integers
+/// brings that within one, and the compares below settle the floor.
 fn isqrt(v: u128) -> (u128, bool) {
-    let mut rem = v;
-    let mut root = 0u128;
-    let mut bit = 1u128 << 126;
-    while bit > v {
-        bit >>= 2;
+    debug_assert!(v < 1 << 126);
+    if v == 0 {
+        return (0, true);
     }
-    while bit != 0 {
-        if rem >= root + bit {
-            rem -= root + bit;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
+    let x = ((v as f64).sqrt() as u128).max(1);
+    // Newton's step from any positive guess lands at or above the floor (AM-GM).
+    let mut x = (x + v / x) / 2;
+    while x * x > v {
+        x -= 1;
     }
-    (root, rem == 0)
+    while (x + 1) * (x + 1) <= v {
+        x += 1;
+    }
+    (x, x * x == v)
 }
 
 pub(crate) fn sqrt(env: &mut Env, f: Fmt, a: u64) -> u64 {
@@ -1034,6 +1034,38 @@ mod host {
                 let rc = rc_of(e);
                 round_int(e, F64, a, rc, imm & 8 != 0)
             }, u64::MAX);
+        }
+    }
+
+    #[test]
+    fn integer_square_roots_are_floors() {
+        // The digit-by-digit method, one bit pair at a time.
+        fn slow(v: u128) -> (u128, bool) {
+            let (mut rem, mut root, mut bit) = (v, 0u128, 1u128 << 124);
+            while bit != 0 {
+                if rem >= root + bit {
+                    rem -= root + bit;
+                    root = (root >> 1) + bit;
+                } else {
+                    root >>= 1;
+                }
+                bit >>= 2;
+            }
+            (root, rem == 0)
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C834u128;
+        let mut vals = vec![0, 1, 2, 3, 4, 15, 16, 17, (1 << 124) - 1, 1 << 124, (1u128 << 125) + 12345];
+        for r in [3u128, 0xFFFF_FFFF, (1 << 62) - 1, 0x2_0000_0000_0001] {
+            vals.extend([r * r - 1, r * r, r * r + 1]);
+        }
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            vals.push(x >> (2 + (x % 100) as u32));
+        }
+        for v in vals {
+            assert_eq!(isqrt(v), slow(v), "{v:#x}");
         }
     }
 }
