@@ -2,6 +2,7 @@
 //! portable interpreter ([`interp::Interp`], wrapping the `cpu` crate) and, on Linux x86-64,
 //! KVM ([`kvm::Kvm`]). Neither owns the devices; both reach them through the machine.
 
+pub mod boot;
 pub mod interp;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod kvm;

@@ -39,6 +39,23 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub bios: Option<PathBuf>,
 
+    /// Boot this kernel directly, with no firmware running first: a Linux bzImage, or a
+    /// multiboot (version 1 or 2) kernel as an ELF file or with load addresses in its header
+    #[arg(long, value_name = "FILE", conflicts_with = "bios")]
+    pub kernel: Option<PathBuf>,
+
+    /// With --kernel: the initrd of a Linux kernel (several files are concatenated), or the
+    /// modules of a multiboot kernel, separated by commas (a doubled comma is a comma in a
+    /// name). A multiboot module is given the whole entry as its string, so `mod.bin arg`
+    /// loads mod.bin and passes "mod.bin arg"
+    #[arg(long, value_name = "FILE[,FILE...]", requires = "kernel")]
+    pub initrd: Option<String>,
+
+    /// With --kernel: the kernel command line (a multiboot kernel gets it after its file name,
+    /// as GRUB passes it)
+    #[arg(long, value_name = "TEXT", requires = "kernel", allow_hyphen_values = true)]
+    pub append: Option<String>,
+
     /// Option ROM for the VGA card (for SeaBIOS: /usr/share/seabios/vgabios-stdvga.bin from
     /// the Debian package `seabios`), at most 1 MiB
     #[arg(long, value_name = "FILE")]
@@ -239,6 +256,24 @@ pub fn parse_memory_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Splits an `--initrd` list at single commas (`,,` stands for a comma): each entry is a
+/// file name, optionally followed by a space and the rest of a multiboot module's string.
+pub fn split_initrd_list(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ',' if chars.peek() == Some(&',') => {
+                chars.next();
+                out.last_mut().expect("never empty").push(',');
+            }
+            ',' => out.push(String::new()),
+            c => out.last_mut().expect("never empty").push(c),
+        }
+    }
+    out
+}
+
 pub fn parse_smp(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(n @ 1..=64) => Ok(n),
@@ -296,6 +331,23 @@ mod tests {
         for bad in ["0", "-1", "nan", "inf", "ten", "1e30"] {
             assert!(parse_timeout(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn initrd_lists() {
+        assert_eq!(split_initrd_list("a"), ["a"]);
+        assert_eq!(split_initrd_list("a,b c,d"), ["a", "b c", "d"]);
+        assert_eq!(split_initrd_list("a,,b,c"), ["a,b", "c"]);
+        assert_eq!(split_initrd_list(""), [""]);
+    }
+
+    #[test]
+    fn kernel_options_need_a_kernel() {
+        assert!(Args::try_parse_from(["ferrite", "--initrd", "x"]).is_err());
+        assert!(Args::try_parse_from(["ferrite", "--append", "x"]).is_err());
+        assert!(Args::try_parse_from(["ferrite", "--kernel", "k", "--bios", "b"]).is_err());
+        let a = Args::try_parse_from(["ferrite", "--kernel", "k", "--append", "-v quiet", "--initrd", "i"]).unwrap();
+        assert_eq!(a.append.as_deref(), Some("-v quiet"));
     }
 
     #[test]

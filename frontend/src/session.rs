@@ -12,6 +12,7 @@ use accel::{AccelChoice, AccelError, AccelKind, Backend, RunLimits, RunOutcome, 
 use anyhow::{anyhow, bail, Context, Result};
 use cpu::CpuState;
 use machine::host::{CharBackend, FileChar, NullChar, StdioChar, TeeChar};
+use machine::firmware::boot::{BootFile, BootFiles, BootModule, DirectBoot};
 use machine::memory::MemoryError;
 use machine::{Clock, ClockMode, Machine, MachineConfig, MachineError};
 use std::path::Path;
@@ -55,18 +56,27 @@ pub struct Session {
     expect: Expectations,
     /// The host's sound card while it plays (--audio host).
     _host_audio: Option<crate::audio::HostAudio>,
+    /// When `prepare` began (as good as process start), for the startup time.
+    started: std::time::Instant,
 }
 
 impl Session {
     /// Everything short of running the guest. An error here means bad options, files or host
     /// support, and its message names the option.
     pub fn prepare(args: &Args) -> Result<Session> {
+        let started = std::time::Instant::now();
         if args.deterministic && args.accel == AccelChoice::Kvm {
             bail!("--deterministic cannot be used with --accel kvm: under KVM the guest's time is always real time");
         }
-        let bios = match &args.bios {
-            Some(path) => read_bios(path)?,
-            None => roms::DEFAULT.to_vec(),
+        let boot_files = match &args.kernel {
+            Some(kernel) => Some(read_boot_files(kernel, args.initrd.as_deref(), args.append.as_deref())?),
+            None => None,
+        };
+        let bios = match (&args.bios, &boot_files) {
+            (Some(path), _) => read_bios(path)?,
+            // Direct boot: no BIOS runs; the ROM holds what a BIOS leaves for the kernel.
+            (None, Some(_)) => machine::firmware::stub_rom::image(),
+            (None, None) => roms::DEFAULT.to_vec(),
         };
         let vga_rom = match &args.vga_rom {
             Some(path) => Some(read_vga_rom(path)?),
@@ -98,7 +108,7 @@ impl Session {
             AccelKind::Interp if deterministic => ClockMode::Deterministic,
             AccelKind::Interp => ClockMode::RealTime,
         };
-        let machine = Machine::new(MachineConfig {
+        let mut machine = Machine::new(MachineConfig {
             ram_size: args.memory,
             bios,
             clock: clock_for(kind),
@@ -113,6 +123,20 @@ impl Session {
             ..MachineConfig::default()
         })
         .map_err(|e| machine_error(args, e))?;
+        // Direct boot, before the backend maps memory: the kernel is checked, then loaded into
+        // a machine left as a BIOS leaves it.
+        let reset_state = match boot_files {
+            Some(files) => {
+                let kernel_name = files.kernel.name.clone();
+                let boot = DirectBoot::new(files, machine.platform()).map_err(|e| {
+                    let option = if e.file == kernel_name { "--kernel" } else { "--initrd" };
+                    anyhow!("{option} {e}")
+                })?;
+                tracing::info!("direct boot: {}", boot.describe());
+                accel::boot::entry_cpu_state(&machine.set_direct_boot(boot))
+            }
+            None => CpuState::default(),
+        };
 
         let (backend, kind, why, mut machine) = match kind {
             AccelKind::Interp => (Box::new(Interp::new()) as Box<dyn Backend>, kind, why, machine),
@@ -154,7 +178,7 @@ impl Session {
             Audio::None => None,
         };
 
-        let mut vm = Vm::new(machine, backend, CpuState::default()).context("cannot start the CPU")?;
+        let mut vm = Vm::new(machine, backend, reset_state).context("cannot start the CPU")?;
         // The first write shows the power-on screen and finds unusable paths before the run.
         let mut screen = ScreenOutputs::new(args.screenshot.clone(), args.screen_text.clone());
         screen.refresh(&mut vm.machine)?;
@@ -164,6 +188,7 @@ impl Session {
             screen,
             expect,
             _host_audio: host_audio,
+            started,
         })
     }
 
@@ -193,6 +218,10 @@ impl Session {
         interval: Duration,
         frontend: &mut dyn FnMut(&mut Machine, &RunStats) -> Watch,
     ) -> Result<u8> {
+        tracing::info!(
+            "startup: {:.1} ms from process start to the first guest instruction",
+            self.started.elapsed().as_secs_f64() * 1000.0
+        );
         let screen = &mut self.screen;
         let expect = &mut self.expect;
         let mut all_matched = false;
@@ -298,6 +327,25 @@ fn read_bios(path: &Path) -> Result<Vec<u8>> {
         );
     }
     Ok(image)
+}
+
+/// Reads the files of a direct boot; an error names the option and the file.
+fn read_boot_files(kernel: &Path, initrd: Option<&str>, append: Option<&str>) -> Result<BootFiles> {
+    let read = |option: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| anyhow!("{option} {}: {}", path.display(), io_message(&e)))
+    };
+    let name = kernel.display().to_string();
+    let kernel = BootFile { data: read("--kernel", kernel)?, name };
+    let mut modules = Vec::new();
+    for entry in initrd.map(crate::cli::split_initrd_list).unwrap_or_default() {
+        let path = entry.split(' ').next().unwrap_or_default();
+        if path.is_empty() {
+            bail!("--initrd: an empty file name in the list");
+        }
+        let data = read("--initrd", Path::new(path))?;
+        modules.push(BootModule { file: BootFile { name: path.to_string(), data }, string: entry.clone() });
+    }
+    Ok(BootFiles { kernel, modules, cmdline: append.unwrap_or_default().to_string() })
 }
 
 fn char_backend(option: &str, spec: &CharSpec, with_input: bool) -> Result<Box<dyn CharBackend>> {

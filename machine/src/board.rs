@@ -167,6 +167,10 @@ pub struct Machine {
     legacy_route: crate::devices::hpet::LegacyRoute,
     /// Sound: the mixer, once a sink is attached (`add_audio_sink`).
     mixer: Option<crate::audio::Mixer>,
+    /// The ACPI and SMBIOS tables, built once.
+    firmware: crate::firmware::FirmwareTables,
+    /// A kernel loaded directly (no firmware runs): loaded again after every reset.
+    direct_boot: Option<Box<crate::firmware::boot::DirectBoot>>,
 }
 
 /// A drive as firmware addresses it: on the IDE controller (0-3, primary master to secondary
@@ -218,6 +222,7 @@ impl Machine {
         let memory = Memory::new(cfg.ram_size, &cfg.bios)?;
         // What the firmware tables describe, read before the devices take their parts of `cfg`.
         let platform = crate::firmware::Platform::from_config(&cfg);
+        let firmware = crate::firmware::FirmwareTables::build(&platform);
         let mut m = Machine {
             memory,
             clock: Clock::new(cfg.clock),
@@ -247,6 +252,8 @@ impl Machine {
             hpet: None,
             legacy_route: Default::default(),
             mixer: None,
+            firmware,
+            direct_boot: None,
         };
         if crate::firmware::bios::is_ferrite_bios(&cfg.bios) {
             m.ports[usize::from(crate::firmware::bios::SERVICE_PORT)] = PortOwner::BiosService;
@@ -319,7 +326,7 @@ impl Machine {
         // e820 map, boot order, ACPI and SMBIOS tables built from the configuration; the PIIX4
         // ACPI function (00:01.3) with its PM block wherever PMBA puts it, the APM ports 0xB2-0xB3
         // and QEMU's GPE0 block at 0xAFE0.
-        m.add_io_device(Box::new(crate::devices::fw_cfg::FwCfg::for_platform(&platform)), &crate::devices::fw_cfg::PORTS);
+        m.add_io_device(Box::new(crate::devices::fw_cfg::FwCfg::for_platform(&platform, &m.firmware)), &crate::devices::fw_cfg::PORTS);
         let pm = m.add_pci_function(Box::new(crate::devices::piix4_pm::Piix4Pm::new()), crate::devices::piix4_pm::DEVFN);
         m.add_io_ports(pm, &crate::devices::piix4_pm::FIXED_PORTS);
         // The HPET at 0xFED00000 (the ACPI HPET table and the DSDT's PNP0103 describe it).
@@ -1087,6 +1094,24 @@ impl Machine {
         self.deadlines.iter_mut().for_each(|d| *d = None);
         self.memory.set_a20(true);
         self.power_on();
+        if let Some(boot) = self.direct_boot.take() {
+            boot.load(self);
+            self.direct_boot = Some(boot);
+        }
+    }
+
+    /// The ACPI and SMBIOS tables, as fw_cfg serves them.
+    pub fn firmware_tables(&self) -> &crate::firmware::FirmwareTables {
+        &self.firmware
+    }
+
+    /// Boots `boot` directly: leaves the machine as a BIOS leaves it after POST, loads the
+    /// kernel and returns the processor state to start it with. Every later reset does the
+    /// same again (a PC would run its firmware, which would load the kernel again).
+    pub fn set_direct_boot(&mut self, boot: crate::firmware::boot::DirectBoot) -> crate::firmware::boot::EntryState {
+        let entry = boot.load(self);
+        self.direct_boot = Some(Box::new(boot));
+        entry
     }
 
     fn power_on(&mut self) {

@@ -10,9 +10,9 @@
 //! device never holds the memory.
 
 use crate::device::{open_bus, Device, DeviceContext, DeviceSnapshot, SnapshotError};
-use crate::firmware::acpi::{self, AcpiTables};
-use crate::firmware::smbios::{self, Smbios};
-use crate::firmware::Platform;
+use crate::firmware::acpi;
+use crate::firmware::smbios;
+use crate::firmware::{FirmwareTables, Platform};
 use crate::memory::{Memory, PAGE_SIZE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -140,7 +140,7 @@ impl FwCfg {
     /// What QEMU's "pc" machine offers SeaBIOS: identification, RAM size and CPU counts, the
     /// e820 map, boot order and boot menu settings, the ACPI tables with their loader script,
     /// and the SMBIOS tables.
-    pub fn for_platform(p: &Platform) -> FwCfg {
+    pub fn for_platform(p: &Platform, tables: &FirmwareTables) -> FwCfg {
         let mut b = FwCfgBuilder::new();
         let cpus = p.cpus as u16;
         b.item(UUID, vec![0; 16])
@@ -156,17 +156,16 @@ impl FwCfg {
             .item(ACPI_TABLES, 0u16.to_le_bytes().to_vec())
             .item(IRQ0_OVERRIDE, 1u32.to_le_bytes().to_vec())
             .item(E820_TABLE, 0u32.to_le_bytes().to_vec());
-        let tables = AcpiTables::build(p);
-        let smbios = Smbios::build(p);
+        let (acpi, smbios) = (&tables.acpi, &tables.smbios);
         b.file("etc/e820", p.e820_file())
             .file("bootorder", p.bootorder_file())
             // Never reboot after a failed boot ("No bootable device." and wait), as QEMU's default.
             .file("etc/boot-fail-wait", (-1i32).to_le_bytes().to_vec())
-            .file(acpi::TABLES_FILE, tables.tables)
-            .file(acpi::RSDP_FILE, tables.rsdp)
-            .file(acpi::LOADER_FILE, tables.loader.to_bytes())
-            .file(smbios::TABLES_FILE, smbios.tables)
-            .file(smbios::ANCHOR_FILE, smbios.anchor);
+            .file(acpi::TABLES_FILE, acpi.tables.clone())
+            .file(acpi::RSDP_FILE, acpi.rsdp.clone())
+            .file(acpi::LOADER_FILE, acpi.loader.to_bytes())
+            .file(smbios::TABLES_FILE, smbios.tables.clone())
+            .file(smbios::ANCHOR_FILE, smbios.anchor.clone());
         for (name, data) in &p.fw_cfg_files {
             b.file(name, data.clone());
         }
@@ -375,7 +374,7 @@ mod tests {
     impl Bench {
         fn new() -> Bench {
             let mem = Memory::new(64 << 20, &vec![0xFF; 64 * 1024]).unwrap();
-            Bench { dev: FwCfg::for_platform(&platform()), mem, irqs: vec![], events: vec![], deadline: None }
+            Bench { dev: FwCfg::for_platform(&platform(), &FirmwareTables::build(&platform())), mem, irqs: vec![], events: vec![], deadline: None }
         }
         fn out(&mut self, port: u16, size: u8, v: u32) {
             let mut cx = DeviceContext::new(0, &mut self.irqs, &mut self.events, &mut self.deadline);
@@ -476,7 +475,7 @@ mod tests {
         let mut b = Bench::new();
         b.read_item(SIGNATURE, 2);
         let snap = b.dev.save();
-        let mut other = FwCfg::for_platform(&platform());
+        let mut other = FwCfg::for_platform(&platform(), &FirmwareTables::build(&platform()));
         other.restore(&snap).unwrap();
         let mut cx = DeviceContext::new(0, &mut b.irqs, &mut b.events, &mut b.deadline);
         assert_eq!(other.io_read(DATA_PORT, 1, &mut cx), u32::from(b'M'));

@@ -7,8 +7,11 @@
 pub mod acpi;
 pub mod aml;
 pub mod bios;
+pub mod boot;
 pub mod loader;
+pub mod post;
 pub mod smbios;
+pub mod stub_rom;
 
 use crate::board::MachineConfig;
 use crate::memory::{HIGH_RAM_START, LOW_RAM_LIMIT, PAGE_SIZE};
@@ -21,6 +24,20 @@ pub const VENDOR: &str = "Ferrite";
 /// One e820 entry type, as the BIOS INT 15h/E820h reports them.
 pub const E820_RAM: u32 = 1;
 pub const E820_RESERVED: u32 = 2;
+
+/// The ACPI and SMBIOS tables of a machine, built once from its [`Platform`]: fw_cfg serves
+/// them to SeaBIOS, [`post`] places them itself for direct kernel boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirmwareTables {
+    pub acpi: acpi::AcpiTables,
+    pub smbios: smbios::Smbios,
+}
+
+impl FirmwareTables {
+    pub fn build(p: &Platform) -> FirmwareTables {
+        FirmwareTables { acpi: acpi::AcpiTables::build(p), smbios: smbios::Smbios::build(p) }
+    }
+}
 
 /// The facts about the board that firmware tables describe.
 #[derive(Clone, Debug, PartialEq, Eq)]

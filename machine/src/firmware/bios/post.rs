@@ -7,15 +7,14 @@
 //! memory with their entry points in the shadowed F segment; text mode 3; option ROMs.
 
 use super::{bda, ebda, Action, Bios, Regs};
-use crate::firmware::acpi::{AcpiTables, IOAPIC_BASE};
-use crate::firmware::smbios::Smbios;
+use crate::firmware::acpi::IOAPIC_BASE;
 use crate::firmware::Platform;
 use crate::pci::{devfn, pirq_of, PIIX3_ISA, PIRQ_ROUTE};
 
 /// The ISA IRQs PIRQA-D are routed to.
 pub const PIRQ_IRQS: [u8; 4] = [10, 10, 11, 11];
 /// Reserved RAM at the top of low memory for the ACPI and SMBIOS tables.
-pub const TABLES_SIZE: u64 = 0x1_0000;
+pub const TABLES_SIZE: u64 = crate::firmware::post::FIRMWARE_AREA_SIZE;
 /// Where the RSDP and the SMBIOS entry point go in the F segment (zero in the ROM image).
 const RSDP_AT: u64 = 0xF_0000;
 const SMBIOS_ANCHOR_AT: u64 = 0xF_0040;
@@ -261,25 +260,16 @@ fn init_pci(b: &mut Bios) {
 /// The 8259A pair as a PC BIOS leaves it: vector bases 08h and 70h, cascade on IRQ 2, edge
 /// triggered, 8086 mode; the timer, keyboard, cascade and RTC lines open.
 fn init_pics(b: &mut Bios) {
-    for (base, vector, icw3, mask) in [(0x20u16, 0x08u8, 0x04u8, 0xF8u8), (0xA0, 0x70, 0x02, 0xFE)] {
-        b.outb(base, 0x11);
-        b.outb(base + 1, vector);
-        b.outb(base + 1, icw3);
-        b.outb(base + 1, 0x01);
-        b.outb(base + 1, mask);
-    }
+    crate::firmware::post::init_pics(b.m, 0xF8, 0xFE);
 }
 
 /// PIT channel 0 in mode 3 with the full count: IRQ 0 at 18.2 Hz.
 fn init_pit(b: &mut Bios) {
-    b.outb(0x43, 0x36);
-    b.outb(0x40, 0);
-    b.outb(0x40, 0);
+    crate::firmware::post::init_pit(b.m);
 }
 
 fn enable_a20(b: &mut Bios) {
-    let a = b.inb(0x92);
-    b.outb(0x92, (a | 0x02) & !0x01);
+    crate::firmware::post::enable_a20(b.m);
 }
 
 /// The BIOS data area (all but the video and disk fields, which their parts fill) and the
@@ -307,22 +297,13 @@ fn init_bda(b: &mut Bios, p: &Platform) {
 
 /// Ticks since midnight (18.2 a second), from the RTC.
 pub(super) fn rtc_ticks(b: &mut Bios) -> u32 {
-    let status_b = b.cmos(0x0B);
-    let value = |v: u8| if status_b & 0x04 != 0 { u64::from(v) } else { u64::from(v >> 4) * 10 + u64::from(v & 0xF) };
-    let (s, mi, h) = (b.cmos(0x00), b.cmos(0x02), b.cmos(0x04));
-    let mut hours = value(h & 0x7F);
-    if status_b & 0x02 == 0 {
-        hours = hours % 12 + if h & 0x80 != 0 { 12 } else { 0 };
-    }
-    let seconds = ((hours * 60 + value(mi)) * 60 + value(s)).min(86_399);
-    (seconds * 1_193_182 / 65_536) as u32
+    crate::firmware::post::rtc_ticks(b.m)
 }
 
 /// Where the reserved tables area starts: the last [`TABLES_SIZE`] bytes of low RAM, or none
 /// when RAM is too small to spare it.
 pub fn tables_area(p: &Platform) -> Option<u64> {
-    let low = p.low_ram();
-    (low >= 0x10_0000 + 2 * TABLES_SIZE).then(|| low - TABLES_SIZE)
+    crate::firmware::post::firmware_area(p)
 }
 
 /// The ACPI tables (with the RSDP in the F segment) and the SMBIOS tables (anchor in the F
@@ -332,9 +313,9 @@ fn place_tables(b: &mut Bios, p: &Platform) {
         tracing::warn!("BIOS: too little RAM for the ACPI and SMBIOS tables");
         return;
     };
-    let acpi = AcpiTables::build(p);
+    let crate::firmware::FirmwareTables { acpi, smbios } = b.m.firmware_tables().clone();
     let (tables, rsdp) = acpi.place(area, RSDP_AT);
-    let mut smbios = Smbios::build(p);
+    let mut smbios = smbios;
     let smbios_at = area + (tables.len() as u64).next_multiple_of(16);
     smbios.set_address(smbios_at as u32);
     if smbios_at + smbios.tables.len() as u64 > area + TABLES_SIZE {
@@ -351,21 +332,7 @@ fn place_tables(b: &mut Bios, p: &Platform) {
 /// the BIOS segment reserved, extended memory up to the tables area, that reserved, the ROM
 /// at the top of 4 GiB reserved, and RAM above 4 GiB.
 pub fn e820(p: &Platform, rom_size: u64) -> Vec<(u64, u64, u32)> {
-    use crate::firmware::{E820_RAM, E820_RESERVED};
-    let mut map = vec![(0, ebda::START, E820_RAM), (ebda::START, 0xA_0000 - ebda::START, E820_RESERVED), (0xF_0000, 0x1_0000, E820_RESERVED)];
-    let low = p.low_ram();
-    let extended_end = tables_area(p).unwrap_or(low);
-    if extended_end > 0x10_0000 {
-        map.push((0x10_0000, extended_end - 0x10_0000, E820_RAM));
-    }
-    if extended_end < low {
-        map.push((extended_end, low - extended_end, E820_RESERVED));
-    }
-    map.push((crate::memory::FOUR_GIB - rom_size, rom_size, E820_RESERVED));
-    if p.high_ram() > 0 {
-        map.push((crate::memory::HIGH_RAM_START, p.high_ram(), E820_RAM));
-    }
-    map
+    crate::firmware::post::bios_e820(p, rom_size)
 }
 
 #[cfg(test)]
