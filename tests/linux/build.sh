@@ -6,9 +6,11 @@
 #   OUT/<flavour>/disk.img     a FAT disk (mkfs.vfat + syslinux --install) booting that kernel
 #   OUT/<flavour>/cd.iso       the same as an El Torito CD (ISOLINUX, xorriso)
 #
-# Usage: tests/linux/build.sh [OUT]   (OUT defaults to tests/linux/out; FERRITE_LINUX_FLAVOURS
-# picks the kernels, default "cloud generic"). Installs what it needs as root; downloads the
-# kernel packages with apt-get download into OUT/debs once. Prints the paths it made.
+# Usage: tests/linux/build.sh [--kernel-only] [OUT]   (OUT defaults to tests/linux/out;
+# FERRITE_LINUX_FLAVOURS picks the kernels, default "cloud generic"). Installs what it needs as
+# root; downloads the kernel packages with apt-get download into OUT/debs once. Prints the
+# paths it made. --kernel-only makes just the kernels and the initrd (for direct kernel boot,
+# `ferrite --kernel`), without the disk and CD images and the boot loaders they need.
 #
 # The init prints FERRITE-LINUX-START, then checks: /proc and /sys mount, the timer interrupt
 # count rises across a sleep, /proc/cpuinfo names a CPU, the PCI devices under /sys/bus/pci
@@ -30,13 +32,22 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 . "$root/scripts/lib/host.sh"
+kernel_only=
+if [ "${1:-}" = --kernel-only ]; then
+    kernel_only=1
+    shift
+fi
 out="${1:-$here/out}"
 flavours="${FERRITE_LINUX_FLAVOURS:-cloud generic}"
 mkdir -p "$out/debs"
 chmod a+rwx "$out/debs" # apt-get download fetches as _apt
 out="$(cd "$out" && pwd)"
 
-need_packages busybox-static dosfstools mtools syslinux syslinux-common isolinux xorriso
+if [ -n "$kernel_only" ]; then
+    need_packages busybox-static
+else
+    need_packages busybox-static dosfstools mtools syslinux syslinux-common isolinux xorriso
+fi
 
 # The newest installable kernel of a flavour: linux-image-<abi>-cloud-amd64 or -amd64.
 kernel_package() {
@@ -186,6 +197,10 @@ for f in $flavours; do
 done
 build_initrd "${debs[@]}"
 for f in $flavours; do
+    if [ -n "$kernel_only" ]; then
+        echo "$out/$f/vmlinuz"
+        continue
+    fi
     build_disk "$f"
     build_iso "$f"
     echo "$out/$f/disk.img"

@@ -6,6 +6,7 @@ pub mod guest;
 
 use accel::{AccelError, Backend, RunLimits, RunOutcome, Vm};
 use cpu::CpuState;
+use machine::firmware::boot::{BootFiles, DirectBoot};
 use machine::host::CaptureChar;
 use machine::{ClockMode, Machine, MachineConfig};
 use std::time::Duration;
@@ -149,6 +150,37 @@ pub fn run_rom_keeping_output(setup: &RomSetup) -> (Result<RomRun, RunError>, Ve
     })();
     let partial = serial.output.lock().unwrap().clone();
     (run, partial)
+}
+
+/// Boots `files` directly (no BIOS runs: `machine::firmware::boot`) with `ram` bytes of RAM
+/// on `backend`, the serial port captured, until the guest exits, powers off, gets stuck, or
+/// `timeout` passes (a reset ends the run).
+pub fn run_kernel(files: BootFiles, ram: u64, backend: BackendKind, timeout: Duration) -> Result<RomRun, RunError> {
+    let serial = CaptureChar::new();
+    let clock = match backend {
+        BackendKind::Interp => ClockMode::Deterministic,
+        BackendKind::Kvm => ClockMode::RealTime,
+    };
+    let mut machine = Machine::new(MachineConfig {
+        ram_size: ram,
+        bios: machine::firmware::stub_rom::image(),
+        clock,
+        serial: Box::new(serial.clone()),
+        ..MachineConfig::default()
+    })
+    .map_err(|e| RunError::Machine(e.to_string()))?;
+    let boot = DirectBoot::new(files, machine.platform()).map_err(|e| RunError::Machine(e.to_string()))?;
+    let entry = accel::boot::entry_cpu_state(&machine.set_direct_boot(boot));
+    let backend_impl: Box<dyn Backend> = match backend {
+        BackendKind::Interp => Box::new(accel::interp::Interp::new()),
+        BackendKind::Kvm => kvm_backend(&machine)?,
+    };
+    let mut vm = Vm::new(machine, backend_impl, entry).map_err(|e| RunError::Unavailable(e.to_string()))?;
+    let outcome = vm.run(&RunLimits { timeout: Some(timeout), no_reboot: true });
+    let report = vm.report();
+    let outcome = outcome.map_err(|e| RunError::Backend(e, report.clone()))?;
+    let serial = serial.output.lock().unwrap().clone();
+    Ok(RomRun { backend, outcome, serial, debugcon: Vec::new(), state: vm.backend.state(), report })
 }
 
 /// Can KVM run guests here? `Err` says why not. A machine is built and `Kvm::new` tried on it,

@@ -88,7 +88,7 @@ pub fn parse(data: &[u8]) -> Result<Elf, String> {
                 memsz: u64::from(u32_at(at + 20).expect("checked")),
             }
         };
-        if s.offset.checked_add(s.filesz).map_or(true, |end| end > data.len() as u64) {
+        if s.offset.checked_add(s.filesz).filter(|&end| end <= data.len() as u64).is_none() {
             return Err(format!(
                 "segment {i} ({} bytes at file offset {:#x}) runs past the end of the file ({} bytes)",
                 s.filesz,

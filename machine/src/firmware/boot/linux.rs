@@ -7,7 +7,7 @@
 //! entry (flat protected mode, paging off). Either way RSI points at the zero page.
 
 use super::post::PostState;
-use super::{enter, mib, write_pieces, BootError, BootFiles, EntryMode, EntryState, Piece, Problem, RamMap};
+use super::{enter, mib, write_at, BootError, BootFiles, EntryMode, EntryState, Problem, RamMap};
 use crate::board::Machine;
 use crate::firmware::Platform;
 use crate::memory::FOUR_GIB;
@@ -65,8 +65,9 @@ pub struct LinuxBoot {
     /// The setup header as it goes into the zero page: bytes 0x1F1 up to the end the jump at
     /// 0x200 implies.
     header: Vec<u8>,
-    /// The protected-mode kernel, loaded at [`KERNEL_LOAD`].
-    kernel: Vec<u8>,
+    /// The file; the protected-mode kernel (loaded at [`KERNEL_LOAD`]) starts at `setup_len`.
+    file: Vec<u8>,
+    setup_len: usize,
     entry64: bool,
     /// The initrd (all `--initrd` files concatenated) and where it goes.
     initrd: Option<(u64, Vec<u8>)>,
@@ -139,9 +140,9 @@ impl LinuxBoot {
         };
         let kernel_end = (KERNEL_LOAD + load_len).max(run_at + run_size);
         ram.reserve(KERNEL_LOAD, kernel_end).map_err(|why| {
+            let need_mib = (kernel_end + crate::firmware::post::FIRMWARE_AREA_SIZE).div_ceil(1 << 20);
             err(Problem::DoesNotFit(format!(
-                "the kernel needs RAM up to {kernel_end:#x} ({} from 1 MiB, where it is loaded and decompressed), but {why}",
-                mib(kernel_end - KERNEL_LOAD)
+                "the kernel is loaded at 1 MiB and decompresses up to {kernel_end:#x}, but {why}; it needs at least {need_mib} MiB of RAM (-m {need_mib}M)"
             )))
         })?;
 
@@ -186,8 +187,7 @@ impl LinuxBoot {
             Some((at, data))
         };
 
-        let kernel_bytes = kernel.data[setup_len..].to_vec();
-        Ok(LinuxBoot { version, header, kernel: kernel_bytes, entry64, initrd, cmdline })
+        Ok(LinuxBoot { version, header, file: kernel.data, setup_len, entry64, initrd, cmdline })
     }
 
     pub fn describe(&self) -> String {
@@ -241,21 +241,18 @@ impl LinuxBoot {
     }
 
     pub fn load(&self, m: &mut Machine, post: &PostState) -> EntryState {
-        let mut pieces = vec![
-            Piece { at: ZERO_PAGE, data: self.zero_page(post), zeroes: 0 },
-            Piece { at: CMDLINE, data: self.cmdline.clone(), zeroes: 0 },
-            Piece { at: KERNEL_LOAD, data: self.kernel.clone(), zeroes: 0 },
-        ];
+        write_at(m, ZERO_PAGE, &self.zero_page(post), 0);
+        write_at(m, CMDLINE, &self.cmdline, 0);
+        write_at(m, KERNEL_LOAD, &self.file[self.setup_len..], 0);
         if let Some((at, data)) = &self.initrd {
-            pieces.push(Piece { at: *at, data: data.clone(), zeroes: 0 });
+            write_at(m, *at, data, 0);
         }
         let mode = if self.entry64 {
-            pieces.push(Piece { at: PAGE_TABLES, data: identity_page_tables(PAGE_TABLES), zeroes: 0 });
+            write_at(m, PAGE_TABLES, &identity_page_tables(PAGE_TABLES), 0);
             EntryMode::Long64 { cr3: PAGE_TABLES }
         } else {
             EntryMode::Protected32
         };
-        write_pieces(m, &pieces);
         let rip = if self.entry64 { KERNEL_LOAD + 0x200 } else { KERNEL_LOAD };
         EntryState { rsi: ZERO_PAGE, ..enter(m, mode, rip) }
     }

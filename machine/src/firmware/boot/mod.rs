@@ -240,19 +240,24 @@ struct Piece {
     zeroes: u64,
 }
 
-fn write_pieces(m: &mut Machine, pieces: &[Piece]) {
-    for p in pieces {
-        let mem = m.memory_mut();
-        mem.write_ram(p.at, &p.data);
-        let mut at = p.at + p.data.len() as u64;
-        let mut left = p.zeroes;
-        let zero = [0u8; 4096];
-        while left > 0 {
-            let n = left.min(zero.len() as u64);
-            mem.write_ram(at, &zero[..n as usize]);
-            at += n;
-            left -= n;
-        }
+/// Writes `data` at `at` and `zeroes` zero bytes after it, straight into RAM.
+fn write_at(m: &mut Machine, at: u64, data: &[u8], zeroes: u64) {
+    let mem = m.memory_mut();
+    mem.write_ram(at, data);
+    let zero = [0u8; 4096];
+    let mut next = at + data.len() as u64;
+    let mut left = zeroes;
+    while left > 0 {
+        let n = left.min(zero.len() as u64);
+        mem.write_ram(next, &zero[..n as usize]);
+        next += n;
+        left -= n;
+    }
+}
+
+impl Piece {
+    fn write(&self, m: &mut Machine) {
+        write_at(m, self.at, &self.data, self.zeroes);
     }
 }
 

@@ -10,7 +10,7 @@
 
 use super::elf;
 use super::post::{PostState, EBDA_START};
-use super::{enter, mib, write_pieces, BootError, BootFiles, EntryMode, EntryState, Piece, Problem, RamMap, LOADER_AREA_END};
+use super::{enter, mib, write_at, BootError, BootFiles, EntryMode, EntryState, Piece, Problem, RamMap, LOADER_AREA_END};
 use crate::board::Machine;
 use crate::firmware::{post, stub_rom, Platform, E820_RAM};
 use crate::memory::FOUR_GIB;
@@ -145,7 +145,7 @@ fn parse_mb2_tags(d: &[u8], offset: usize, length: usize) -> Result<Mb2Tags, Pro
             0 => break,
             1 => {
                 let missing: Vec<String> = (0..(size - 8) / 4)
-                    .filter_map(|i| field(i))
+                    .filter_map(field)
                     .filter(|k| !MB2_GIVES.contains(k))
                     .map(|k| k.to_string())
                     .collect();
@@ -308,7 +308,7 @@ impl MultibootBoot {
 
         let mut ram = RamMap::new(p, FOUR_GIB);
         for piece in &pieces {
-            let end = piece.at.checked_add(piece.data.len() as u64 + piece.zeroes).unwrap_or(u64::MAX);
+            let end = piece.at.saturating_add(piece.data.len() as u64 + piece.zeroes);
             ram.reserve(piece.at, end).map_err(|why| err(Problem::BadHeader(format!("the kernel cannot be loaded: {why}"))))?;
         }
         let start = pieces.iter().map(|p| p.at).min().expect("at least one piece");
@@ -485,13 +485,14 @@ impl MultibootBoot {
     }
 
     pub fn load(&self, m: &mut Machine, post: &PostState) -> EntryState {
-        let mut pieces = self.kernel.clone();
+        for piece in &self.kernel {
+            piece.write(m);
+        }
         for (at, data, _) in &self.modules {
-            pieces.push(Piece { at: *at, data: data.clone(), zeroes: 0 });
+            write_at(m, *at, data, 0);
         }
         let rsdp = post.rsdp.as_ref().map(|r| r.1.as_slice());
-        pieces.push(Piece { at: self.info_at, data: self.info(self.info_at, &post.e820, rsdp), zeroes: 0 });
-        write_pieces(m, &pieces);
+        write_at(m, self.info_at, &self.info(self.info_at, &post.e820, rsdp), 0);
         let magic = match self.version {
             Version::V1 => MB1_BOOTLOADER_MAGIC,
             Version::V2 => MB2_BOOTLOADER_MAGIC,
