@@ -403,10 +403,21 @@ check_pc_state:
     VERDICT "bda-ebda-segment"
     cmp word [0x413], 639
     VERDICT "bda-base-memory"
+    ; The equipment word counts the serial ports the BDA lists.
+    xor ecx, ecx
+    mov esi, 0x400
+.com:
+    cmp word [esi], 0
+    je .counted
+    inc ecx
+    add esi, 2
+    cmp esi, 0x408
+    jb .com
+.counted:
     movzx eax, word [0x410]
     shr eax, 9
     and eax, 7
-    cmp eax, 1
+    cmp eax, ecx
     VERDICT "bda-equipment-serial"
     ; The RSDP: "RSD PTR " on a 16-byte boundary in 0xE0000-0xFFFFF, first 20 bytes sum to 0.
     mov esi, 0xE0000

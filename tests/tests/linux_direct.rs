@@ -19,17 +19,12 @@ use tests::{run_kernel, BackendKind};
 
 /// Kernel log lines (matched by a part of them) that the same kernel prints under SeaBIOS too.
 const ALSO_UNDER_SEABIOS: &[&str] = &[
-    // The CPU model has no IA32_BIOS_SIGN_ID (microcode revision) MSR.
-    "unchecked MSR access error: WRMSR to 0x8b",
-    "unchecked MSR access error: RDMSR from 0x8b",
     // PIT-based TSC calibration against the deterministic clock.
     "tsc: Fast TSC calibration failed",
     // One NUMA node: the kernel prints its (trivial) fallback order.
     "Fallback order for Node 0",
     // No MCFG table: configuration space through ports only, as on QEMU's "pc".
     "fail to add MMCONFIG information",
-    // Linux reads the PM timer back to back and finds it jumping (the timer model).
-    "PM-Timer failed consistency check",
 ];
 
 fn guest_dir() -> Option<PathBuf> {

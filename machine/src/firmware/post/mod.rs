@@ -14,7 +14,7 @@
 pub mod pci;
 
 use super::{FirmwareTables, Platform, E820_RAM, E820_RESERVED};
-use crate::board::{Machine, COM1_PORT};
+use crate::board::{Machine, COM1_PORT, COM2_4};
 use crate::memory::{Memory, FOUR_GIB, HIGH_RAM_START};
 
 /// Where the extended BIOS data area starts: 1 KiB below 640 KiB, as SeaBIOS and most BIOSes
@@ -174,14 +174,17 @@ pub fn write_ivt(mem: &mut Memory, table: &[FarPtr; 256]) {
 pub fn bda(p: &Platform, ticks: u32) -> [u8; 256] {
     let mut b = [0u8; 256];
     let mut w16 = |at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    // COM1 only (no COM2-4, no parallel ports on this board).
+    // The four serial ports in the order a BIOS finds them (no parallel ports on this board).
     w16(0x00, COM1_PORT);
+    for (i, &(port, _irq)) in COM2_4.iter().enumerate() {
+        w16(0x02 + 2 * i, port);
+    }
     w16(0x0E, (EBDA_START >> 4) as u16);
     let floppies = p.floppies.len() as u16;
     let mut equipment = 1 << 1 // x87 present
         | 1 << 2 // PS/2 mouse
         | 0b10 << 4 // initial video: 80x25 colour
-        | 1 << 9; // one serial port
+        | (1 + COM2_4.len() as u16) << 9; // serial ports
     if floppies > 0 {
         equipment |= 1 | (floppies - 1) << 6;
     }
@@ -204,8 +207,8 @@ pub fn bda(p: &Platform, ticks: u32) -> [u8; 256] {
     b[0x66] = 0x30;
     b[0x6C..0x70].copy_from_slice(&ticks.to_le_bytes());
     b[0x75] = p.ide.iter().filter(|d| !d.2).count().min(2) as u8;
-    // Serial port time-out for COM1.
-    b[0x7C] = 0x0A;
+    // Serial port time-outs for COM1-COM4.
+    b[0x7C..0x80].fill(0x0A);
     b[0x84] = 24; // rows - 1
     b[0x87] = 0x60;
     b[0x88] = 0xF9;
@@ -388,7 +391,8 @@ mod tests {
         assert_eq!(w(0x13), 639);
         assert_eq!(w(0x10) & 1, 1, "floppies present");
         assert_eq!(w(0x10) >> 6 & 3, 1, "two floppies");
-        assert_eq!(w(0x10) >> 9 & 7, 1, "one serial port");
+        assert_eq!((w(0x02), w(0x04), w(0x06)), (0x2F8, 0x3E8, 0x2E8));
+        assert_eq!(w(0x10) >> 9 & 7, 4, "four serial ports");
         assert_eq!(w(0x10) >> 4 & 3, 2, "80x25 colour");
         assert_eq!(u32::from_le_bytes(b[0x6C..0x70].try_into().unwrap()), 0x1234);
         assert_eq!(b[0x75], 1, "one hard disk (the CD-ROM does not count)");
