@@ -1,4 +1,4 @@
-//! The default guest: given nothing to boot (no drive, no `--boot`, no `--bios`), Ferrite boots
+//! The default guest: given nothing to boot (no drive, no `--boot`, `--bios` or `--kernel`), Ferrite boots
 //! its own demo program (`roms::DEMO`, source `roms/boot/demo.asm`) from a read-only floppy
 //! built in memory, so `ferrite` alone shows what the machine does. Whether anyone sees the
 //! screen reaches every guest as the fw_cfg file [`HEADLESS_FILE`]; the demo ends its tour
@@ -18,7 +18,7 @@ const FLOPPY_NAME: &str = "<built-in demo floppy>";
 pub fn wanted(args: &Args) -> bool {
     let d = &args.drives;
     let drives = [&d.hda, &d.hdb, &d.hdc, &d.hdd, &d.cdrom, &d.fda, &d.fdb];
-    args.bios.is_none() && d.boot.is_none() && drives.iter().all(|drive| drive.is_none())
+    args.bios.is_none() && args.kernel.is_none() && d.boot.is_none() && drives.iter().all(|drive| drive.is_none())
 }
 
 /// The demo on a 1.44 MB floppy for drive A:.

@@ -159,7 +159,7 @@ impl Session {
         };
         eprintln!("ferrite: accelerator: {why}; {clock}");
         if demo {
-            eprintln!("ferrite: no drive, --boot or --bios given: booting the built-in demo (ferrite --help lists the options)");
+            eprintln!("ferrite: no drive, --boot, --bios or --kernel given: booting the built-in demo (ferrite --help lists the options)");
         }
 
         // Sound: the WAV file is created now, so a bad path is an error before the guest runs.

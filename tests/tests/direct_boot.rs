@@ -59,7 +59,7 @@ fn files(format: &str, kernel: Vec<u8>) -> BootFiles {
 
 /// What the kernel must print about its boot information, line by line (checks aside).
 fn expected_info(format: &str) -> Vec<String> {
-    let p = Platform { ram_size: RAM, cpus: 1, ide: vec![], floppies: vec![], boot_order: "cda".into() };
+    let p = Platform { ram_size: RAM, cpus: 1, ide: vec![], floppies: vec![], boot_order: "cda".into(), fw_cfg_files: vec![] };
     let e820 = post::bios_e820(&p, stub_rom::SIZE as u64);
     let upper = e820.iter().find(|e| e.0 == 0x10_0000 && e.2 == E820_RAM).unwrap().1 >> 10;
     let mut lines = vec![

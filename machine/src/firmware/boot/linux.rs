@@ -315,7 +315,7 @@ mod tests {
     }
 
     fn platform(ram: u64) -> Platform {
-        Platform { ram_size: ram, cpus: 1, ide: vec![], floppies: vec![], boot_order: "c".into() }
+        Platform { ram_size: ram, cpus: 1, ide: vec![], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] }
     }
 
     #[test]

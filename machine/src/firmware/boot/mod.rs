@@ -319,7 +319,7 @@ mod tests {
     use super::*;
 
     fn platform(ram: u64) -> Platform {
-        Platform { ram_size: ram, cpus: 1, ide: vec![], floppies: vec![], boot_order: "c".into() }
+        Platform { ram_size: ram, cpus: 1, ide: vec![], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] }
     }
 
     #[test]

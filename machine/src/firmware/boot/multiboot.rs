@@ -508,7 +508,7 @@ mod tests {
     use super::*;
 
     fn platform(ram: u64) -> Platform {
-        Platform { ram_size: ram, cpus: 1, ide: vec![], floppies: vec![], boot_order: "c".into() }
+        Platform { ram_size: ram, cpus: 1, ide: vec![], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] }
     }
 
     /// A version 1 header with load addresses, then `code`: loaded at `load`.

@@ -344,7 +344,7 @@ mod tests {
     use crate::memory::LOW_RAM_LIMIT;
 
     fn platform(ram: u64) -> Platform {
-        Platform { ram_size: ram, cpus: 1, ide: vec![(0, 0, false), (1, 0, true)], floppies: vec![], boot_order: "c".into() }
+        Platform { ram_size: ram, cpus: 1, ide: vec![(0, 0, false), (1, 0, true)], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] }
     }
 
     #[test]
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn tables_fit_the_firmware_area() {
-        let p = Platform { ram_size: 1 << 40, cpus: 64, ide: vec![], floppies: vec![0, 1], boot_order: "c".into() };
+        let p = Platform { ram_size: 1 << 40, cpus: 64, ide: vec![], floppies: vec![0, 1], boot_order: "c".into(), fw_cfg_files: vec![] };
         let t = FirmwareTables::build(&p);
         let need = (t.acpi.tables.len() as u64).next_multiple_of(16) + t.smbios.tables.len() as u64;
         assert!(need <= FIRMWARE_AREA_SIZE, "{need} bytes");
