@@ -17,7 +17,7 @@ const MAX_MEMORY: u64 = 1 << 40;
     about = "Ferrite: a full-system x86 PC emulator",
     long_about = "Ferrite: a full-system x86 PC emulator.\n\nIt runs headless with Ferrite's own \
                   BIOS, which boots the drives given (--hda, --cdrom, --fda, ...) in --boot order; \
-                  COM1 goes to standard output. Given no drive, --boot or --bios it boots its \
+                  COM1 goes to standard output. Given no drive, --boot, --bios or --kernel it boots its \
                   built-in demo, a tour of the machine (with --display window: keys echo until Esc). The exit status is the guest's (written to port 0xF4), 124 on \
                   --timeout, 121 when the guest halts for good, 122 on a triple fault under \
                   --no-reboot, 2 for bad options or files, 125 when Ferrite itself fails.",

@@ -440,10 +440,10 @@ mod tests {
     #[test]
     fn user_files_join_the_directory() {
         let p = Platform { fw_cfg_files: vec![("opt/ferrite/headless".into(), b"1".to_vec())], ..platform() };
-        let dev = FwCfg::for_platform(&p);
+        let dev = FwCfg::for_platform(&p, &FirmwareTables::build(&p));
         assert_eq!(dev.file("opt/ferrite/headless"), Some(&b"1"[..]));
         assert!(dev.file("etc/e820").is_some(), "the platform's own files stay");
-        assert!(FwCfg::for_platform(&platform()).file("opt/ferrite/headless").is_none());
+        assert!(FwCfg::for_platform(&platform(), &FirmwareTables::build(&platform())).file("opt/ferrite/headless").is_none());
     }
 
     #[test]
