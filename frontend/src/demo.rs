@@ -1,6 +1,6 @@
-//! The default guest: given nothing to boot (no drive, no `--boot`, `--bios` or `--kernel`), Ferrite boots
-//! its own demo program (`roms::DEMO`, source `roms/boot/demo.asm`) from a read-only floppy
-//! built in memory, so `ferrite` alone shows what the machine does. Whether anyone sees the
+//! The default guest: given nothing to boot (no drive, `--boot`, `--bios` or `--kernel`),
+//! Ferrite boots its own demo program (`roms::DEMO`, source `roms/boot/demo.asm`) from a
+//! read-only floppy built in memory, so `ferrite` alone shows what the machine does. Whether anyone sees the
 //! screen reaches every guest as the fw_cfg file [`HEADLESS_FILE`]; the demo ends its tour
 //! there when headless and stays interactive in a window.
 
@@ -55,6 +55,7 @@ mod tests {
             &["--fda", "f.img"],
             &["--fdb", "f.img"],
             &["--boot", "c"],
+            &["--kernel", "bzImage"],
         ] {
             assert!(!wanted(&args(given)), "{given:?}");
         }

@@ -1,7 +1,7 @@
 //! The default guest: `ferrite` with nothing to boot runs its built-in demo (`roms/boot/
 //! demo.asm` on a built-in floppy). Headless it prints every stage of its tour to COM1, leaves
 //! its picture on the screen and exits 0, the same way each run; anything to boot (a drive,
-//! `--boot`, `--bios`) keeps it away. The window's side (keys echo until Esc) is in
+//! `--boot`, `--bios`, `--kernel`) keeps it away. The window's side (keys echo until Esc) is in
 //! `window.rs`.
 
 use std::collections::HashSet;
@@ -93,6 +93,22 @@ fn exit7_boot_sector() -> Vec<u8> {
     s
 }
 
+/// A multiboot 1 kernel with its load addresses in its header (loaded at 1 MiB, entered in
+/// 32-bit protected mode) that leaves with status 7.
+fn exit7_multiboot_kernel() -> Vec<u8> {
+    let (magic, flags) = (0x1BAD_B002u32, 1u32 << 16);
+    let base = 0x10_0000u32;
+    let mut k = Vec::new();
+    // magic, flags, checksum, header_addr, load_addr, load_end_addr (0: the whole file),
+    // bss_end_addr (none), entry_addr (just past the header).
+    for field in [magic, flags, magic.wrapping_add(flags).wrapping_neg(), base, base, 0, 0, base + 32] {
+        k.extend_from_slice(&field.to_le_bytes());
+    }
+    // mov al, 7; out 0xF4, al; cli; hlt
+    k.extend_from_slice(&[0xB0, 7, 0xE6, 0xF4, 0xFA, 0xF4]);
+    k
+}
+
 #[test]
 fn anything_to_boot_keeps_the_demo_away() {
     let mut floppy = exit7_boot_sector();
@@ -103,12 +119,15 @@ fn anything_to_boot_keeps_the_demo_away() {
     disk.resize(1 << 20, 0);
     let disk_path = scratch("exit7.img");
     std::fs::write(&disk_path, &disk).unwrap();
+    let kernel_path = scratch("exit7.multiboot");
+    std::fs::write(&kernel_path, exit7_multiboot_kernel()).unwrap();
     let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../roms/build/hello.bin");
-    let (f, d) = (floppy_path.to_str().unwrap(), disk_path.to_str().unwrap());
+    let (f, d, k) = (floppy_path.to_str().unwrap(), disk_path.to_str().unwrap(), kernel_path.to_str().unwrap());
     for (args, status, says) in [
         (&["--fda", f][..], 7, ""),
         (&["--fda", f, "--boot", "a"], 7, ""),
         (&["--hda", d], 7, ""),
+        (&["--kernel", k], 7, ""),
         (&["--bios", hello], 0, "Hello from Ferrite!"),
         // A boot order with nothing in it: the BIOS finds nothing, as asked.
         (&["--boot", "c"], 121, "No bootable device."),
