@@ -369,9 +369,6 @@ fn killed_while_writing(name: &str, format: &str, qemu_format: &str) {
 }
 
 #[test]
-#[ignore = "known bug: after SIGKILL mid-write the qcow2 has an L2 table in use whose refcount \
-            is still 0 (imago writes the L1 entry before the refcount block); both checkers \
-            call it corruption"]
 fn killed_while_writing_qcow2() {
     killed_while_writing("killed_while_writing_qcow2", "qcow2", "qcow2");
 }
