@@ -638,13 +638,18 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64(ticks as f64 / hz))
 }
 
-/// Not a test: what a frame costs from guest memory to the window (the emulation thread's
-/// render, the window's upload and draw) at 640x480 and 1920x1080 with each renderer, and the
-/// CPU an idle text-mode guest in the window uses. Run with
-/// `cargo test --release -p frontend --test window -- --ignored --nocapture`.
+/// Not a test: the benchmark (`cargo bench -p frontend --bench frame`, which runs
+/// `frame_cost_and_idle_cpu`).
 #[test]
 #[ignore]
 fn frame_cost_and_idle_cpu_benchmark() {
+    frame_cost_and_idle_cpu();
+}
+
+/// What a frame costs from guest memory to the window (the emulation thread's render, the
+/// window's upload and draw) at 640x480 and 1920x1080 with each renderer, while the guest
+/// changes one pixel without end, and the CPU an idle text-mode guest in the window uses.
+pub fn frame_cost_and_idle_cpu() {
     let Some(x) = x_server("frame_cost_and_idle_cpu_benchmark") else { return };
     for (w, h) in [(640, 480), (1920, 1080)] {
         for renderer in ["soft", "auto"] {

@@ -10,6 +10,13 @@ pub struct Frame {
     pub pixels: Vec<u8>,
     /// Set by [`Display::render`]: equal generations mean equal pictures. 0 is never drawn.
     pub generation: u64,
+    /// The generation the pixels show (0: unknown). It trails `generation` when a front end
+    /// swaps buffers (the mailbox hands back an older one); the display then redraws only what
+    /// changed since this one.
+    pub drawn: u64,
+    /// The rows the last render wrote: every row that can differ from the picture before
+    /// (all of them when it drew the whole picture, none when nothing changed).
+    pub changed_rows: std::ops::Range<u32>,
 }
 
 impl Frame {
@@ -19,6 +26,9 @@ impl Frame {
 
     /// Resizes to `width` x `height` (contents unspecified until drawn).
     pub fn resize(&mut self, width: u32, height: u32) {
+        if (width, height) != (self.width, self.height) {
+            self.drawn = 0;
+        }
         self.width = width;
         self.height = height;
         self.pixels.resize(width as usize * height as usize * 4, 0);

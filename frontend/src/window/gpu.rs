@@ -256,13 +256,16 @@ impl GpuPresenter {
         self.surface.configure(&self.device, &self.config);
     }
 
-    /// Uploads `frame` (a new picture from the guest).
-    pub fn upload(&mut self, frame: &Frame) {
+    /// Uploads `frame` (a new picture from the guest), of which only `rows` changed since the
+    /// last upload if the texture has its size.
+    pub fn upload(&mut self, frame: &Frame, rows: std::ops::Range<u32>) {
         let size = (frame.width.max(1), frame.height.max(1));
         if frame.width == 0 || frame.height == 0 {
             return;
         }
+        let mut rows = rows.start.min(size.1)..rows.end.min(size.1);
         if self.texture.as_ref().map(|t| t.2) != Some(size) {
+            rows = 0..size.1;
             let limit = self.device.limits().max_texture_dimension_2d;
             if size.0 > limit || size.1 > limit {
                 tracing::warn!("the guest's {}x{} screen is larger than this adapter's textures ({limit})", size.0, size.1);
@@ -291,16 +294,20 @@ impl GpuPresenter {
             self.texture = Some((texture, group, size));
         }
         let Some((texture, _, _)) = &self.texture else { return };
+        if rows.is_empty() {
+            return;
+        }
+        let row_bytes = size.0 as usize * 4;
         self.queue.write_texture(
             wgpu::ImageCopyTexture {
                 texture,
                 mip_level: 0,
-                origin: wgpu::Origin3d::ZERO,
+                origin: wgpu::Origin3d { x: 0, y: rows.start, z: 0 },
                 aspect: wgpu::TextureAspect::All,
             },
-            &frame.pixels,
-            wgpu::ImageDataLayout { offset: 0, bytes_per_row: Some(size.0 * 4), rows_per_image: Some(size.1) },
-            wgpu::Extent3d { width: size.0, height: size.1, depth_or_array_layers: 1 },
+            &frame.pixels[rows.start as usize * row_bytes..rows.end as usize * row_bytes],
+            wgpu::ImageDataLayout { offset: 0, bytes_per_row: Some(size.0 * 4), rows_per_image: Some(rows.len() as u32) },
+            wgpu::Extent3d { width: size.0, height: rows.len() as u32, depth_or_array_layers: 1 },
         );
     }
 

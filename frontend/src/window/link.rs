@@ -6,6 +6,7 @@
 
 use accel::{RunStats, Watch};
 use machine::{Frame, Machine};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvError, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -74,14 +75,19 @@ impl Mailbox {
     /// window needs waking.
     pub fn post(&self, work: &mut Frame) -> bool {
         let mut slot = self.lock();
-        let mut buffer = match slot.ready.take() {
+        let (mut buffer, replaced) = match slot.ready.take() {
             Some(old) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                old
+                (old, true)
             }
-            None => slot.spare.pop().unwrap_or_default(),
+            None => (slot.spare.pop().unwrap_or_default(), false),
         };
         std::mem::swap(work, &mut buffer);
+        if replaced {
+            // The window never saw the picture replaced: the rows that changed in it change
+            // in this one too.
+            buffer.changed_rows = union(&buffer.changed_rows, &work.changed_rows);
+        }
         work.generation = buffer.generation;
         slot.ready = Some(buffer);
         drop(slot);
@@ -109,6 +115,15 @@ impl Mailbox {
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The rows in either range (as one range).
+pub fn union(a: &Range<u32>, b: &Range<u32>) -> Range<u32> {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.clone(),
+        (_, true) => a.clone(),
+        _ => a.start.min(b.start)..a.end.max(b.end),
     }
 }
 
@@ -265,6 +280,23 @@ mod tests {
         assert_eq!((got.generation, got.pixels[0]), (8, 2));
         assert_eq!(mb.dropped(), 1);
         assert!(mb.take().is_none(), "nothing is queued behind it");
+    }
+
+    #[test]
+    fn a_dropped_frame_passes_its_changed_rows_on() {
+        let mb = Mailbox::default();
+        let mut work = frame(1, 1);
+        work.changed_rows = 10..20;
+        mb.post(&mut work);
+        let mut next = frame(2, 2);
+        next.changed_rows = 5..6;
+        mb.post(&mut next);
+        assert_eq!(mb.take().unwrap().changed_rows, 5..20, "the window missed rows 10-19 of frame 1");
+        let mut last = frame(3, 3);
+        last.changed_rows = 7..8;
+        mb.post(&mut last);
+        assert_eq!(mb.take().unwrap().changed_rows, 7..8);
+        assert_eq!(union(&(0..0), &(3..4)), 3..4);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use layout::Rect;
 use link::{Command, Costs, GuestSide, Mailbox, Status, UserEvent};
 use machine::devices::i8042::{buttons, HostInput, Ps2Input};
 use machine::Frame;
+use std::ops::Range;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -156,16 +157,19 @@ impl Presenter {
         }
     }
 
-    fn upload(&mut self, frame: &Frame) {
+    /// A new picture, of which `rows` changed since the last one (the rest may be kept).
+    fn upload(&mut self, frame: &Frame, rows: Range<u32>) {
         if let Presenter::Gpu(p) = self {
-            p.upload(frame);
+            p.upload(frame, rows);
         }
     }
 
-    fn draw(&mut self, frame: &Frame, rect: Rect) -> Result<(), String> {
+    /// Draws the picture; `rows` are those that changed since the last draw, None when the
+    /// whole window is to be drawn again.
+    fn draw(&mut self, frame: &Frame, rect: Rect, rows: Option<Range<u32>>) -> Result<(), String> {
         match self {
             Presenter::Gpu(p) => p.draw(rect),
-            Presenter::Soft(p) => p.draw(frame, rect),
+            Presenter::Soft(p) => p.draw(frame, rect, rows),
         }
     }
 }
@@ -185,8 +189,8 @@ struct App {
     presenter: Option<Presenter>,
     /// The picture on screen (kept for redraws and screenshots).
     frame: Frame,
-    /// A new picture is waiting to be drawn.
-    fresh: bool,
+    /// A new picture is waiting to be drawn: the rows that changed since the one drawn.
+    fresh: Option<Range<u32>>,
     /// The size the presenter draws at (the window's, as of its last Resized event).
     surface_size: (u32, u32),
     /// The display size the window was last sized for.
@@ -218,7 +222,7 @@ impl App {
             window: None,
             presenter: None,
             frame: Frame::new(),
-            fresh: false,
+            fresh: None,
             sized_for: None,
             surface_size: (1, 1),
             keyboard: Keyboard::default(),
@@ -280,9 +284,15 @@ impl App {
     /// new mode.
     fn take_frame(&mut self) {
         let Some(frame) = self.mailbox.take() else { return };
+        let same_size = (frame.width, frame.height) == (self.frame.width, self.frame.height);
+        let rows = match &self.fresh {
+            _ if !same_size => 0..frame.height,
+            Some(before) => link::union(before, &frame.changed_rows),
+            None => frame.changed_rows.clone(),
+        };
         let old = std::mem::replace(&mut self.frame, frame);
         self.mailbox.give_back(old);
-        self.fresh = true;
+        self.fresh = Some(rows);
         self.fit_window();
         if let Some(w) = &self.window {
             w.request_redraw();
@@ -331,10 +341,11 @@ impl App {
         let rect = layout::place(self.display_size(&self.frame), self.surface_size, self.scaling);
         let Some(p) = &mut self.presenter else { return };
         let started = Instant::now();
-        if std::mem::take(&mut self.fresh) {
-            p.upload(&self.frame);
+        let rows = self.fresh.take();
+        if let Some(rows) = &rows {
+            p.upload(&self.frame, rows.clone());
         }
-        if let Err(e) = p.draw(&self.frame, rect) {
+        if let Err(e) = p.draw(&self.frame, rect, rows) {
             tracing::warn!("cannot draw the window: {e}");
         }
         if self.frame.width > 0 {

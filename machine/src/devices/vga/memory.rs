@@ -145,7 +145,7 @@ impl Vga {
             Route::Linear(at) => {
                 if let Some(b) = self.vram.get_mut(at) {
                     *b = v;
-                    self.changed();
+                    self.written(at, 1);
                 }
             }
             Route::Planar { offset, planes } => {
@@ -156,7 +156,7 @@ impl Vga {
                         self.vram[at + p] = d;
                     }
                 }
-                self.changed();
+                self.written(at, 4);
             }
         }
     }

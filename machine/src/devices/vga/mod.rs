@@ -52,6 +52,13 @@ pub struct Vga {
     vram: Vec<u8>,
     /// Changes whenever the picture may have changed (see `Frame::generation`).
     generation: u64,
+    /// Per 4 KiB page of video memory, the generation of its last write; and the generation
+    /// of the last change to anything else (registers, DAC, mode, blink), before which a
+    /// picture must be drawn whole. Not saved: a restore draws everything again.
+    page_written: Vec<u64>,
+    full_since: u64,
+    /// Where the modes drawn whole are drawn, to be compared with the last picture.
+    scratch: Frame,
     /// The blink phases of the last picture drawn.
     blink: Blink,
 }
@@ -89,12 +96,27 @@ impl Vga {
             dispi: Dispi::new(size),
             vram: vec![0; size],
             generation: 1,
+            page_written: vec![0; size.div_ceil(render::DIRTY_PAGE)],
+            full_since: 1,
+            scratch: Frame::new(),
             blink: Blink::default(),
         }
     }
 
+    /// Something other than video memory changed: the next picture is drawn whole.
     fn changed(&mut self) {
         self.generation = self.generation.wrapping_add(1);
+        self.full_since = self.generation;
+    }
+
+    /// Video memory from `at` for `len` bytes was written.
+    fn written(&mut self, at: usize, len: usize) {
+        self.generation = self.generation.wrapping_add(1);
+        let first = at / render::DIRTY_PAGE;
+        let last = (at + len.max(1) - 1) / render::DIRTY_PAGE;
+        for p in self.page_written.iter_mut().take(last + 1).skip(first) {
+            *p = self.generation;
+        }
     }
 
     /// A byte from a legacy port, 0xFF outside 0x3B0-0x3DF.
@@ -322,7 +344,11 @@ impl PciFunction for Vga {
                         *b = (value >> (8 * k)) as u8;
                     }
                 }
-                self.changed();
+                if let Ok(at) = usize::try_from(offset) {
+                    if at < self.vram.len() {
+                        self.written(at, usize::from(size.min(8)));
+                    }
+                }
             }
             BAR_MMIO => self.mmio_bar_write(offset, size, value),
             _ => {}
@@ -342,10 +368,39 @@ impl Display for Vga {
             self.changed();
         }
         if frame.generation == self.generation {
+            frame.changed_rows = 0..0;
             return false;
         }
-        render::render(&self.regs, &self.dispi, &self.vram, blink, frame);
+        // A picture drawn since the last change other than to video memory needs only what
+        // was written since (the linear modes; the others are drawn whole, being small).
+        if let render::Screen::Vbe(_) = render::screen(&self.regs, &self.dispi) {
+            let since = (frame.drawn != 0 && frame.drawn >= self.full_since && frame.drawn <= self.generation)
+                .then_some(render::Dirty { pages: &self.page_written, since: frame.drawn });
+            render::render(&self.regs, &self.dispi, &self.vram, blink, since, frame);
+        } else {
+            // The other modes are small and their memory is interleaved: drawn whole, then
+            // only the rows that differ from the last picture (a blinking cursor, a typed
+            // character) are changed in `frame`.
+            let new = &mut self.scratch;
+            render::render(&self.regs, &self.dispi, &self.vram, blink, None, new);
+            if frame.drawn != 0 && (frame.width, frame.height) == (new.width, new.height) {
+                let row = new.width as usize * 4;
+                let (mut first, mut end) = (u32::MAX, 0);
+                for (y, (old, new)) in frame.pixels.chunks_exact_mut(row).zip(new.pixels.chunks_exact(row)).enumerate() {
+                    if old != new {
+                        old.copy_from_slice(new);
+                        (first, end) = (first.min(y as u32), y as u32 + 1);
+                    }
+                }
+                frame.changed_rows = if first < end { first..end } else { 0..0 };
+            } else {
+                std::mem::swap(&mut frame.pixels, &mut new.pixels);
+                (frame.width, frame.height) = (new.width, new.height);
+                frame.changed_rows = 0..frame.height;
+            }
+        }
         frame.generation = self.generation;
+        frame.drawn = self.generation;
         true
     }
 
@@ -499,6 +554,71 @@ mod tests {
         let frame_ns = b.vga.regs.timing().frame_ps() / 1000;
         assert!(!b.vga.render(frame_ns * 3, &mut f), "same cursor phase");
         assert!(b.vga.render(frame_ns * 9, &mut f), "the cursor blinked");
+    }
+
+    #[test]
+    fn linear_modes_redraw_only_the_lines_written_since_the_picture() {
+        let mut b = Bench::new();
+        for (i, v) in [(vbe::XRES, 1024), (vbe::YRES, 768), (vbe::BPP, 32), (vbe::ENABLE, vbe::ENABLED | vbe::LFB_ENABLED)] {
+            b.outw(vbe::INDEX_PORT, i as u16);
+            b.outw(vbe::DATA_PORT, v);
+        }
+        let pixel = |y: u64, x: u64| y * 1024 * 4 + x * 4;
+        let whole = |vga: &mut Vga| {
+            let mut f = Frame::new();
+            vga.render(0, &mut f);
+            assert_eq!(f.changed_rows, 0..768, "a new buffer is drawn whole");
+            f
+        };
+        let (mut a, mut c) = (whole(&mut b.vga), Frame::new());
+        b.with(|d, cx| d.bar_write(BAR_LFB, pixel(100, 5), 4, 0x00FF_0000, cx));
+        assert!(b.vga.render(0, &mut a));
+        assert_eq!(a.changed_rows, 100..101);
+        assert_eq!(a.pixel(5, 100), Some([0xFF, 0, 0, 0xFF]));
+        assert_eq!(a.pixels, whole(&mut b.vga).pixels);
+        // Buffers swapped by a front end: `c` is drawn whole, `a` then catches up with every
+        // write since its own picture (row 300 reached `c` already).
+        c.clone_from(&a);
+        b.with(|d, cx| d.bar_write(BAR_LFB, pixel(300, 1023), 4, 0x0000_00FF, cx));
+        assert!(b.vga.render(0, &mut c));
+        assert_eq!(c.changed_rows, 300..301);
+        b.with(|d, cx| d.bar_write(BAR_LFB, pixel(767, 0), 8, 0x0000_FF00_0000_FF00, cx));
+        assert!(b.vga.render(0, &mut a));
+        assert_eq!(a.changed_rows, 300..768, "rows 300 and 767 were written since a's picture");
+        assert_eq!(a.pixels, whole(&mut b.vga).pixels);
+        assert!(!b.vga.render(0, &mut a));
+        assert_eq!(a.changed_rows, 0..0);
+        // A palette or register change draws everything again.
+        b.outb(0x3C8, 0);
+        assert!(b.vga.render(0, &mut a));
+        assert_eq!(a.changed_rows, 0..768);
+        // So does a restore.
+        b.with(|d, cx| d.bar_write(BAR_LFB, pixel(10, 10), 1, 0x40, cx));
+        let snap = b.vga.save();
+        b.vga.restore(&snap).unwrap();
+        assert!(b.vga.render(0, &mut a));
+        assert_eq!(a.changed_rows, 0..768);
+    }
+
+    #[test]
+    fn text_modes_report_the_rows_that_changed() {
+        let mut b = Bench::new();
+        tables::program(&mut b.vga.regs, &tables::MODE_03);
+        b.outb(0x3C8, 0);
+        let mut f = Frame::new();
+        assert!(b.vga.render(0, &mut f));
+        assert_eq!(f.changed_rows, 0..400, "the first picture is drawn whole");
+        // A character on blue in row 2 (scan lines 32-47), at 0xB8000 + 2 * 80 * 2.
+        b.with(|d, cx| d.mmio_write(0x1_8000 + 2 * 160, 2, 0x1741, cx));
+        assert!(b.vga.render(0, &mut f));
+        assert!(!f.changed_rows.is_empty() && f.changed_rows.start >= 32 && f.changed_rows.end <= 48, "{:?}", f.changed_rows);
+        let mut whole = Frame::new();
+        b.vga.render(0, &mut whole);
+        assert_eq!(f.pixels, whole.pixels);
+        // The cursor's blink changes only the cursor's rows.
+        let frame_ns = b.vga.regs.timing().frame_ps() / 1000;
+        assert!(b.vga.render(frame_ns * 9, &mut f));
+        assert!(f.changed_rows.len() < 16, "{:?}", f.changed_rows);
     }
 
     #[test]

@@ -15,6 +15,26 @@ use crate::display::Frame;
 /// Size of the black frame shown while nothing is displayed.
 const OFF_SIZE: (u32, u32) = (640, 480);
 
+/// The granule in which the VGA notes writes to video memory.
+pub const DIRTY_PAGE: usize = 4096;
+
+/// What was written since a picture: the generation of each page's last write
+/// (`DIRTY_PAGE` bytes each) and the picture's generation.
+#[derive(Clone, Copy)]
+pub struct Dirty<'a> {
+    pub pages: &'a [u64],
+    pub since: u64,
+}
+
+impl Dirty<'_> {
+    /// Whether video memory from `at` for `len` bytes was written since the picture.
+    fn written(&self, at: usize, len: usize) -> bool {
+        let first = at / DIRTY_PAGE;
+        let last = (at + len.max(1) - 1) / DIRTY_PAGE;
+        self.pages.get(first..=last).is_none_or(|p| p.iter().any(|&g| g > self.since))
+    }
+}
+
 /// Cursor and blinking-text phases at one instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Blink {
@@ -199,9 +219,16 @@ fn plane(vram: &[u8], p: usize, offset: usize) -> u8 {
     vram[(offset % PLANE_SIZE) * 4 + p]
 }
 
-/// Draws the current picture into `frame`.
-pub fn render(r: &VgaRegs, d: &Dispi, vram: &[u8], blink: Blink, frame: &mut Frame) {
-    match screen(r, d) {
+/// Draws the current picture into `frame`: whole, or with `dirty` (when `frame` holds the
+/// picture of `dirty.since` and nothing but video memory changed since) only the lines of a
+/// linear mode whose memory was written. Sets `frame.changed_rows`.
+pub fn render(r: &VgaRegs, d: &Dispi, vram: &[u8], blink: Blink, dirty: Option<Dirty>, frame: &mut Frame) {
+    let screen = screen(r, d);
+    if let Screen::Vbe(m) = screen {
+        render_vbe(r, vram, m, dirty, frame);
+        return;
+    }
+    match screen {
         Screen::Off => {
             frame.resize(OFF_SIZE.0, OFF_SIZE.1);
             for px in frame.pixels.chunks_exact_mut(4) {
@@ -210,8 +237,9 @@ pub fn render(r: &VgaRegs, d: &Dispi, vram: &[u8], blink: Blink, frame: &mut Fra
         }
         Screen::Text { .. } => render_text(r, vram, blink, frame),
         Screen::Graphics { width, height, .. } => render_graphics(r, vram, width, height, frame),
-        Screen::Vbe(m) => render_vbe(r, vram, m, frame),
+        Screen::Vbe(_) => unreachable!("drawn above"),
     }
+    frame.changed_rows = 0..frame.height;
 }
 
 /// Plane-2 offsets of the eight character maps (SR3 numbering).
@@ -319,20 +347,25 @@ fn render_graphics(r: &VgaRegs, vram: &[u8], width: u32, height: u32, frame: &mu
     });
 }
 
-fn render_vbe(r: &VgaRegs, vram: &[u8], m: VbeMode, frame: &mut Frame) {
+fn render_vbe(r: &VgaRegs, vram: &[u8], m: VbeMode, dirty: Option<Dirty>, frame: &mut Frame) {
     frame.resize(m.width, m.height);
+    // What `frame` holds is worth keeping only if it was drawn in this very mode.
+    let dirty = dirty.filter(|_| frame.drawn != 0);
     let bytes = (m.bpp as usize).div_ceil(8);
-    let dac: Vec<[u8; 4]> = (0..=255).map(|v| r.dac.rgba(v)).collect();
+    let row_bytes = m.width as usize * bytes;
+    let dac: Vec<[u8; 4]> = if m.bpp == 8 { (0..=255).map(|v| r.dac.rgba(v)).collect() } else { Vec::new() };
     let widen5 = |v: u16| ((v & 0x1F) << 3 | (v & 0x1F) >> 2) as u8;
     let widen6 = |v: u16| ((v & 0x3F) << 2 | (v & 0x3F) >> 4) as u8;
+    let (mut first, mut end) = (u32::MAX, 0);
     for (y, row) in frame.pixels.chunks_exact_mut(m.width as usize * 4).enumerate() {
         let line = m.start + y * m.line_bytes;
+        if dirty.is_some_and(|d| !d.written(line, row_bytes)) {
+            continue;
+        }
+        (first, end) = (first.min(y as u32), y as u32 + 1);
         if m.bpp == 32 {
             if let Some(src) = vram.get(line..line + row.len()) {
-                // The common case, one straight loop the compiler vectorises: BGRX to RGBA.
-                for (px, s) in row.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-                    px.copy_from_slice(&[s[2], s[1], s[0], 0xFF]);
-                }
+                bgrx_to_rgba(src, row);
                 continue;
             }
         }
@@ -356,6 +389,17 @@ fn render_vbe(r: &VgaRegs, vram: &[u8], m: VbeMode, frame: &mut Frame) {
             };
             px.copy_from_slice(&c);
         }
+    }
+    frame.changed_rows = if first < end { first..end } else { 0..0 };
+}
+
+/// 32-bit BGRX pixels (a linear mode's memory) as RGBA: one straight loop of word
+/// operations, which the compiler vectorises.
+fn bgrx_to_rgba(src: &[u8], out: &mut [u8]) {
+    for (o, s) in out.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+        let v = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        let rgba = (v >> 16 & 0xFF) | (v & 0xFF00) | (v & 0xFF) << 16 | 0xFF00_0000;
+        o.copy_from_slice(&rgba.to_le_bytes());
     }
 }
 
@@ -469,7 +513,7 @@ mod tests {
 
         let mut f = Frame::new();
         let on = Blink { cursor_on: true, text_on: true };
-        render(&v.regs, &v.dispi, &v.vram, on, &mut f);
+        render(&v.regs, &v.dispi, &v.vram, on, None, &mut f);
         assert_eq!((f.width, f.height), (720, 400));
         let (yellow, blue, grey, black) = (rgba(&v, 0x3E), rgba(&v, 0x01), rgba(&v, 0x07), rgba(&v, 0));
         assert_eq!(yellow, [0xFF, 0xFF, 0x55, 0xFF]);
@@ -492,13 +536,13 @@ mod tests {
         // The cursor covers lines 13-14 of its cell with the foreground colour (grey on black
         // for an attribute of 0x07 written there).
         v.window_write(0x1_8000 + 240 * 2 + 1, 0x07);
-        render(&v.regs, &v.dispi, &v.vram, on, &mut f);
+        render(&v.regs, &v.dispi, &v.vram, on, None, &mut f);
         for dot in 0..9 {
             assert_eq!(f.pixel(dot, 3 * 16 + 13), Some(grey));
             assert_eq!(f.pixel(dot, 3 * 16 + 14), Some(grey));
         }
         // Blink off: the cursor goes, and the blinking '!' shows its background only.
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!(f.pixel(0, 3 * 16 + 13), Some(if glyph(0, 13) & 0x80 != 0 { grey } else { black }));
         for line in 0..16 {
             for dot in 0..9 {
@@ -523,7 +567,7 @@ mod tests {
         }
         assert_eq!(screen_text(&v.regs, &v.dispi, &v.vram), "graphics mode 320x200, 256 colours\n");
         let mut f = Frame::new();
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!((f.width, f.height), (320, 200));
         for (x, y) in [(0, 0), (1, 0), (5, 7), (319, 199), (160, 100), (255, 3)] {
             let i = (x ^ y) as u8;
@@ -551,7 +595,7 @@ mod tests {
             v.window_write(10 * 80 + x / 4, (x % 61) as u8);
         }
         let mut f = Frame::new();
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!((f.width, f.height), (320, 200));
         for x in 0..320 {
             let c = (x % 61) as u8;
@@ -573,7 +617,7 @@ mod tests {
         }
         assert_eq!(screen_text(&v.regs, &v.dispi, &v.vram), "graphics mode 640x480, 16 colours\n");
         let mut f = Frame::new();
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!((f.width, f.height), (640, 480));
         for x in 0..16 {
             let want = rgba(&v, tables::MODE_12.ac[x as usize]);
@@ -591,7 +635,7 @@ mod tests {
         v.window_write(0x1_8000 + 80, 0b01_00_00_00); // line 2
         assert_eq!(screen_text(&v.regs, &v.dispi, &v.vram), "graphics mode 320x200, 4 colours\n");
         let mut f = Frame::new();
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!((f.width, f.height), (320, 200));
         let c = |i: usize| rgba(&v, tables::MODE_04.ac[i]);
         let got: Vec<_> = (0..5).map(|x| f.pixel(x, 0).unwrap()).collect();
@@ -620,7 +664,7 @@ mod tests {
         }
         assert_eq!(screen_text(&v.regs, &v.dispi, &v.vram), "VBE mode 800x600, 32 bpp\n");
         let mut f = Frame::new();
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!((f.width, f.height), (800, 600));
         for (x, y) in [(0u32, 0u32), (799, 599), (123, 456)] {
             let b = x as u8;
@@ -631,23 +675,23 @@ mod tests {
         // 16 bpp (5:6:5) and 15 bpp (5:5:5) pixels, and 8 bpp through the DAC.
         dispi(&mut v, BPP, 16);
         v.vram[..2].copy_from_slice(&0xF81Fu16.to_le_bytes());
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!(f.pixel(0, 0), Some([0xFF, 0, 0xFF, 0xFF]));
         dispi(&mut v, BPP, 15);
         v.vram[..2].copy_from_slice(&0x03E0u16.to_le_bytes());
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!(f.pixel(0, 0), Some([0, 0xFF, 0, 0xFF]));
         dispi(&mut v, BPP, 24);
         v.vram[..3].copy_from_slice(&[1, 2, 3]);
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!(f.pixel(0, 0), Some([3, 2, 1, 0xFF]));
         dispi(&mut v, BPP, 8);
         v.regs.dac.palette[7 * 3..][..3].copy_from_slice(&[0x3F, 0x20, 0x01]);
         v.vram[0] = 7;
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!(f.pixel(0, 0), Some([0xFF, 0x82, 0x04, 0xFF]));
         v.regs.dac.eight_bit = true;
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!(f.pixel(0, 0), Some([0x3F, 0x20, 0x01, 0xFF]), "8-bit DAC values as written");
     }
 
@@ -657,7 +701,7 @@ mod tests {
         assert_eq!(screen(&v.regs, &v.dispi), Screen::Off);
         assert_eq!(screen_text(&v.regs, &v.dispi, &v.vram), "display off\n");
         let mut f = Frame::new();
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!((f.width, f.height, f.pixel(10, 10)), (640, 480, Some([0, 0, 0, 0xFF])));
         let mut v = mode(&tables::MODE_03);
         v.regs.write_port(0x3C4, 1);
@@ -680,7 +724,7 @@ mod tests {
         v.window_write(0, 1); // memory line 0
         v.window_write(100 * 320, 1); // memory line 100
         let mut f = Frame::new();
-        render(&v.regs, &v.dispi, &v.vram, Blink::default(), &mut f);
+        render(&v.regs, &v.dispi, &v.vram, Blink::default(), None, &mut f);
         assert_eq!(f.pixel(0, 0), Some([0xFF; 4]), "top shows memory line 100");
         assert_eq!(f.pixel(0, 100), Some([0xFF; 4]), "below the split, memory line 0");
         assert_eq!(f.pixel(0, 99), Some([0, 0, 0, 0xFF]));
