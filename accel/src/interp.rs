@@ -7,6 +7,13 @@ use machine::{Machine, RegionKind};
 /// Nominal speed of the deterministic clock: each retired instruction is this many virtual
 /// nanoseconds (250 MIPS), close to what the interpreter really achieves.
 pub const NS_PER_INSN: u64 = 4;
+/// What a port access adds to the deterministic clock: about what an access to a legacy
+/// device takes on a PC (an ISA/LPC cycle, the delay `outb` to port 0x80 stands for), far
+/// more than an instruction. Code that times the hardware by its port accesses depends on
+/// it: Linux's fast TSC calibration reads the 8254 back to back and expects each read to
+/// take about a microsecond (the first read must outlast one 1.19 MHz clock for the count to
+/// load). KVM and real-time runs pay what the host really takes.
+pub const NS_PER_PORT_ACCESS: u64 = 1_000;
 const MSR_APIC_BASE: u32 = 0x1B;
 
 /// In real-time mode, how many instructions run between looks at the host clock.
@@ -42,6 +49,21 @@ struct MachineBus<'a> {
     deterministic: bool,
     /// Instructions of this run already added to the deterministic clock (by `sync_time`).
     synced: u64,
+    /// The deterministic run's end: when port accesses carry the clock past it, the CPU is
+    /// asked to stop so the devices' deadlines are served on time.
+    until: u64,
+    /// Port accesses carried the clock to `until`.
+    late: bool,
+}
+
+impl MachineBus<'_> {
+    /// A port access takes its time on the deterministic clock.
+    fn port_access(&mut self) {
+        if self.deterministic {
+            self.m.clock_mut().advance(NS_PER_PORT_ACCESS);
+            self.late |= self.m.now() >= self.until;
+        }
+    }
 }
 
 impl Bus for MachineBus<'_> {
@@ -63,10 +85,13 @@ impl Bus for MachineBus<'_> {
         self.m.mmio_write(a, size, value)
     }
     fn io_read(&mut self, port: u16, size: u8) -> u32 {
-        self.m.io_read(port, size)
+        let v = self.m.io_read(port, size);
+        self.port_access();
+        v
     }
     fn io_write(&mut self, port: u16, size: u8, value: u32) {
-        self.m.io_write(port, size, value)
+        self.m.io_write(port, size, value);
+        self.port_access();
     }
     fn intr_pending(&mut self) -> bool {
         self.m.intr_pending()
@@ -75,7 +100,7 @@ impl Bus for MachineBus<'_> {
         self.m.intr_ack()
     }
     fn wants_stop(&mut self) -> bool {
-        self.m.take_attention()
+        self.m.take_attention() | std::mem::take(&mut self.late)
     }
     fn take_dma_writes(&mut self, pages: &mut Vec<u64>) {
         self.m.memory_mut().take_written(pages)
@@ -139,7 +164,7 @@ impl Backend for Interp {
                 return Ok(Exit::Deadline);
             }
             let budget = if deterministic { ((until - now) / NS_PER_INSN).max(1) } else { REALTIME_SLICE };
-            let mut bus = MachineBus { m, deterministic, synced: 0 };
+            let mut bus = MachineBus { m, deterministic, synced: 0, until, late: false };
             let r = self.cpu.run(&mut bus, budget);
             let synced = bus.synced;
             self.retired += r.retired;

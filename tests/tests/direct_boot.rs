@@ -192,3 +192,31 @@ fn reset_loads_the_kernel_again() {
     let again = DirectBoot::new(files("AOUT", image), m.platform()).unwrap().load(&mut m);
     assert_eq!(again, entry, "the same entry state every time");
 }
+
+#[test]
+fn port_reads_take_the_time_of_an_isa_access() {
+    // Linux's fast TSC calibration reads 8254 counter 2 back to back, counting reads per
+    // change of the counter's high byte (256 clocks, 214.6 us); on a PC each read takes about
+    // a microsecond. The program counts the (LSB, MSB) read pairs while the high byte is 0xFF
+    // (the first pair after loading the count already gone) and while it is 0xFE.
+    let program = [
+        0xE4, 0x61, 0x24, 0xFD, 0x0C, 0x01, 0xE6, 0x61, // port 0x61: gate on, speaker off
+        0xB0, 0xB0, 0xE6, 0x43, // counter 2, LSB then MSB, mode 0
+        0xB0, 0xFF, 0xE6, 0x42, 0xE6, 0x42, // count 0xFFFF
+        0xE4, 0x42, 0xE4, 0x42, // one read, as Linux does, for the count to load
+        0x31, 0xC9, // xor cx, cx
+        0xE4, 0x42, 0xE4, 0x42, 0x3C, 0xFF, 0x75, 0x03, 0x41, 0x75, 0xF5, // count while MSB = FF
+        0x31, 0xD2, // xor dx, dx
+        0xE4, 0x42, 0xE4, 0x42, 0x3C, 0xFE, 0x75, 0x03, 0x42, 0x75, 0xF5, // count while MSB = FE
+        0x89, 0x0E, 0x00, 0x05, 0x89, 0x16, 0x02, 0x05, // mov [0x500], cx; mov [0x502], dx
+        0x30, 0xC0, 0xE6, 0xF4, // exit 0
+    ];
+    let (outcome, m) = real_mode_run(&program, &[]);
+    assert_eq!(outcome, RunOutcome::Exit(0));
+    let mut counts = [0u8; 4];
+    m.memory().read(0x500, &mut counts);
+    let (ff, fe) = (u16::from_le_bytes([counts[0], counts[1]]), u16::from_le_bytes([counts[2], counts[3]]));
+    // About 2 us a pair: ~107 pairs in 214.6 us (the first period lost a few to the setup).
+    assert!((90..=110).contains(&fe), "pairs of reads while the high byte was 0xFE: {fe}");
+    assert!((80..=110).contains(&ff), "pairs of reads while the high byte was 0xFF: {ff}");
+}

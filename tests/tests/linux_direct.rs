@@ -19,8 +19,6 @@ use tests::{run_kernel, BackendKind};
 
 /// Kernel log lines (matched by a part of them) that the same kernel prints under SeaBIOS too.
 const ALSO_UNDER_SEABIOS: &[&str] = &[
-    // PIT-based TSC calibration against the deterministic clock.
-    "tsc: Fast TSC calibration failed",
     // One NUMA node: the kernel prints its (trivial) fallback order.
     "Fallback order for Node 0",
     // No MCFG table: configuration space through ports only, as on QEMU's "pc".
