@@ -728,7 +728,9 @@ mod host {
                 let mut st = [csr, 0u32];
                 let r: u64;
                 // SAFETY: loads MXCSR with all exceptions masked, runs one SSE instruction on
-                // registers, and restores the caller's MXCSR.
+                // registers, and restores the caller's MXCSR. The result is `out`, not
+                // `lateout`: `p` is used after it is written, so they must not share a register
+                // (in release builds they did, and the last STMXCSR wrote through the result).
                 unsafe {
                     asm!(
                         "stmxcsr [{p} + 4]",
@@ -742,7 +744,7 @@ mod host {
                         p = in(reg) st.as_mut_ptr(),
                         a = in(reg) a,
                         b = in(reg) b,
-                        r = lateout(reg) r,
+                        r = out(reg) r,
                         x = out(xmm_reg) _,
                         y = out(xmm_reg) _,
                     );
@@ -816,7 +818,7 @@ mod host {
                         "ldmxcsr [{p} + 4]",
                         p = in(reg) st.as_mut_ptr(),
                         v = in(reg) v,
-                        r = lateout(reg) r,
+                        r = out(reg) r,
                         x = out(xmm_reg) _,
                     );
                 }
@@ -847,7 +849,7 @@ mod host {
                                 "ldmxcsr [{p} + 4]",
                                 p = in(reg) st.as_mut_ptr(),
                                 a = in(reg) a,
-                                r = lateout(reg) r,
+                                r = out(reg) r,
                                 x = out(xmm_reg) _,
                             );
                         }
