@@ -220,3 +220,27 @@ fn port_reads_take_the_time_of_an_isa_access() {
     assert!((90..=110).contains(&fe), "pairs of reads while the high byte was 0xFE: {fe}");
     assert!((80..=110).contains(&ff), "pairs of reads while the high byte was 0xFF: {ff}");
 }
+
+#[test]
+fn post_leaves_an_mp_table_in_the_f_segment() {
+    // Found as an OS scans for it: "_MP_" on a 16-byte boundary in the F segment, checksums
+    // zero, a PCMP table with one processor entry per CPU.
+    let mut m = Machine::new(MachineConfig { ram_size: 64 << 20, cpus: 3, bios: stub_rom::image(), ..MachineConfig::default() }).unwrap();
+    post::leave_post_state(&mut m, &stub_rom::ENTRY_POINTS, stub_rom::TABLES_AREA);
+    let mut seg = vec![0u8; 0x1_0000];
+    m.memory().read(0xF_0000, &mut seg);
+    let sum = |b: &[u8]| b.iter().fold(0u8, |s, x| s.wrapping_add(*x));
+    let at = (0..seg.len()).step_by(16).find(|&i| &seg[i..i + 4] == b"_MP_").expect("an MP floating pointer");
+    let fp = &seg[at..at + 16];
+    assert_eq!((fp[8], fp[9], sum(fp)), (1, 4, 0), "length, revision 1.4, checksum");
+    let table_at = u32::from_le_bytes(fp[4..8].try_into().unwrap()) as usize;
+    let len = u16::from_le_bytes([seg[table_at - 0xF_0000 + 4], seg[table_at - 0xF_0000 + 5]]) as usize;
+    let table = &seg[table_at - 0xF_0000..table_at - 0xF_0000 + len];
+    assert_eq!((&table[..4], sum(table)), (&b"PCMP"[..], 0));
+    let (mut at, mut cpus) = (44, 0);
+    while at < table.len() {
+        cpus += usize::from(table[at] == 0);
+        at += if table[at] == 0 { 20 } else { 8 };
+    }
+    assert_eq!(cpus, 3);
+}

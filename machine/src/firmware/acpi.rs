@@ -34,7 +34,7 @@ pub const RESET_VALUE: u8 = 0x06;
 /// CMOS index of the century byte.
 pub const RTC_CENTURY: u8 = 0x32;
 /// ISA IRQs routed level-triggered, active high, as PCI interrupts and the SCI use them.
-const PCI_ISA_IRQS: [u8; 4] = [5, 9, 10, 11];
+pub(crate) const PCI_ISA_IRQS: [u8; 4] = [5, 9, 10, 11];
 /// What the PIRQ links may be routed to (QEMU's choice; SeaBIOS programs 10 and 11).
 const LINK_IRQS: [u32; 3] = [5, 10, 11];
 

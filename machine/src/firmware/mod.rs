@@ -9,6 +9,7 @@ pub mod aml;
 pub mod bios;
 pub mod boot;
 pub mod loader;
+pub mod mptable;
 pub mod post;
 pub mod smbios;
 pub mod stub_rom;

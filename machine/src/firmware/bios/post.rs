@@ -326,6 +326,10 @@ fn place_tables(b: &mut Bios, p: &Platform) {
     b.write(smbios_at, &smbios.tables);
     b.write(RSDP_AT, &rsdp);
     b.write(SMBIOS_ANCHOR_AT, &smbios.anchor);
+    if let Some((floating, table)) = crate::firmware::post::mp_tables(b.m, RSDP_AT) {
+        b.write(RSDP_AT + crate::firmware::mptable::TABLE_OFFSET, &table);
+        b.write(RSDP_AT + crate::firmware::mptable::FLOATING_OFFSET, &floating);
+    }
 }
 
 /// The memory map INT 15h AX=E820h reports: conventional memory up to the EBDA, the EBDA and

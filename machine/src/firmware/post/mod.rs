@@ -13,7 +13,7 @@
 
 pub mod pci;
 
-use super::{FirmwareTables, Platform, E820_RAM, E820_RESERVED};
+use super::{mptable, FirmwareTables, Platform, E820_RAM, E820_RESERVED};
 use crate::board::{Machine, COM1_PORT, COM2_4};
 use crate::memory::{Memory, FOUR_GIB, HIGH_RAM_START};
 
@@ -314,7 +314,25 @@ pub fn place_tables(m: &mut Machine, anchors_at: u64) -> (Option<(u64, Vec<u8>)>
     mem.write_ram(smbios_at, &smbios.tables);
     write_f_segment(m, rsdp_at, &rsdp);
     write_f_segment(m, smbios_anchor_at, &smbios.anchor);
+    if let Some((floating, table)) = mp_tables(m, anchors_at) {
+        write_f_segment(m, anchors_at + mptable::TABLE_OFFSET, &table);
+        write_f_segment(m, anchors_at + mptable::FLOATING_OFFSET, &floating);
+    }
     (Some((rsdp_at, rsdp)), Some(smbios_anchor_at))
+}
+
+/// The MP floating pointer and configuration table for the machine as POST left it (the PCI
+/// interrupt lines read back from configuration space), the table to go at
+/// `anchors_at + mptable::TABLE_OFFSET` in the F segment's 4 KiB tables area; `None` (with a
+/// warning) when it would not fit there.
+pub fn mp_tables(m: &mut Machine, anchors_at: u64) -> Option<([u8; 16], Vec<u8>)> {
+    let pci = pci::interrupts(m);
+    let table = mptable::config_table(m.platform().cpus, &pci);
+    if mptable::TABLE_OFFSET + table.len() as u64 > 0x1000 {
+        tracing::warn!("the MP table for {} processors does not fit the F segment's tables area; none written", m.platform().cpus);
+        return None;
+    }
+    Some((mptable::floating_pointer((anchors_at + mptable::TABLE_OFFSET) as u32), table))
 }
 
 /// Leaves the machine as a PC BIOS leaves it when it starts the boot loader: interrupt

@@ -143,6 +143,23 @@ fn assign(reqs: &[Request]) -> Vec<(Request, u64)> {
     out
 }
 
+/// Each function's interrupt pin and the IRQ POST routed it to (its interrupt line), for the
+/// MP table.
+pub fn interrupts(m: &mut Machine) -> Vec<crate::firmware::mptable::PciInterrupt> {
+    let mut out = Vec::new();
+    for f in 0..=255u8 {
+        if config_read(m, f, VENDOR, 2) as u16 == 0xFFFF {
+            continue;
+        }
+        let pin = config_read(m, f, INTERRUPT_PIN, 1) as u8;
+        let irq = config_read(m, f, INTERRUPT_LINE, 1) as u8;
+        if (1..=4).contains(&pin) && irq < 16 {
+            out.push(crate::firmware::mptable::PciInterrupt { device: f >> 3, pin, irq });
+        }
+    }
+    out
+}
+
 /// Enumerates bus 0, assigns every BAR and sets up the chipset functions, as SeaBIOS does.
 pub fn init_pci(m: &mut Machine) {
     let functions: Vec<DevFn> = (0..=255).filter(|&f| config_read(m, f, VENDOR, 2) as u16 != 0xFFFF).collect();
