@@ -15,9 +15,12 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{describe, ferrite};
 
 const SECTOR: usize = 512;
 /// The size of every test disk.
@@ -32,19 +35,6 @@ const CHILD_REGIONS: &[(u64, u64)] = &[(3800, 400), (4900, 200), (100000, 64)];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ferrite(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferrite")).args(args).env_remove("RUST_LOG").output().expect("run ferrite")
 }
 
 fn have_qemu_img() -> bool {

@@ -641,7 +641,7 @@ fn cpu_time(pid: u32) -> Option<Duration> {
 /// Not a test: the benchmark (`cargo bench -p frontend --bench frame`, which runs
 /// `frame_cost_and_idle_cpu`).
 #[test]
-#[ignore]
+#[ignore = "a benchmark that prints figures, not a test; run it with `cargo bench -p frontend --bench frame`"]
 fn frame_cost_and_idle_cpu_benchmark() {
     frame_cost_and_idle_cpu();
 }
