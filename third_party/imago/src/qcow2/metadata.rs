@@ -1017,7 +1017,9 @@ impl HeaderExtension {
                 }
                 HeaderExtensionType::FeatureNameTable => {
                     let mut feats = HashMap::new();
-                    for feat in data.chunks(48) {
+                    // Ferrite patch: each entry is 48 bytes; a damaged image may end the table in the
+                    // middle of one, and that partial entry names nothing.
+                    for feat in data.chunks_exact(48) {
                         let feat_type: FeatureType = match feat[0].try_into() {
                             Ok(ft) => ft,
                             Err(_) => continue, // skip unrecognized entries
