@@ -1,7 +1,7 @@
 //! The interpreter backend: the `cpu` crate's [`cpu::Cpu`] running against the machine.
 
 use crate::{AccelError, Backend, Exit};
-use cpu::{Bus, CpuState, PageMapping, Stop};
+use cpu::{Bus, CodeEvents, CpuState, PageMapping, Stop};
 use machine::{Machine, RegionKind};
 
 /// Nominal speed of the deterministic clock: each retired instruction is this many virtual
@@ -19,21 +19,133 @@ const MSR_APIC_BASE: u32 = 0x1B;
 /// In real-time mode, how many instructions run between looks at the host clock.
 const REALTIME_SLICE: u64 = 20_000;
 
+/// With more than one processor, the longest run of one before the next gets its turn, in
+/// instructions (40 us of deterministic time). A processor also gives way early at PAUSE,
+/// as spinlocks spin, and when it halts.
+const QUANTUM: u64 = 10_000;
+
+/// The processors of the machine, time-sliced on the calling thread: each runs in turn for
+/// up to a quantum, the virtual clock moving on with each, so a run is reproducible in
+/// deterministic mode. Every instruction completes before another processor runs, so
+/// LOCK-prefixed instructions are atomic and memory is sequentially consistent: stronger
+/// than x86's ordering, which permits nothing this model cannot show.
 pub struct Interp {
-    cpu: cpu::Cpu,
-    seeded: bool,
+    cpus: Vec<Vcpu>,
     /// Instructions retired by all runs so far.
     retired: u64,
+    /// The processor whose turn comes next (a run may end in the middle of a round).
+    next: usize,
+    /// Scratch lists, kept for their allocations.
+    written: Vec<u64>,
+    events: CodeEvents,
+}
+
+struct Vcpu {
+    cpu: cpu::Cpu,
+    /// CPUID and the random-number seed were set from the machine.
     configured: bool,
+    /// Physical pages written by DMA and loaders that this processor has not looked at.
+    dma: Vec<u64>,
+    /// What the other processors did to code pages since this one last ran.
+    code: CodeEvents,
+    /// A state was loaded: its TSC holds at the time of the next run.
+    anchor: bool,
+}
+
+impl Vcpu {
+    fn new(index: usize) -> Vcpu {
+        let mut cpu = cpu::Cpu::new();
+        if index > 0 {
+            cpu.set_state(&application_processor());
+        }
+        Vcpu { cpu, configured: false, dma: Vec::new(), code: CodeEvents::default(), anchor: true }
+    }
+
+    /// Neither halted nor waiting for a STARTUP IPI.
+    fn runnable(&self) -> bool {
+        !self.cpu.is_halted() && !self.cpu.is_waiting_for_sipi()
+    }
+}
+
+/// An application processor at power-on: waiting for INIT and a STARTUP IPI.
+pub fn application_processor() -> CpuState {
+    CpuState { wait_for_sipi: true, apic_base: 0xFEE0_0800, ..CpuState::default() }
 }
 
 impl Interp {
     pub fn new() -> Interp {
-        Interp { cpu: cpu::Cpu::new(), seeded: false, retired: 0, configured: false }
+        Interp { cpus: vec![Vcpu::new(0)], retired: 0, next: 0, written: Vec::new(), events: CodeEvents::default() }
     }
 
+    /// The bootstrap processor's interpreter.
     pub fn cpu(&mut self) -> &mut cpu::Cpu {
-        &mut self.cpu
+        &mut self.cpus[0].cpu
+    }
+
+    /// Processor `i`, made (waiting for a STARTUP IPI) if the machine has that many and it
+    /// was not there yet.
+    fn vcpu(&mut self, i: usize) -> &mut Vcpu {
+        while self.cpus.len() <= i {
+            let n = self.cpus.len();
+            self.cpus.push(Vcpu::new(n));
+        }
+        &mut self.cpus[i]
+    }
+
+    /// Runs processor `i` for at most `budget` instructions.
+    fn run_one(&mut self, m: &mut Machine, i: usize, budget: u64, until: u64) -> cpu::RunResult {
+        let deterministic = m.clock().is_deterministic();
+        let n = self.cpus.len();
+        m.set_current_cpu(i);
+        // DMA and loader writes go to every processor's list; each drops its code there.
+        m.memory_mut().take_written(&mut self.written);
+        if !self.written.is_empty() {
+            for v in &mut self.cpus {
+                v.dma.extend_from_slice(&self.written);
+            }
+            self.written.clear();
+        }
+        let others_runnable = (0..n).any(|j| j != i && self.cpus[j].runnable());
+        let v = &mut self.cpus[i];
+        if !v.configured {
+            // The machine gives every processor a local APIC with TSC-deadline mode.
+            v.cpu.configure(cpu::CpuConfig {
+                apic: true,
+                tsc_deadline: true,
+                apic_id: m.current_apic_id(),
+                cpus: m.cpu_count().min(255) as u8,
+            });
+            if deterministic {
+                // Identical runs must see identical "random" numbers too.
+                v.cpu.set_random_seed(Some(0x5EED_F3E2_217E_0001 + ((i as u64) << 32)));
+            }
+            v.configured = true;
+        }
+        if !v.code.is_empty() {
+            v.cpu.code_events_of_others(&v.code);
+            v.code.clear();
+        }
+        v.cpu.set_yield_on_pause(others_runnable);
+        let mut bus = MachineBus { m, deterministic, synced: 0, until, late: false, dma: &mut v.dma };
+        let r = v.cpu.run(&mut bus, budget);
+        let synced = bus.synced;
+        if deterministic {
+            m.clock_mut().advance(r.retired.saturating_sub(synced) * NS_PER_INSN);
+        }
+        self.retired += r.retired;
+        if n > 1 {
+            v.cpu.take_code_events(&mut self.events);
+            if !self.events.is_empty() {
+                for (j, o) in self.cpus.iter_mut().enumerate() {
+                    if j != i {
+                        o.code.decoded.extend_from_slice(&self.events.decoded);
+                        o.code.written.extend_from_slice(&self.events.written);
+                    }
+                }
+                self.events.clear();
+            }
+        }
+        r
     }
 }
 
@@ -54,6 +166,8 @@ struct MachineBus<'a> {
     until: u64,
     /// Port accesses carried the clock to `until`.
     late: bool,
+    /// Pages written by DMA and loaders that this processor has yet to see.
+    dma: &'a mut Vec<u64>,
 }
 
 impl MachineBus<'_> {
@@ -103,7 +217,7 @@ impl Bus for MachineBus<'_> {
         self.m.take_attention() | std::mem::take(&mut self.late)
     }
     fn take_dma_writes(&mut self, pages: &mut Vec<u64>) {
-        self.m.memory_mut().take_written(pages)
+        pages.append(self.dma)
     }
     fn time_ns(&mut self, retired: u64) -> Option<u64> {
         // The deterministic clock moves before device accesses (`sync_time`) and at the end of
@@ -143,62 +257,83 @@ impl Backend for Interp {
 
     fn run(&mut self, m: &mut Machine, until: u64) -> Result<Exit, AccelError> {
         let deterministic = m.clock().is_deterministic();
-        if deterministic && !self.seeded {
-            // Identical runs must see identical "random" numbers too.
-            self.cpu.set_random_seed(Some(0x5EED_F3E2_217E_0001));
-            self.seeded = true;
+        let n = m.cpu_count().max(1);
+        self.vcpu(n - 1);
+        self.cpus.truncate(n);
+        let now = m.now();
+        for v in self.cpus.iter_mut().filter(|v| v.anchor) {
+            v.cpu.anchor_tsc(now);
+            v.anchor = false;
         }
-        if !self.configured {
-            // The machine gives every processor a local APIC with TSC-deadline mode.
-            self.cpu.configure(cpu::CpuConfig {
-                apic: true,
-                tsc_deadline: true,
-                apic_id: m.current_apic_id(),
-                cpus: m.cpu_count().min(255) as u8,
-            });
-            self.configured = true;
-        }
+        // Processors in a row that had nothing to do; all of them: the machine is halted.
+        let mut idle = 0;
         loop {
             let now = m.now();
             if now >= until {
                 return Ok(Exit::Deadline);
             }
-            let budget = if deterministic { ((until - now) / NS_PER_INSN).max(1) } else { REALTIME_SLICE };
-            let mut bus = MachineBus { m, deterministic, synced: 0, until, late: false };
-            let r = self.cpu.run(&mut bus, budget);
-            let synced = bus.synced;
-            self.retired += r.retired;
-            if deterministic {
-                m.clock_mut().advance(r.retired.saturating_sub(synced) * NS_PER_INSN);
+            let i = self.next;
+            self.next = (i + 1) % n;
+            let mut budget = if deterministic { ((until - now) / NS_PER_INSN).max(1) } else { REALTIME_SLICE };
+            if n > 1 {
+                budget = budget.min(QUANTUM);
             }
+            let r = self.run_one(m, i, budget, until);
             match r.stop {
-                Stop::Budget => continue,
-                Stop::Halted => return Ok(Exit::Halted),
+                Stop::Budget | Stop::Yield => idle = 0,
+                Stop::Halted => {
+                    // One that halted after running has had its look at pending interrupts.
+                    idle = if r.retired > 0 { 1 } else { idle + 1 };
+                    if idle >= n {
+                        return Ok(Exit::Halted);
+                    }
+                }
                 Stop::Bus => return Ok(Exit::Attention),
-                Stop::Shutdown(why) => return Ok(Exit::Shutdown(why)),
+                Stop::Shutdown(why) => {
+                    let who = if n > 1 { format!("processor {i}: ") } else { String::new() };
+                    return Ok(Exit::Shutdown(format!("{who}{why}")));
+                }
             }
         }
     }
 
-    fn state(&mut self) -> CpuState {
-        self.cpu.state()
+    fn cpu_count(&self) -> usize {
+        self.cpus.len()
     }
 
-    fn set_state(&mut self, state: &CpuState) -> Result<(), AccelError> {
-        self.cpu.set_state(state);
+    fn state(&mut self, cpu: usize) -> CpuState {
+        self.vcpu(cpu).cpu.state()
+    }
+
+    fn set_state(&mut self, cpu: usize, state: &CpuState) -> Result<(), AccelError> {
+        let v = self.vcpu(cpu);
+        v.cpu.set_state(state);
+        v.anchor = true;
         Ok(())
     }
 
-    fn halted(&mut self) -> bool {
-        self.cpu.is_halted()
+    fn init(&mut self, cpu: usize) -> Result<(), AccelError> {
+        self.vcpu(cpu).cpu.init(cpu != 0);
+        Ok(())
     }
 
-    fn interrupts_enabled(&mut self) -> bool {
-        self.cpu.interrupts_enabled()
+    fn startup(&mut self, cpu: usize, vector: u8) -> Result<(), AccelError> {
+        self.vcpu(cpu).cpu.startup(vector);
+        Ok(())
     }
 
-    fn recent_instructions(&mut self, _machine: &Machine) -> Vec<String> {
-        self.cpu.recent_instructions()
+    fn halted(&mut self, cpu: usize) -> bool {
+        let c = &self.vcpu(cpu).cpu;
+        c.is_halted() || c.is_waiting_for_sipi()
+    }
+
+    fn interrupts_enabled(&mut self, cpu: usize) -> bool {
+        let c = &self.vcpu(cpu).cpu;
+        c.interrupts_enabled() && !c.is_waiting_for_sipi()
+    }
+
+    fn recent_instructions(&mut self, cpu: usize, _machine: &Machine) -> Vec<String> {
+        self.vcpu(cpu).cpu.recent_instructions()
     }
 
     fn instructions_retired(&self) -> Option<u64> {

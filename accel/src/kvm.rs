@@ -119,6 +119,12 @@ impl Kvm {
     /// is given a machine whose memory map differs.
     pub fn new(machine: &Machine) -> Result<Kvm, AccelError> {
         let unavailable = AccelError::KvmUnavailable;
+        if machine.cpu_count() > 1 {
+            return Err(unavailable(format!(
+                "the KVM backend runs one processor so far; --smp {} needs --accel interp",
+                machine.cpu_count()
+            )));
+        }
         let kvm = kvm_ioctls::Kvm::new().map_err(|e| unavailable(format!("cannot open /dev/kvm: {e}")))?;
         let api = kvm.get_api_version();
         if api < 0 {
@@ -476,7 +482,7 @@ impl Backend for Kvm {
         Ok(exit)
     }
 
-    fn state(&mut self) -> CpuState {
+    fn state(&mut self, _cpu: usize) -> CpuState {
         match state::read(&self.vcpu.fd) {
             Ok(mut s) => {
                 s.halted = self.vcpu.halted;
@@ -489,7 +495,7 @@ impl Backend for Kvm {
         }
     }
 
-    fn set_state(&mut self, s: &CpuState) -> Result<(), AccelError> {
+    fn set_state(&mut self, _cpu: usize, s: &CpuState) -> Result<(), AccelError> {
         state::write(&self.vcpu.fd, s).map_err(AccelError::Kvm)?;
         self.vcpu.halted = s.halted;
         self.vcpu.if_flag = s.rflags & flags::IF != 0;
@@ -497,11 +503,11 @@ impl Backend for Kvm {
         Ok(())
     }
 
-    fn halted(&mut self) -> bool {
+    fn halted(&mut self, _cpu: usize) -> bool {
         self.vcpu.halted
     }
 
-    fn interrupts_enabled(&mut self) -> bool {
+    fn interrupts_enabled(&mut self, _cpu: usize) -> bool {
         self.vcpu.if_flag
     }
 }

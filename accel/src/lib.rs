@@ -36,29 +36,53 @@ pub enum AccelError {
     Guest(String),
 }
 
-/// One way of running the machine's CPU.
+/// One way of running the machine's processors. Processor 0 is the bootstrap processor;
+/// the others start waiting for a STARTUP IPI (`CpuState::wait_for_sipi`).
 pub trait Backend {
     /// "interp" or "kvm".
     fn name(&self) -> &'static str;
-    /// Runs guest code until virtual time `until` (nanoseconds), a halt, or something the
-    /// machine must handle.
+    /// Runs guest code until virtual time `until` (nanoseconds), every processor halted, or
+    /// something the machine must handle.
     fn run(&mut self, machine: &mut machine::Machine, until: u64) -> Result<Exit, AccelError>;
-    fn state(&mut self) -> CpuState;
-    fn set_state(&mut self, state: &CpuState) -> Result<(), AccelError>;
-    /// Is the CPU halted (and so waiting for an interrupt)?
-    fn halted(&mut self) -> bool {
-        self.state().halted
+    /// How many processors it runs.
+    fn cpu_count(&self) -> usize {
+        1
     }
-    /// Are maskable interrupts enabled (IF set)?
-    fn interrupts_enabled(&mut self) -> bool {
-        self.state().rflags & cpu::state::flags::IF != 0
+    fn state(&mut self, cpu: usize) -> CpuState;
+    fn set_state(&mut self, cpu: usize, state: &CpuState) -> Result<(), AccelError>;
+    /// INIT for processor `cpu`: an application processor then waits for a STARTUP IPI, the
+    /// bootstrap processor restarts at the reset vector.
+    fn init(&mut self, cpu: usize) -> Result<(), AccelError> {
+        let mut s = self.state(cpu).after_init();
+        s.wait_for_sipi = cpu != 0;
+        self.set_state(cpu, &s)
+    }
+    /// A STARTUP IPI with `vector` for processor `cpu` (ignored unless it waits for one).
+    fn startup(&mut self, cpu: usize, vector: u8) -> Result<(), AccelError> {
+        let mut s = self.state(cpu);
+        if !s.wait_for_sipi {
+            return Ok(());
+        }
+        s.startup(vector);
+        self.set_state(cpu, &s)
+    }
+    /// Is the processor halted, or waiting for a STARTUP IPI (and so waiting for something)?
+    fn halted(&mut self, cpu: usize) -> bool {
+        let s = self.state(cpu);
+        s.halted || s.wait_for_sipi
+    }
+    /// Would a maskable interrupt reach the processor (IF set, not waiting for SIPI)?
+    fn interrupts_enabled(&mut self, cpu: usize) -> bool {
+        let s = self.state(cpu);
+        s.rflags & cpu::state::flags::IF != 0 && !s.wait_for_sipi
     }
     /// Instructions retired since the backend was made, where it counts them.
     fn instructions_retired(&self) -> Option<u64> {
         None
     }
-    /// The last instructions executed, newest last, for fault and timeout reports.
-    fn recent_instructions(&mut self, _machine: &machine::Machine) -> Vec<String> {
+    /// The last instructions processor `cpu` executed, newest last, for fault and timeout
+    /// reports.
+    fn recent_instructions(&mut self, _cpu: usize, _machine: &machine::Machine) -> Vec<String> {
         Vec::new()
     }
 }

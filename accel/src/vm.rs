@@ -65,21 +65,35 @@ pub struct RunStats {
 pub struct Vm {
     pub machine: Machine,
     pub backend: Box<dyn Backend>,
-    /// The CPU state a reset returns to.
+    /// The bootstrap processor's state after a reset; the others wait for a STARTUP IPI.
     pub reset_state: CpuState,
 }
 
 impl Vm {
-    pub fn new(machine: Machine, mut backend: Box<dyn Backend>, reset_state: CpuState) -> Result<Vm, AccelError> {
-        backend.set_state(&reset_state)?;
-        Ok(Vm { machine, backend, reset_state })
+    pub fn new(machine: Machine, backend: Box<dyn Backend>, reset_state: CpuState) -> Result<Vm, AccelError> {
+        let mut vm = Vm { machine, backend, reset_state };
+        vm.reset_processors()?;
+        Ok(vm)
     }
 
     fn reset(&mut self) -> Result<(), AccelError> {
         tracing::info!("machine reset");
         self.machine.reset();
+        self.reset_processors()
+    }
+
+    fn reset_processors(&mut self) -> Result<(), AccelError> {
         let s = self.reset_state.clone();
-        self.backend.set_state(&s)
+        self.backend.set_state(0, &s)?;
+        for cpu in 1..self.machine.cpu_count() {
+            self.backend.set_state(cpu, &crate::interp::application_processor())?;
+        }
+        Ok(())
+    }
+
+    /// How many processors the machine has.
+    pub fn cpu_count(&self) -> usize {
+        self.machine.cpu_count()
     }
 
     /// Runs until the guest exits, powers off, gets stuck, or a limit is reached.
@@ -108,8 +122,14 @@ impl Vm {
                     }
                     MachineEvent::Reset => self.reset()?,
                     MachineEvent::A20(_) | MachineEvent::Pam { .. } | MachineEvent::LegacyReplacement(_) => {}
-                    MachineEvent::Init { cpu } | MachineEvent::Startup { cpu, .. } => {
-                        tracing::debug!("INIT/SIPI for processor {cpu}: one processor only until SMP lands");
+                    MachineEvent::Init { cpu } => {
+                        tracing::debug!("INIT for processor {cpu}");
+                        self.machine.init_cpu(cpu as usize);
+                        self.backend.init(cpu as usize)?;
+                    }
+                    MachineEvent::Startup { cpu, vector } => {
+                        tracing::debug!("STARTUP IPI for processor {cpu}, vector {vector:#04x}");
+                        self.backend.startup(cpu as usize, vector)?;
                     }
                 }
             }
@@ -151,14 +171,26 @@ impl Vm {
         }
     }
 
-    /// The CPU is halted: move time on to the next event, or say that none can come.
+    /// Every processor is halted: move time on to the next event, or say that none can come.
     fn wait_halted(&mut self, idle: &mut Duration) -> Option<RunOutcome> {
-        let enabled = self.backend.interrupts_enabled();
-        if enabled && self.machine.intr_pending() {
-            return None;
+        let n = self.machine.cpu_count();
+        let mut wakeable = false;
+        for cpu in 0..n {
+            if self.backend.interrupts_enabled(cpu) {
+                wakeable = true;
+                self.machine.set_current_cpu(cpu);
+                if self.machine.intr_pending() {
+                    return None;
+                }
+            }
         }
-        if !enabled {
-            return Some(RunOutcome::Stuck("the CPU halted with interrupts disabled".into()));
+        if !wakeable {
+            let why = if n == 1 {
+                "the CPU halted with interrupts disabled".to_string()
+            } else {
+                format!("all {n} processors are halted with interrupts disabled or wait for a STARTUP IPI")
+            };
+            return Some(RunOutcome::Stuck(why));
         }
         let Some(next) = self.machine.next_deadline() else {
             return Some(RunOutcome::Stuck("the CPU halted and no device has anything scheduled".into()));
@@ -177,18 +209,30 @@ impl Vm {
         None
     }
 
-    /// The CPU state and the last instructions, for reports on timeout or shutdown.
+    /// The processors' states and their last instructions, for reports on timeout or
+    /// shutdown. Processors still waiting for a STARTUP IPI get one line.
     pub fn report(&mut self) -> String {
         let mut out = String::new();
         out += &format!("backend: {}\n", self.backend.name());
-        out += &self.backend.state().report();
-        let recent = self.backend.recent_instructions(&self.machine);
-        if !recent.is_empty() {
-            out += "last instructions executed (oldest first):\n";
-            for line in recent {
-                out += "  ";
-                out += &line;
-                out += "\n";
+        let n = self.machine.cpu_count();
+        for cpu in 0..n {
+            let s = self.backend.state(cpu);
+            if n > 1 {
+                if s.wait_for_sipi {
+                    out += &format!("processor {cpu}: waiting for a STARTUP IPI\n");
+                    continue;
+                }
+                out += &format!("processor {cpu}:\n");
+            }
+            out += &s.report();
+            let recent = self.backend.recent_instructions(cpu, &self.machine);
+            if !recent.is_empty() {
+                out += "last instructions executed (oldest first):\n";
+                for line in recent {
+                    out += "  ";
+                    out += &line;
+                    out += "\n";
+                }
             }
         }
         out

@@ -301,9 +301,9 @@ fn hlt_with_interrupts_disabled_is_stuck() {
     let r = vm.run(&limits()).expect("run");
     assert!(matches!(r, RunOutcome::Stuck(ref why) if why.contains("interrupts disabled")), "{r:?}\n{}", vm.report());
     assert_eq!(out.text(), "H");
-    assert!(vm.backend.halted());
-    assert!(!vm.backend.interrupts_enabled());
-    let s = vm.backend.state();
+    assert!(vm.backend.halted(0));
+    assert!(!vm.backend.interrupts_enabled(0));
+    let s = vm.backend.state(0);
     assert!(s.halted);
     assert_eq!((s.seg[sreg::CS].base, s.rip), (0xF_0000, 6), "stopped after the HLT");
     // The backend alone says the same, and stays halted.
@@ -453,7 +453,7 @@ fn triple_fault_is_a_shutdown() {
         let mut reset = state;
         reset.idtr.limit = 0;
         let Some(mut kvm) = kvm_for(test, &m) else { return };
-        kvm.set_state(&reset).unwrap();
+        kvm.set_state(0, &reset).unwrap();
         let r = run_backend(&mut kvm, &mut m);
         match r {
             Ok(Exit::Shutdown(ref why)) if why.contains("triple fault") => {
@@ -462,8 +462,8 @@ fn triple_fault_is_a_shutdown() {
                 let mut code = LOOP64.to_vec();
                 code[1..5].copy_from_slice(&1u32.to_le_bytes());
                 m.memory_mut().write(0x20000, &code);
-                kvm.set_state(&flat_state(true, 3)).unwrap();
-                assert_eq!(run_backend(&mut kvm, &mut m).unwrap(), Exit::Attention, "{}", kvm.state().report());
+                kvm.set_state(0, &flat_state(true, 3)).unwrap();
+                assert_eq!(run_backend(&mut kvm, &mut m).unwrap(), Exit::Attention, "{}", kvm.state(0).report());
                 assert_eq!(out.text(), "L");
             }
             _ if !hardware && what == "real mode" => {
@@ -472,7 +472,7 @@ fn triple_fault_is_a_shutdown() {
                     r.map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
                 )
             }
-            _ => panic!("{what}: {r:?}\n{}", kvm.state().report()),
+            _ => panic!("{what}: {r:?}\n{}", kvm.state(0).report()),
         }
     }
 }
@@ -560,7 +560,7 @@ const SPIN_FOREVER: &[u8] = &[0xEB, 0xFE];
 fn deadline_stops_a_guest_without_exits() {
     let (mut m, _out) = machine(bios_with(SPIN_FOREVER));
     let Some(mut kvm) = kvm_for("deadline_stops_a_guest_without_exits", &m) else { return };
-    kvm.set_state(&CpuState::default()).unwrap();
+    kvm.set_state(0, &CpuState::default()).unwrap();
     for _ in 0..3 {
         let t = Instant::now();
         let until = m.now() + 5_000_000;
@@ -568,7 +568,7 @@ fn deadline_stops_a_guest_without_exits() {
         assert!(m.now() >= until);
         println!("5 ms deadline returned after {:?}", t.elapsed());
     }
-    let s = kvm.state();
+    let s = kvm.state(0);
     assert_eq!((s.seg[sreg::CS].base, s.rip), (0xF_0000, 0), "{}", s.report());
 }
 
@@ -708,8 +708,8 @@ fn io_exit_cost() {
 /// Everything but the TSC must come back exactly; the TSC runs on, so it comes back no
 /// smaller and not far ahead, where the host lets it be set at all.
 fn assert_round_trip(test: &str, kvm: &mut Kvm, s: &CpuState, tsc_settable: bool) {
-    kvm.set_state(s).unwrap_or_else(|e| panic!("{test}: set_state: {e}\n{}", s.report()));
-    let back = kvm.state();
+    kvm.set_state(0, s).unwrap_or_else(|e| panic!("{test}: set_state: {e}\n{}", s.report()));
+    let back = kvm.state(0);
     if tsc_settable {
         let gap = back.tsc.wrapping_sub(s.tsc);
         assert!(gap < TSC_SLACK, "{test}: TSC {:#x} set, {:#x} read", s.tsc, back.tsc);
@@ -717,8 +717,8 @@ fn assert_round_trip(test: &str, kvm: &mut Kvm, s: &CpuState, tsc_settable: bool
     let back = CpuState { tsc: s.tsc, ..back };
     assert_eq!((&back.msr, &back.fpu, &back.sse, back.xcr0, &back.pending), (&s.msr, &s.fpu, &s.sse, s.xcr0, &s.pending), "{test}: MSR/FPU/SSE/XCR0/events");
     assert_eq!(&back, s, "{test}:\nset:\n{}read:\n{}", s.report(), back.report());
-    assert_eq!(kvm.halted(), s.halted);
-    assert_eq!(kvm.interrupts_enabled(), s.rflags & flags::IF != 0);
+    assert_eq!(kvm.halted(0), s.halted);
+    assert_eq!(kvm.interrupts_enabled(0), s.rflags & flags::IF != 0);
 }
 
 /// Ten seconds of a 1 GHz TSC: a round trip takes far less.
@@ -728,8 +728,8 @@ const TSC_SLACK: u64 = 10_000_000_000;
 /// the host's TSC.
 fn tsc_settable(kvm: &mut Kvm) -> bool {
     let s = CpuState { tsc: 1 << 50, ..CpuState::default() };
-    kvm.set_state(&s).unwrap();
-    let got = kvm.state().tsc;
+    kvm.set_state(0, &s).unwrap();
+    let got = kvm.state(0).tsc;
     let ok = got.wrapping_sub(s.tsc) < TSC_SLACK;
     if !ok {
         println!("note: this host's KVM ignores TSC writes ({:#x} written, {got:#x} read); TSC not compared", s.tsc);
@@ -795,13 +795,13 @@ fn run_after_set_state_resumes_there() {
     let mut vm = Vm::new(m, Box::new(kvm), CpuState::default()).unwrap();
     // Halted at reset with IF clear: stuck at once, without running anything.
     let halted = CpuState { halted: true, ..CpuState::default() };
-    vm.backend.set_state(&halted).unwrap();
+    vm.backend.set_state(0, &halted).unwrap();
     assert!(matches!(vm.run(&limits()).unwrap(), RunOutcome::Stuck(_)));
     // Now move it into 64-bit mode and run the loop there.
-    vm.backend.set_state(&flat_state(true, 0)).unwrap();
+    vm.backend.set_state(0, &flat_state(true, 0)).unwrap();
     assert_eq!(vm.run(&limits()).unwrap(), RunOutcome::Exit(0), "{}", vm.report());
     assert_eq!(out.text(), "L");
-    let s = vm.backend.state();
+    let s = vm.backend.state(0);
     assert_eq!(s.gpr[1] & 0xFFFF_FFFF, 0, "the loop ran to the end");
 }
 

@@ -113,6 +113,38 @@ pub(crate) struct BlockCache {
     pub(crate) chain_gen: u64,
     /// Blocks dropped but perhaps still executing.
     dead: Vec<NonNull<Block>>,
+    /// Other processors share this memory (see [`CodeEvents`]).
+    pub(crate) shared: bool,
+    /// Host pages that hold other processors' decoded code, as they told: written only
+    /// through the slow path, so that the write can be told back to them.
+    foreign: IntMap<usize, ()>,
+    /// What this processor did to code pages that the others must hear of.
+    pub(crate) events: CodeEvents,
+}
+
+/// Decoded code and processors sharing memory. Each processor keeps its own decoded blocks
+/// and write-protects (in its TLB) the pages they came from, so its own writes to them drop
+/// them; a write by another processor would go unseen. So processors tell each other:
+/// `decoded` lists host pages that just became code pages here (the others stop writing them
+/// through their TLBs), `written` lists pages of the others' code that this processor wrote
+/// (the others drop their blocks on them). The driver of the processors passes each one's
+/// events to all the others before they next run (see `Cpu::take_code_events`): with
+/// processors time-sliced on one thread, that is before any of them can execute stale code.
+#[derive(Clone, Debug, Default)]
+pub struct CodeEvents {
+    pub decoded: Vec<usize>,
+    pub written: Vec<usize>,
+}
+
+impl CodeEvents {
+    pub fn is_empty(&self) -> bool {
+        self.decoded.is_empty() && self.written.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.decoded.clear();
+        self.written.clear();
+    }
 }
 
 impl Drop for BlockCache {
@@ -131,6 +163,9 @@ impl BlockCache {
             recent_gen: 0,
             chain_gen: 0,
             dead: Vec::new(),
+            shared: false,
+            foreign: IntMap::default(),
+            events: CodeEvents::default(),
         }
     }
 
@@ -177,13 +212,36 @@ impl BlockCache {
         self.blocks.get(&key).map(|b| unsafe { &*b.as_ptr() }.instrs.as_ref())
     }
 
+    /// Whether this processor or another holds decoded code from the page (writes to it
+    /// must not go through the TLB).
     #[inline]
     pub(crate) fn is_code_page(&self, host_page: usize) -> bool {
-        self.pages.contains_key(&host_page)
+        self.pages.contains_key(&host_page) || (self.shared && self.foreign.contains_key(&host_page))
+    }
+
+    /// This processor writes the page: drops every block with bytes on it, and tells the
+    /// other processors if they have code there. Returns whether this one had any.
+    pub(crate) fn invalidate_page(&mut self, host_page: usize) -> bool {
+        if self.shared && self.foreign.remove(&host_page).is_some() {
+            self.events.written.push(host_page);
+        }
+        self.drop_page(host_page)
+    }
+
+    /// Another processor, or DMA, wrote the page: drops this processor's blocks on it, and
+    /// forgets that others have code there (they hear of the write too).
+    pub(crate) fn written_elsewhere(&mut self, host_page: usize) -> bool {
+        self.foreign.remove(&host_page);
+        self.drop_page(host_page)
+    }
+
+    /// Another processor decoded code from the page.
+    pub(crate) fn decoded_elsewhere(&mut self, host_page: usize) {
+        self.foreign.insert(host_page, ());
     }
 
     /// Drops every block with bytes on this host page. Returns whether there were any.
-    pub(crate) fn invalidate_page(&mut self, host_page: usize) -> bool {
+    fn drop_page(&mut self, host_page: usize) -> bool {
         match self.pages.remove(&host_page) {
             Some(keys) => {
                 for k in keys {
@@ -273,6 +331,9 @@ impl Cpu {
         let (b, fresh) = self.blocks.insert(k, block, &pages);
         for p in fresh {
             self.tlb.protect_host_page(p);
+            if self.blocks.shared {
+                self.blocks.events.decoded.push(p);
+            }
         }
         // Decoding may have dropped blocks (a page walk setting accessed bits in a page that
         // holds code): the generation moved on, and the entry must carry the new one.

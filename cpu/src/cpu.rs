@@ -1,7 +1,7 @@
 //! The processor: architectural state plus the interpreter's caches, and the run loop that
 //! executes cached blocks, checking interrupts and the instruction budget between blocks.
 
-use crate::block::{Block, BlockCache};
+use crate::block::{Block, BlockCache, CodeEvents};
 use crate::bus::{Bus, PageMapping};
 use crate::decode::Insn;
 use crate::fault::Fault;
@@ -21,6 +21,9 @@ pub enum Stop {
     Bus,
     /// Triple fault or another condition that shuts the processor down.
     Shutdown(String),
+    /// PAUSE with [`Cpu::set_yield_on_pause`] on: the processor spins waiting for another
+    /// one, which had better run now.
+    Yield,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +118,8 @@ pub struct Cpu {
     /// Instructions retired since `s.tsc` was last loaded: the time-stamp counter advances
     /// by one per instruction.
     retired: u64,
+    /// PAUSE ends the run with `Stop::Yield` (see `set_yield_on_pause`).
+    pub(crate) yield_on_pause: bool,
 }
 
 impl Default for Cpu {
@@ -154,14 +159,93 @@ impl Cpu {
             segc: [SegCheck::REAL; 6],
             user: 0,
             retired: 0,
+            yield_on_pause: false,
             config: CpuConfig::default(),
         }
     }
 
     /// Sets what this processor reports about itself and its platform (CPUID's APIC bits and
     /// topology). Takes effect at the next CPUID.
+    /// With more than one processor, their decoded code is kept coherent through
+    /// [`Cpu::take_code_events`] and [`Cpu::code_events_of_others`].
     pub fn configure(&mut self, config: CpuConfig) {
         self.config = config;
+        self.blocks.shared = config.cpus > 1;
+    }
+
+    /// Takes what this processor did to code pages since the last call (pages it decoded
+    /// code from, pages of other processors' code it wrote), appending to `out`. Every other
+    /// processor on the same memory must get them (`code_events_of_others`) before it runs
+    /// again. Empty unless configured with more than one processor.
+    pub fn take_code_events(&mut self, out: &mut CodeEvents) {
+        out.decoded.append(&mut self.blocks.events.decoded);
+        out.written.append(&mut self.blocks.events.written);
+    }
+
+    /// Takes in what other processors did to code pages (see [`CodeEvents`]): their new code
+    /// pages are written through the slow path from now on, and this processor's blocks on
+    /// pages they wrote are dropped. Only between runs.
+    pub fn code_events_of_others(&mut self, ev: &CodeEvents) {
+        for &p in &ev.decoded {
+            self.blocks.decoded_elsewhere(p);
+            self.tlb.protect_host_page(p);
+        }
+        for &p in &ev.written {
+            self.blocks.written_elsewhere(p);
+        }
+        if self.blocks.has_dead() {
+            self.blocks.free_dead();
+        }
+    }
+
+    /// INIT (an INIT IPI or INIT#): the processor returns to the state `CpuState::after_init`
+    /// gives; an application processor then waits for a STARTUP IPI, the bootstrap
+    /// processor starts again at the reset vector. The time-stamp counter runs on.
+    pub fn init(&mut self, wait_for_sipi: bool) {
+        let mut s = self.state().after_init();
+        s.wait_for_sipi = wait_for_sipi;
+        self.load_keeping_tsc(&s);
+    }
+
+    /// A STARTUP IPI: a processor waiting for one starts at `vector`:0000 in real mode;
+    /// any other ignores it.
+    pub fn startup(&mut self, vector: u8) {
+        if self.s.wait_for_sipi {
+            let mut s = self.state();
+            s.startup(vector);
+            self.load_keeping_tsc(&s);
+        }
+    }
+
+    /// `set_state` for a state change inside the processor (INIT, SIPI), which does not
+    /// load the time-stamp counter.
+    fn load_keeping_tsc(&mut self, s: &CpuState) {
+        let (tsc, anchor, last_ns, retired) = (self.s.tsc, self.tsc_anchor, self.last_ns, self.retired);
+        self.set_state(s);
+        (self.s.tsc, self.tsc_anchor, self.last_ns, self.retired) = (tsc, anchor, last_ns, retired);
+    }
+
+    /// The state's TSC value holds at virtual time `now_ns` (normally the TSC is anchored to
+    /// the bus's clock at the next run). Processors whose states are loaded together but
+    /// first run at different times (time-sliced processors) must be anchored so, or their
+    /// time-stamp counters would differ by the time between.
+    pub fn anchor_tsc(&mut self, now_ns: u64) {
+        self.s.tsc = self.tsc();
+        self.retired = 0;
+        self.tsc_anchor = Some(now_ns);
+        self.last_ns = now_ns;
+    }
+
+    /// With other processors time-sliced on the same thread, PAUSE (the spin-wait hint, as
+    /// in every spinlock) ends the run with `Stop::Yield`, so that the processor holding
+    /// the lock gets to run (what pause-loop exiting does for virtual machines).
+    pub fn set_yield_on_pause(&mut self, on: bool) {
+        self.yield_on_pause = on;
+    }
+
+    /// Waiting for a STARTUP IPI (see [`CpuState::wait_for_sipi`]).
+    pub fn is_waiting_for_sipi(&self) -> bool {
+        self.s.wait_for_sipi
     }
 
     pub fn config(&self) -> CpuConfig {
@@ -267,6 +351,15 @@ impl Cpu {
     /// Runs at most `max_insns` instructions (finishing the block in progress: at most one
     /// block more).
     pub fn run(&mut self, bus: &mut dyn Bus, max_insns: u64) -> RunResult {
+        if self.s.wait_for_sipi {
+            // Nothing runs and nothing is taken (NMIs and interrupts stay pending) until
+            // the STARTUP IPI; the time-stamp counter runs.
+            if let Some(t) = bus.time_ns(0) {
+                self.tsc_anchor.get_or_insert(t);
+                self.last_ns = t;
+            }
+            return RunResult { retired: 0, stop: Stop::Halted };
+        }
         let gen = bus.map_generation();
         if gen != self.map_gen {
             self.flush_tlb();
@@ -353,7 +446,7 @@ impl Cpu {
         bus.take_dma_writes(&mut pages);
         for &p in &pages {
             if let PageMapping::Ram { host } = bus.map_page(p) {
-                self.blocks.invalidate_page(host as usize);
+                self.blocks.written_elsewhere(host as usize);
             }
         }
         pages.clear();

@@ -422,7 +422,8 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         }
         M::Lea => sized!(i.osz, mov::lea;),
         M::Xchg => by_mem!(mem, mov::xchg),
-        M::Nop | M::Wait | M::Pause | M::Prefetchnta | M::Prefetcht0 | M::Prefetcht1 | M::Prefetcht2 | M::Prefetchw => {
+        M::Pause => ops::misc::pause as Handler,
+        M::Nop | M::Wait | M::Prefetchnta | M::Prefetcht0 | M::Prefetcht1 | M::Prefetcht2 | M::Prefetchw => {
             ops::nop as Handler
         }
         // The hint space 0F 18-0F 1F executes as NOP on a CPU without the feature that gave

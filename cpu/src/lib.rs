@@ -27,6 +27,7 @@ mod task;
 mod transfer;
 mod x87;
 
+pub use block::CodeEvents;
 pub use bus::{Bus, PageMapping};
 pub use cpu::{Cpu, CpuConfig, RunResult, Stop};
 pub use state::{CpuState, DescriptorTable, FpuState, Msrs, Segment, SseState, F80};

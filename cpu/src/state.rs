@@ -128,6 +128,10 @@ pub struct CpuState {
     /// XCR0 (XSETBV): which state components XSAVE manages.
     pub xcr0: u64,
     pub halted: bool,
+    /// An application processor after INIT (or power-on): it executes nothing and takes no
+    /// interrupt until a STARTUP IPI gives it a start address (SDM 3A 10.4 / 8.4).
+    #[serde(default)]
+    pub wait_for_sipi: bool,
     pub pending: PendingEvents,
 }
 
@@ -241,6 +245,7 @@ impl Default for CpuState {
             sse: SseState::default(),
             xcr0: 1,
             halted: false,
+            wait_for_sipi: false,
             pending: PendingEvents::default(),
         }
     }
@@ -257,6 +262,37 @@ impl CpuState {
         s.seg[sreg::CS] = Segment { attr: 0x9B, ..Segment::real_mode(cs) };
         s.rip = u64::from(ip);
         s
+    }
+
+    /// The state an INIT (INIT IPI, or power-on of an application processor) leaves:
+    /// the RESET state, except that the x87/SSE registers, the MSRs, the TSC and the local
+    /// APIC base stay as they were (SDM 3A table 10-1, "INIT" column). `wait_for_sipi` is
+    /// left for the caller: an application processor waits for a STARTUP IPI, the bootstrap
+    /// processor restarts at the reset vector.
+    pub fn after_init(&self) -> CpuState {
+        CpuState {
+            tsc: self.tsc,
+            apic_base: self.apic_base,
+            msr: self.msr.clone(),
+            fpu: self.fpu.clone(),
+            sse: self.sse.clone(),
+            xcr0: self.xcr0,
+            ..CpuState::default()
+        }
+    }
+
+    /// A STARTUP IPI with `vector` reached a processor waiting for one: it starts in real
+    /// mode at `vector`:0000 (physical address `vector` * 4 KiB). Ignored otherwise, as the
+    /// hardware does.
+    pub fn startup(&mut self, vector: u8) {
+        if !self.wait_for_sipi {
+            return;
+        }
+        self.wait_for_sipi = false;
+        self.halted = false;
+        let cs = u16::from(vector) << 8;
+        self.seg[sreg::CS] = Segment { selector: cs, base: u64::from(cs) << 4, limit: 0xFFFF, attr: 0x9B };
+        self.rip = 0;
     }
 
     /// One line per register group, for fault reports and `--timeout` dumps.
@@ -297,7 +333,13 @@ impl CpuState {
             self.cr3,
             self.cr4,
             self.efer,
-            if self.halted { " (halted)" } else { "" }
+            if self.wait_for_sipi {
+                " (waiting for SIPI)"
+            } else if self.halted {
+                " (halted)"
+            } else {
+                ""
+            }
         );
         out
     }

@@ -3,7 +3,8 @@
 //! tests/linux/build.sh (the cloud and generic kernels, a busybox initramfs whose init checks
 //! the system, prints FERRITE-LINUX-OK and powers off). Each boot must end through ACPI
 //! power-off with status 0, with every check of the init passed and a kernel log free of
-//! crashes, warnings and fallbacks a real PC would not need.
+//! crashes, warnings and fallbacks a real PC would not need, and with as many processors
+//! online as the machine has (one, or four with `--smp 4`).
 //!
 //! The guests are built once into the target directory (the kernel packages are downloaded
 //! there with `apt-get download`); where that cannot be done (not a Debian host) the tests
@@ -68,8 +69,9 @@ fn guests() -> Result<&'static Path, &'static str> {
     }
 }
 
-/// Boots with SeaBIOS and `drive_args` and checks the run as described at the top.
-fn boot(name: &str, drive_args: &[&str]) {
+/// Boots with SeaBIOS, `cpus` processors and `drive_args` and checks the run as described at
+/// the top.
+fn boot(name: &str, cpus: u32, drive_args: &[&str]) {
     let dir = match guests() {
         Ok(d) => d,
         Err(why) => {
@@ -88,6 +90,7 @@ fn boot(name: &str, drive_args: &[&str]) {
     let drive_args: Vec<String> = drive_args.iter().map(|a| a.replace("@", &dir.display().to_string())).collect();
     let o = Command::new(env!("CARGO_BIN_EXE_ferrite"))
         .args(["--bios", SEABIOS, "--vga-rom", VGABIOS, "-m", "512M", "--no-reboot", "--timeout", "900"])
+        .args(["--smp", &cpus.to_string()])
         .args(["--serial", &format!("file:{}", log.display())])
         .args(&drive_args)
         .env_remove("RUST_LOG")
@@ -110,6 +113,8 @@ fn boot(name: &str, drive_args: &[&str]) {
         assert!(line.ends_with(")") || line.ends_with(": ok"), "{line}\n{}", context());
         assert!(line.contains(": ok"), "a check of the init failed: {line}\n{}", context());
     }
+    let online = format!("CHECK cpus: ok ({cpus} online: ");
+    assert!(serial.lines().any(|l| l.starts_with(&online)), "expected a line starting {online:?}\n{}", context());
     assert!(serial.contains("FERRITE-LINUX-OK"), "{}", context());
     for bad in FORBIDDEN.iter().filter(|b| **b != "CHECK ") {
         if let Some(line) = serial.lines().find(|l| l.contains(bad)) {
@@ -121,20 +126,27 @@ fn boot(name: &str, drive_args: &[&str]) {
 
 #[test]
 fn cloud_kernel_from_a_syslinux_disk() {
-    boot("cloud-disk", &["--hda", "@/cloud/disk.img,snapshot=on"]);
+    boot("cloud-disk", 1, &["--hda", "@/cloud/disk.img,snapshot=on"]);
 }
 
 #[test]
 fn generic_kernel_from_a_syslinux_disk() {
-    boot("generic-disk", &["--hda", "@/generic/disk.img,snapshot=on"]);
+    boot("generic-disk", 1, &["--hda", "@/generic/disk.img,snapshot=on"]);
 }
 
 #[test]
 fn cloud_kernel_from_an_isolinux_cd() {
-    boot("cloud-cd", &["--cdrom", "@/cloud/cd.iso", "--boot", "d"]);
+    boot("cloud-cd", 1, &["--cdrom", "@/cloud/cd.iso", "--boot", "d"]);
 }
 
 #[test]
 fn generic_kernel_from_an_isolinux_cd() {
-    boot("generic-cd", &["--cdrom", "@/generic/cd.iso", "--boot", "d"]);
+    boot("generic-cd", 1, &["--cdrom", "@/generic/cd.iso", "--boot", "d"]);
+}
+
+/// The same disk on four processors: the kernel starts the three others with INIT and STARTUP
+/// IPIs (SeaBIOS has already started and counted them once) and brings them all online.
+#[test]
+fn cloud_kernel_from_a_syslinux_disk_on_four_processors() {
+    boot("cloud-disk-smp4", 4, &["--hda", "@/cloud/disk.img,snapshot=on"]);
 }

@@ -684,6 +684,17 @@ impl Machine {
         self.lapics.len()
     }
 
+    /// INIT reached processor `cpu`: its local APIC returns to its power-up state but for
+    /// its ID and IA32_APIC_BASE (SDM 3A 10.4.7.3). The processor itself is the backend's.
+    pub fn init_cpu(&mut self, cpu: usize) {
+        let Some(l) = self.lapics.get(cpu) else { return };
+        let (id, base) = (l.id(), l.base);
+        let mut fresh = Lapic::new(id, base & crate::apic::lapic::APIC_BASE_BSP != 0);
+        fresh.base = base;
+        self.lapics[cpu] = fresh;
+        self.attention = true;
+    }
+
     /// The current processor's local APIC ID.
     pub fn current_apic_id(&self) -> u8 {
         self.lapics[self.current_cpu].id()

@@ -71,5 +71,5 @@ pub fn run_guest(s: &GuestSetup) -> Result<RomRun, RunError> {
     let outcome = outcome.map_err(|e| RunError::Backend(e, report.clone()))?;
     let serial = serial.output.lock().unwrap().clone();
     let debugcon = debugcon.output.lock().unwrap().clone();
-    Ok(RomRun { backend: s.backend, outcome, serial, debugcon, state: vm.backend.state(), report })
+    Ok(RomRun { backend: s.backend, outcome, serial, debugcon, state: vm.backend.state(0), report })
 }

@@ -146,7 +146,7 @@ pub fn run_rom_keeping_output(setup: &RomSetup) -> (Result<RomRun, RunError>, Ve
         let outcome = outcome.map_err(|e| RunError::Backend(e, report.clone()))?;
         let serial = serial.output.lock().unwrap().clone();
         let debugcon = debugcon.output.lock().unwrap().clone();
-        Ok(RomRun { backend: setup.backend, outcome, serial, debugcon, state: vm.backend.state(), report })
+        Ok(RomRun { backend: setup.backend, outcome, serial, debugcon, state: vm.backend.state(0), report })
     })();
     let partial = serial.output.lock().unwrap().clone();
     (run, partial)
@@ -156,6 +156,11 @@ pub fn run_rom_keeping_output(setup: &RomSetup) -> (Result<RomRun, RunError>, Ve
 /// on `backend`, the serial port captured, until the guest exits, powers off, gets stuck, or
 /// `timeout` passes (a reset ends the run).
 pub fn run_kernel(files: BootFiles, ram: u64, backend: BackendKind, timeout: Duration) -> Result<RomRun, RunError> {
+    run_kernel_smp(files, ram, 1, backend, timeout)
+}
+
+/// As [`run_kernel`], on a machine with `cpus` processors.
+pub fn run_kernel_smp(files: BootFiles, ram: u64, cpus: u32, backend: BackendKind, timeout: Duration) -> Result<RomRun, RunError> {
     let serial = CaptureChar::new();
     let clock = match backend {
         BackendKind::Interp => ClockMode::Deterministic,
@@ -166,6 +171,7 @@ pub fn run_kernel(files: BootFiles, ram: u64, backend: BackendKind, timeout: Dur
         bios: machine::firmware::stub_rom::image(),
         clock,
         serial: Box::new(serial.clone()),
+        cpus,
         ..MachineConfig::default()
     })
     .map_err(|e| RunError::Machine(e.to_string()))?;
@@ -180,7 +186,33 @@ pub fn run_kernel(files: BootFiles, ram: u64, backend: BackendKind, timeout: Dur
     let report = vm.report();
     let outcome = outcome.map_err(|e| RunError::Backend(e, report.clone()))?;
     let serial = serial.output.lock().unwrap().clone();
-    Ok(RomRun { backend, outcome, serial, debugcon: Vec::new(), state: vm.backend.state(), report })
+    Ok(RomRun { backend, outcome, serial, debugcon: Vec::new(), state: vm.backend.state(0), report })
+}
+
+/// Assembles `source` (a path under the `tests` crate) with NASM into a flat binary, with
+/// `-D` definitions. `None`, with the reason printed, where NASM is missing.
+pub fn nasm(source: &str, defines: &[&str]) -> Option<Vec<u8>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(source);
+    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+    let out = std::env::temp_dir().join(format!("ferrite-nasm-{}-{n}.bin", std::process::id()));
+    let mut cmd = std::process::Command::new("nasm");
+    cmd.args(["-f", "bin", "-Ox"]);
+    for d in defines {
+        cmd.arg(format!("-D{d}"));
+    }
+    let run = match cmd.arg("-o").arg(&out).arg(&src).output() {
+        Ok(run) => run,
+        Err(e) => {
+            println!("skipped: {source} needs nasm (apt-get install nasm): {e}");
+            return None;
+        }
+    };
+    assert!(run.status.success(), "nasm {source} failed: {}", String::from_utf8_lossy(&run.stderr));
+    let image = std::fs::read(&out).expect("nasm wrote its output");
+    let _ = std::fs::remove_file(&out);
+    Some(image)
 }
 
 /// Can KVM run guests here? `Err` says why not. A machine is built and `Kvm::new` tried on it,

@@ -15,8 +15,6 @@ use machine::firmware::boot::{BootFile, BootFiles, BootModule, DirectBoot};
 use machine::firmware::{post, stub_rom, Platform, E820_RAM};
 use machine::host::CaptureChar;
 use machine::{ClockMode, Machine, MachineConfig};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 use tests::{kvm_usable, run_kernel, BackendKind};
 
@@ -25,21 +23,7 @@ const FORMATS: [&str; 3] = ["ELF", "AOUT", "MB2"];
 
 /// Assembles the test kernel in one format; `None` (with the reason printed) without NASM.
 fn mbtest(format: &str) -> Option<Vec<u8>> {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("multiboot/mbtest.asm");
-    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let out = std::env::temp_dir().join(format!("ferrite-mbtest-{}-{n}-{format}.bin", std::process::id()));
-    let run = match Command::new("nasm").args(["-f", "bin", "-Ox", &format!("-DFORMAT_{format}"), "-o"]).arg(&out).arg(&src).output() {
-        Ok(run) => run,
-        Err(e) => {
-            println!("skipped: the multiboot test kernel needs nasm (apt-get install nasm): {e}");
-            return None;
-        }
-    };
-    assert!(run.status.success(), "nasm failed: {}", String::from_utf8_lossy(&run.stderr));
-    let image = std::fs::read(&out).expect("nasm wrote the kernel");
-    let _ = std::fs::remove_file(&out);
-    Some(image)
+    tests::nasm("multiboot/mbtest.asm", &[&format!("FORMAT_{format}")])
 }
 
 const MODULE1: &[u8] = b"first module text\nsecond line\n";

@@ -124,7 +124,7 @@ fn random_programs_on_the_machine() {
         }
         m.memory_mut().write(0x1_0100, &code);
         let mut interp = Interp::new();
-        interp.set_state(&random_state(&mut rng, 0x1000)).unwrap();
+        interp.set_state(0, &random_state(&mut rng, 0x1000)).unwrap();
         for _ in 0..20 {
             m.run_timers();
             let until = m.now() + 50_000;
@@ -134,7 +134,7 @@ fn random_programs_on_the_machine() {
             }
             m.take_events();
         }
-        retired += interp.state().tsc;
+        retired += interp.state(0).tsc;
     }
     println!("machine: {runs} random programs, {retired} instructions retired, no panic");
 }

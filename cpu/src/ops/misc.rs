@@ -22,6 +22,18 @@ pub(crate) fn hlt(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fa
     Ok(())
 }
 
+/// PAUSE: a NOP, unless other processors are time-sliced with this one (see
+/// `Cpu::set_yield_on_pause`): then the spinning processor gives way.
+pub(crate) fn pause(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+    if cpu.yield_on_pause {
+        cpu.stop_block();
+        if cpu.stop.is_none() {
+            cpu.stop = Some(crate::cpu::Stop::Yield);
+        }
+    }
+    Ok(())
+}
+
 /// CLC (0), STC (1), CMC (2), CLD (3), STD (4), CLI (5).
 pub(crate) fn flag_op(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     match i.imm2 {

@@ -90,8 +90,8 @@ impl Side for InterpSide {
             match r.stop {
                 Stop::Halted => break End::Halted,
                 Stop::Shutdown(why) => break End::Shutdown(why),
-                Stop::Budget | Stop::Bus if n < self.budget => {}
-                Stop::Budget | Stop::Bus => break End::Timeout,
+                Stop::Budget | Stop::Bus | Stop::Yield if n < self.budget => {}
+                Stop::Budget | Stop::Bus | Stop::Yield => break End::Timeout,
             }
         };
         let ram = self.bus.ram();
@@ -179,7 +179,7 @@ mod kvm_side {
             // Nobody else takes the written-pages list here; keep it from growing.
             mem.take_written(&mut self.scratch);
             self.scratch.clear();
-            let end = match self.kvm.set_state(input.state) {
+            let end = match self.kvm.set_state(0, input.state) {
                 Err(e) => End::Failed(format!("set_state: {e}")),
                 Ok(()) => {
                     let until = self.m.now() + self.timeout_ns;
@@ -196,7 +196,7 @@ mod kvm_side {
                     }
                 }
             };
-            let state = self.kvm.state();
+            let state = self.kvm.state(0);
             if matches!(end, End::Failed(_)) {
                 self.renew();
             }
