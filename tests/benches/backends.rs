@@ -1,0 +1,221 @@
+//! Benchmark (not a test; prints figures): what each backend costs.
+//!
+//! 1. A 64-bit user-mode compute loop (a xorshift and multiply mix, registers only, 13
+//!    instructions an iteration) run natively on the host, as a guest under KVM (CPL 3 in long
+//!    mode, the differential tests' environment, `tests::diff::env`) and under the interpreter.
+//!    The guest's result must equal the host's. KVM against native is the figure the KVM
+//!    backend is judged by (target: at least 95%).
+//! 2. The time from nothing to the guest's first instruction under each backend: building the
+//!    machine (RAM, devices, firmware tables), the backend (KVM: the VM, its memory slots and
+//!    vCPU) and the `Vm`, then running a ROM whose first instruction leaves through the exit
+//!    port. Median of 20.
+//!
+//! `cargo bench -p tests --bench backends` (`-- --iterations N` for the native and KVM loop).
+
+use accel::{RunLimits, RunOutcome, Vm};
+use cpu::CpuState;
+use machine::host::NullChar;
+use machine::{ClockMode, Machine, MachineConfig};
+use std::time::{Duration, Instant};
+use tests::diff::env;
+use tests::diff::runner::{End, Input, InterpSide, Side};
+
+/// Instructions in one iteration of the loop.
+const LOOP_INSNS: u64 = 13;
+
+/// Sets up the loop: RCX = RDI iterations, RAX = 1 (the xorshift state), R8 = 0.
+const PROLOGUE: &[u8] = &[
+    0x48, 0x89, 0xF9, // mov rcx, rdi
+    0xB8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1
+    0x45, 0x31, 0xC0, // xor r8d, r8d
+];
+
+const LOOP: &[u8] = &[
+    0x48, 0x89, 0xC2, // mov rdx, rax
+    0x48, 0xC1, 0xE2, 0x0D, // shl rdx, 13
+    0x48, 0x31, 0xD0, // xor rax, rdx
+    0x48, 0x89, 0xC2, // mov rdx, rax
+    0x48, 0xC1, 0xEA, 0x07, // shr rdx, 7
+    0x48, 0x31, 0xD0, // xor rax, rdx
+    0x48, 0x89, 0xC2, // mov rdx, rax
+    0x48, 0xC1, 0xE2, 0x11, // shl rdx, 17
+    0x48, 0x31, 0xD0, // xor rax, rdx
+    0x49, 0x01, 0xC0, // add r8, rax
+    0x4D, 0x6B, 0xC0, 0x1F, // imul r8, r8, 31
+    0x48, 0xFF, 0xC9, // dec rcx
+    0x75, 0xD6, // jnz (back to the first mov)
+];
+
+/// The result in RAX.
+const EPILOGUE: &[u8] = &[0x4C, 0x89, 0xC0]; // mov rax, r8
+
+fn program(end: &[u8]) -> Vec<u8> {
+    [PROLOGUE, LOOP, EPILOGUE, end].concat()
+}
+
+/// The loop as a host function in an executable mapping: `(iterations) -> result`.
+struct Native {
+    code: *mut libc::c_void,
+    len: usize,
+}
+
+impl Native {
+    fn new() -> Native {
+        let bytes = program(&[0xC3]); // ret
+        let len = 4096;
+        // SAFETY: an anonymous private mapping, checked below; written before it is executed.
+        let code = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        assert_ne!(code, libc::MAP_FAILED, "mmap of an executable page");
+        // SAFETY: the mapping is `len` bytes long and the program is shorter.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), code as *mut u8, bytes.len()) };
+        Native { code, len }
+    }
+
+    fn run(&self, iterations: u64) -> u64 {
+        // SAFETY: the mapping holds a complete System V function that touches only
+        // caller-saved registers (RAX, RCX, RDX, R8) and returns.
+        let f: extern "sysv64" fn(u64) -> u64 = unsafe { std::mem::transmute(self.code) };
+        f(iterations)
+    }
+}
+
+impl Drop for Native {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.code, self.len) };
+    }
+}
+
+fn state(iterations: u64) -> CpuState {
+    let mut s = env::user_state();
+    s.gpr[cpu::state::reg::RDI] = iterations;
+    s
+}
+
+/// Runs the loop as a guest; returns the wall time and the result, or why it could not run.
+fn guest(side: &mut dyn Side, iterations: u64) -> Result<(Duration, u64), String> {
+    let code = program(&[0x0F, 0x0B]); // ud2: ends the case
+    let data = vec![0u8; env::DATA_SIZE as usize];
+    let s = state(iterations);
+    let t = Instant::now();
+    let out = side.run(&Input { code: &code, data: &data, state: &s });
+    let took = t.elapsed();
+    match out.end {
+        End::Halted if env::vector_of(&out.state) == Some(6) => Ok((took, out.state.gpr[0])),
+        other => Err(format!("{}: the loop ended with {other:?}, not UD2's #UD", side.name())),
+    }
+}
+
+fn rate(iterations: u64, t: Duration) -> String {
+    let insns = iterations * LOOP_INSNS;
+    format!("{:>8.3} s  {:>8.1} M instructions/s", t.as_secs_f64(), insns as f64 / t.as_secs_f64() / 1e6)
+}
+
+fn compute(iterations: u64) {
+    println!("compute loop: 64-bit user mode, {LOOP_INSNS} instructions an iteration");
+    let native = Native::new();
+    native.run(1000); // fault the page in
+    let (nt, want) = {
+        let t = Instant::now();
+        let r = native.run(iterations);
+        (t.elapsed(), r)
+    };
+    println!("  native  {iterations:>12} iterations {}", rate(iterations, nt));
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    match tests::diff::runner::KvmSide::new() {
+        Err(why) => println!("  kvm     not measured: {why}"),
+        Ok(mut kvm) => {
+            kvm.timeout_ns = 600_000_000_000;
+            // Once to warm up (page faults on the guest's memory), then measured.
+            let _ = guest(&mut kvm, 1000);
+            match guest(&mut kvm, iterations) {
+                Ok((t, got)) => {
+                    assert_eq!(got, want, "the guest's result differs from the host's");
+                    println!(
+                        "  kvm     {iterations:>12} iterations {}  ({:.1}% of native)",
+                        rate(iterations, t),
+                        100.0 * nt.as_secs_f64() / t.as_secs_f64()
+                    );
+                }
+                Err(why) => println!("  kvm     failed: {why}"),
+            }
+        }
+    }
+    // The interpreter is some hundred times slower: a smaller count, checked the same way.
+    let small = (iterations / 100).max(1000);
+    let want_small = native.run(small);
+    let mut interp = InterpSide::new();
+    interp.budget = u64::MAX;
+    match guest(&mut interp, small) {
+        Ok((t, got)) => {
+            assert_eq!(got, want_small, "the interpreter's result differs from the host's");
+            println!("  interp  {small:>12} iterations {}", rate(small, t));
+        }
+        Err(why) => println!("  interp  failed: {why}"),
+    }
+}
+
+/// A 64 KiB ROM whose reset vector leaves through the exit port with status 0.
+fn exit_rom() -> Vec<u8> {
+    let mut rom = vec![0xF4u8; 0x10000];
+    rom[0xFFF0..0xFFF4].copy_from_slice(&[0xB0, 0x00, 0xE6, 0xF4]); // mov al, 0; out 0xF4, al
+    rom
+}
+
+fn first_instruction(kind: &str) -> Result<Duration, String> {
+    let t = Instant::now();
+    let machine = Machine::new(MachineConfig {
+        bios: exit_rom(),
+        clock: if kind == "kvm" { ClockMode::RealTime } else { ClockMode::Deterministic },
+        serial: Box::new(NullChar),
+        debugcon: Box::new(NullChar),
+        ..MachineConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let backend: Box<dyn accel::Backend> = match kind {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        "kvm" => Box::new(accel::kvm::Kvm::new(&machine).map_err(|e| e.to_string())?),
+        _ => Box::new(accel::interp::Interp::new()),
+    };
+    let mut vm = Vm::new(machine, backend, CpuState::default()).map_err(|e| e.to_string())?;
+    let out = vm.run(&RunLimits { timeout: Some(Duration::from_secs(30)), no_reboot: true }).map_err(|e| e.to_string())?;
+    let took = t.elapsed();
+    if out != RunOutcome::Exit(0) {
+        return Err(format!("the ROM ended with {out:?}"));
+    }
+    Ok(took)
+}
+
+fn startup() {
+    println!("from nothing to the first guest instruction (machine, backend, Vm, one OUT), median of 20:");
+    for kind in ["interp", "kvm"] {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            match first_instruction(kind) {
+                Ok(t) => times.push(t),
+                Err(why) => {
+                    println!("  {kind:<7} not measured: {why}");
+                    break;
+                }
+            }
+        }
+        if times.len() == 20 {
+            times.sort();
+            println!("  {kind:<7} {:>8.2} ms (fastest {:.2} ms)", times[10].as_secs_f64() * 1e3, times[0].as_secs_f64() * 1e3);
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let iterations = args
+        .iter()
+        .position(|a| a == "--iterations")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000_000u64);
+    compute(iterations);
+    startup();
+}
