@@ -1,9 +1,16 @@
-//! The KVM backend: the machine's CPU run by the host kernel (Documentation/virt/kvm/api.rst),
-//! with Firecracker's vCPU loop as the model. Guest RAM and ROM are memory slots built from
-//! `Memory::regions` (ROM read-only, so guest writes to it come back as MMIO exits and are
-//! dropped); everything else is device memory and reaches the machine as MMIO exits. The
-//! interrupt controller stays in userspace: the machine's 8259A pair is the only source of
-//! interrupts, injected with KVM_INTERRUPT, exactly as the interpreter takes them.
+//! The KVM backend: the machine's processors run by the host kernel
+//! (Documentation/virt/kvm/api.rst), with Firecracker's vCPU loop as the model. Guest RAM and
+//! ROM are memory slots built from `Memory::regions` (ROM read-only, so guest writes to it come
+//! back as MMIO exits and are dropped); everything else is device memory and reaches the
+//! machine as MMIO exits. The interrupt controllers stay in userspace, shared with the
+//! interpreter: the machine's 8259A pair, I/O APIC and local APICs (whose registers are MMIO
+//! exits); interrupts are injected with KVM_INTERRUPT, exactly as the interpreter takes them.
+//!
+//! With `--smp N` there is one vCPU per processor and, for each `run`, one host thread per
+//! vCPU. The machine is behind a lock taken for each exit's device accesses only; the first
+//! vCPU to end the run (a deadline, an exit the machine must look at, all vCPUs idle) kicks
+//! the others out of KVM_RUN. Application processors wait for SIPI in userspace (KVM's MP
+//! states need its in-kernel APIC).
 //!
 //! Differences from the interpreter, all from KVM itself: time is real time (a deterministic
 //! clock is moved on by the time spent in the guest); the A20 gate is not applied; `halted` is
@@ -29,6 +36,8 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, VcpuExit, VcpuFd, VmFd};
 use machine::{Machine, Region, RegionKind};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// KVM on Intel without unrestricted guest runs real mode through a TSS (three pages) and
@@ -75,11 +84,13 @@ impl MapKey {
 }
 
 pub struct Kvm {
-    vcpu: Vcpu,
-    /// Declared after the vCPU so the vCPU fd closes first.
+    /// One per processor of the machine; processor i has APIC ID i.
+    vcpus: Vec<Vcpu>,
+    /// Declared after the vCPUs so their fds close first.
     vm: VmFd,
     _kvm: kvm_ioctls::Kvm,
-    kicker: Kicker,
+    /// One per vCPU: each vCPU thread has its own deadline timer.
+    kickers: Vec<Kicker>,
     /// The regions registered as slots 0.., in order.
     slots: Vec<Region>,
     map_key: MapKey,
@@ -88,9 +99,14 @@ pub struct Kvm {
 /// The vCPU and what the backend caches about it.
 struct Vcpu {
     fd: VcpuFd,
+    /// The processor's index in the machine (its local APIC).
+    index: usize,
     /// HLT was executed and no interrupt has been taken since. KVM leaves this to userspace
     /// when the interrupt controller is there.
     halted: bool,
+    /// An application processor waiting for a STARTUP IPI (KVM's MP states need its in-kernel
+    /// local APIC; the machine's is in userspace): it does not run.
+    wait_for_sipi: bool,
     /// RFLAGS.IF, from kvm_run after each KVM_RUN or from the last `set_state`.
     if_flag: bool,
     /// kvm_run's `ready_for_interrupt_injection` describes the vCPU as it is now (false
@@ -119,12 +135,6 @@ impl Kvm {
     /// is given a machine whose memory map differs.
     pub fn new(machine: &Machine) -> Result<Kvm, AccelError> {
         let unavailable = AccelError::KvmUnavailable;
-        if machine.cpu_count() > 1 {
-            return Err(unavailable(format!(
-                "the KVM backend runs one processor so far; --smp {} needs --accel interp",
-                machine.cpu_count()
-            )));
-        }
         let kvm = kvm_ioctls::Kvm::new().map_err(|e| unavailable(format!("cannot open /dev/kvm: {e}")))?;
         let api = kvm.get_api_version();
         if api < 0 {
@@ -156,23 +166,42 @@ impl Kvm {
             vm.set_tss_address(TSS_ADDR as usize)
                 .map_err(|e| AccelError::Kvm(format!("KVM_SET_TSS_ADDR {TSS_ADDR:#x}: {e}")))?;
         }
-        let mut cpuid = kvm
+        let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| AccelError::Kvm(format!("KVM_GET_SUPPORTED_CPUID: {e}")))?;
-        filter_cpuid(&mut cpuid);
-        let fd = vm.create_vcpu(0).map_err(|e| AccelError::Kvm(format!("KVM_CREATE_VCPU: {e}")))?;
-        fd.set_cpuid2(&cpuid).map_err(|e| AccelError::Kvm(format!("KVM_SET_CPUID2: {e}")))?;
-        let kicker = Kicker::new().map_err(AccelError::Kvm)?;
+        let n = machine.cpu_count().max(1);
+        let max = kvm.get_max_vcpus();
+        if n > max {
+            return Err(unavailable(format!("the host KVM runs at most {max} vCPUs per VM; the machine has {n} processors")));
+        }
+        let mut vcpus = Vec::with_capacity(n);
+        let mut kickers = Vec::with_capacity(n);
+        for index in 0..n {
+            let mut own = cpuid.clone();
+            filter_cpuid(&mut own, index as u8, n as u8);
+            let fd = vm.create_vcpu(index as u64).map_err(|e| AccelError::Kvm(format!("KVM_CREATE_VCPU {index}: {e}")))?;
+            fd.set_cpuid2(&own).map_err(|e| AccelError::Kvm(format!("KVM_SET_CPUID2 (vCPU {index}): {e}")))?;
+            vcpus.push(Vcpu {
+                fd,
+                index,
+                halted: false,
+                wait_for_sipi: index > 0,
+                if_flag: false,
+                run_info_valid: false,
+                io_pending: false,
+            });
+            kickers.push(Kicker::new().map_err(AccelError::Kvm)?);
+        }
         let mut k = Kvm {
-            vcpu: Vcpu { fd, halted: false, if_flag: false, run_info_valid: false, io_pending: false },
+            vcpus,
             vm,
             _kvm: kvm,
-            kicker,
+            kickers,
             slots: Vec::new(),
             map_key: MapKey::of(machine),
         };
         k.map_memory(machine)?;
-        tracing::debug!(slots = k.slots.len(), "KVM VM created");
+        tracing::debug!(slots = k.slots.len(), vcpus = n, "KVM VM created");
         Ok(k)
     }
 
@@ -213,15 +242,35 @@ impl Kvm {
     }
 }
 
-/// The supported CPUID, minus what this machine lacks: there is no local APIC (the 8259A
-/// pair is the interrupt controller), so no APIC, x2APIC or TSC-deadline timer. Further
-/// filtering (a stable model, topology leaves, the hypervisor leaves) is still to come.
-fn filter_cpuid(cpuid: &mut CpuId) {
+/// The supported CPUID, made to describe processor `id` of `count` on this machine: a local
+/// APIC (the machine's, in userspace: its registers are MMIO exits) with this processor's ID
+/// and the package's size (leaves 1, 4 and 0xB, as the interpreter reports them), but no
+/// x2APIC and no TSC-deadline timer (their MSRs would go to KVM, not to the machine's APIC).
+fn filter_cpuid(cpuid: &mut CpuId, id: u8, count: u8) {
+    let (id32, n) = (u32::from(id), u32::from(count.max(1)));
     for e in cpuid.as_mut_slice() {
-        if e.function == 1 {
-            e.edx &= !(1 << 9);
-            e.ecx &= !((1 << 21) | (1 << 24));
-            e.ebx &= 0x00FF_FFFF;
+        match e.function {
+            1 => {
+                e.edx |= 1 << 9;
+                e.ecx &= !((1 << 21) | (1 << 24));
+                e.ebx = (e.ebx & 0xFFFF) | (n << 16) | (id32 << 24);
+                if n > 1 {
+                    e.edx |= 1 << 28;
+                } else {
+                    e.edx &= !(1 << 28);
+                }
+            }
+            4 => e.eax = (e.eax & 0x03FF_FFFF) | ((n - 1) << 26),
+            0xB => {
+                let level = e.index;
+                (e.eax, e.ebx, e.ecx) = match level {
+                    0 => (0, 1, 1 << 8),
+                    1 => (32 - (n - 1).leading_zeros(), n, (2 << 8) | 1),
+                    _ => (0, 0, level & 0xFF),
+                };
+                e.edx = id32;
+            }
+            _ => {}
         }
     }
 }
@@ -259,29 +308,31 @@ impl Vcpu {
         Ok(())
     }
 
-    /// One KVM_RUN, with the exit handled as far as the machine goes.
-    fn run_once(&mut self, m: &mut Machine) -> Step {
+    /// One KVM_RUN, with the exit handled as far as the machine goes (the machine is locked
+    /// for that only, so other vCPUs run meanwhile).
+    fn run_once(&mut self, mm: &MachineLock) -> Step {
         let run_ptr: *const kvm_run = self.fd.get_kvm_run();
+        let cpu = self.index;
         let step = match self.fd.run() {
             Ok(VcpuExit::IoOut(port, data)) => {
                 // SAFETY: the exit was KVM_EXIT_IO, so `io` is the union member in use; the
                 // bytes read are not those of `data`.
                 let io = unsafe { (*run_ptr).__bindgen_anon_1.io };
-                io_out(m, port, io.size, data);
+                io_out(&mut lock(mm, cpu), port, io.size, data);
                 Step::Accessed
             }
             Ok(VcpuExit::IoIn(port, data)) => {
                 // SAFETY: as for IoOut.
                 let io = unsafe { (*run_ptr).__bindgen_anon_1.io };
-                io_in(m, port, io.size, data);
+                io_in(&mut lock(mm, cpu), port, io.size, data);
                 Step::Accessed
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
-                mmio_read(m, addr, data);
+                mmio_read(&mut lock(mm, cpu), addr, data);
                 Step::Accessed
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
-                mmio_write(m, addr, data);
+                mmio_write(&mut lock(mm, cpu), addr, data);
                 Step::Accessed
             }
             Ok(VcpuExit::Hlt) => {
@@ -328,10 +379,10 @@ impl Vcpu {
     /// Lets KVM finish the last I/O exit without running guest code: KVM_RUN with
     /// `immediate_exit` completes the pending access, then returns EINTR. A string
     /// instruction longer than one buffer may exit for I/O again on the way.
-    fn finish_io(&mut self, m: &mut Machine) -> Result<(), String> {
+    fn finish_io(&mut self, mm: &MachineLock) -> Result<(), String> {
         while self.io_pending {
             self.set_immediate_exit(true);
-            let step = self.run_once(m);
+            let step = self.run_once(mm);
             self.set_immediate_exit(false);
             match step {
                 Step::Interrupted | Step::Accessed | Step::Resume => {}
@@ -409,38 +460,134 @@ fn mmio_write(m: &mut Machine, addr: u64, data: &[u8]) {
     }
 }
 
-/// The run loop proper, with the kick timer armed by `kick` while it runs.
-fn run_vcpu(vcpu: &mut Vcpu, kick: &mut KickGuard, m: &mut Machine, until: u64) -> Result<Exit, AccelError> {
-    let deterministic = m.clock().is_deterministic();
+/// The machine as the vCPU threads share it.
+type MachineLock<'m> = Mutex<&'m mut Machine>;
+
+/// Locks the machine for processor `cpu`: its local APIC is the one the accesses concern.
+fn lock<'a, 'm>(mm: &'a MachineLock<'m>, cpu: usize) -> MutexGuard<'a, &'m mut Machine> {
+    let mut g = mm.lock().unwrap_or_else(|e| e.into_inner());
+    g.set_current_cpu(cpu);
+    g
+}
+
+/// What the vCPU threads of one `run` share: the first to end the run (a deadline, an
+/// exit the machine must see, every vCPU idle, a failure) records why and stops the others.
+struct Coord {
+    /// vCPUs taking part in the run.
+    n: usize,
+    stop: AtomicBool,
+    /// vCPUs with nothing to run (halted, or waiting for SIPI).
+    idle: AtomicUsize,
+    /// Idle vCPUs wait here (with the machine's lock) for the run to end.
+    cv: Condvar,
+    /// The vCPU threads, for kicking them out of KVM_RUN; `None` once a thread is done.
+    threads: Mutex<Vec<Option<libc::pthread_t>>>,
+    outcome: Mutex<Option<Result<Exit, AccelError>>>,
+}
+
+impl Coord {
+    /// `n` of the machine's `all` vCPUs take part.
+    fn new(all: usize, n: usize) -> Coord {
+        Coord {
+            n,
+            stop: AtomicBool::new(false),
+            idle: AtomicUsize::new(0),
+            cv: Condvar::new(),
+            threads: Mutex::new(vec![None; all]),
+            outcome: Mutex::new(None),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Ends the run with `r` unless another vCPU already did; gets the others out of KVM_RUN
+    /// and out of their idle waits.
+    fn finish(&self, me: usize, r: Result<Exit, AccelError>) {
+        {
+            let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+            if o.is_none() {
+                *o = Some(r);
+            }
+        }
+        if self.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, t) in threads.iter().enumerate() {
+            if let (true, Some(t)) = (i != me, t) {
+                // SAFETY: the thread is alive: it removes itself from the list (under this
+                // lock) before it ends; the kick signal has a handler in every vCPU thread.
+                unsafe { libc::pthread_kill(*t, kick::kick_signal()) };
+            }
+        }
+    }
+
+    /// A vCPU has nothing to run: true if it is the last one, so the machine is halted;
+    /// otherwise waits (the guard released meanwhile) for the run to end. Nothing else can
+    /// give it work: whatever could (an IPI, an interrupt routed to it, a timer) is a change
+    /// to the machine that ends the run (`take_attention`, or the deadline).
+    fn idle<'a, 'm>(&self, g: MutexGuard<'a, &'m mut Machine>) -> (MutexGuard<'a, &'m mut Machine>, bool) {
+        if self.stopping() {
+            return (g, false);
+        }
+        if self.idle.fetch_add(1, Ordering::AcqRel) + 1 >= self.n {
+            self.idle.fetch_sub(1, Ordering::AcqRel);
+            return (g, true);
+        }
+        // `finish` sets `stop`, then takes and drops the machine's lock before notifying:
+        // checked above with the lock held, it cannot be missed.
+        let (g, _) = self.cv.wait_timeout(g, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner());
+        self.idle.fetch_sub(1, Ordering::AcqRel);
+        (g, false)
+    }
+
+    /// Wakes the idle vCPUs after `finish`.
+    fn wake_idle(&self, mm: &MachineLock) {
+        drop(mm.lock().unwrap_or_else(|e| e.into_inner()));
+        self.cv.notify_all();
+    }
+}
+
+/// The run loop proper for one vCPU, with the kick timer armed by `kick` while it runs.
+fn run_vcpu(vcpu: &mut Vcpu, kick: &mut KickGuard, mm: &MachineLock, until: u64, co: &Coord) -> Result<Exit, AccelError> {
     let mut wall_deadline = None;
     loop {
-        let now = m.now();
+        if co.stopping() {
+            return Ok(Exit::Attention);
+        }
+        let mut g = lock(mm, vcpu.index);
+        let now = g.now();
         if now >= until {
             return Ok(Exit::Deadline);
         }
-        if vcpu.halted {
-            if vcpu.if_flag && m.intr_pending() {
-                vcpu.halted = false;
-            } else {
+        let deterministic = g.clock().is_deterministic();
+        if vcpu.wait_for_sipi || (vcpu.halted && !(vcpu.if_flag && g.intr_pending())) {
+            let (_g, all) = co.idle(g);
+            if all {
                 return Ok(Exit::Halted);
             }
+            continue;
         }
-        vcpu.offer_interrupt(m).map_err(|e| AccelError::Kvm(format!("{e}\n{}", vcpu.report())))?;
+        vcpu.halted = false;
+        vcpu.offer_interrupt(&mut g).map_err(|e| AccelError::Kvm(format!("{e}\n{}", vcpu.report())))?;
+        drop(g);
         if until != u64::MAX {
             let at = *wall_deadline.get_or_insert_with(|| Instant::now() + Duration::from_nanos(until - now));
             kick.arm(at);
         }
-        let started = deterministic.then(Instant::now);
-        let step = vcpu.run_once(m);
+        // A deterministic clock does not follow the host; under KVM the first vCPU moves it
+        // on by the time it spent in the guest, so deadlines still come.
+        let started = (deterministic && vcpu.index == 0).then(Instant::now);
+        let step = vcpu.run_once(mm);
         if let Some(t) = started {
-            // A deterministic clock does not follow the host; under KVM it is moved on by
-            // the time the guest spent running, so deadlines still come.
-            m.clock_mut().advance(t.elapsed().as_nanos() as u64);
+            lock(mm, vcpu.index).clock_mut().advance(t.elapsed().as_nanos() as u64);
         }
         match step {
             Step::Resume => {}
             Step::Accessed => {
-                if m.take_attention() {
+                if lock(mm, vcpu.index).take_attention() {
                     return Ok(Exit::Attention);
                 }
             }
@@ -456,6 +603,29 @@ fn run_vcpu(vcpu: &mut Vcpu, kick: &mut KickGuard, m: &mut Machine, until: u64) 
     }
 }
 
+/// One vCPU's share of a `run`, on the calling thread: runs it until the run ends, then lets
+/// KVM finish its last I/O access so that `state` and `set_state` see a consistent vCPU.
+fn vcpu_thread(vcpu: &mut Vcpu, kicker: &Kicker, mm: &MachineLock, until: u64, co: &Coord) {
+    let me = vcpu.index;
+    // SAFETY: pthread_self has no preconditions.
+    co.threads.lock().unwrap_or_else(|e| e.into_inner())[me] = Some(unsafe { libc::pthread_self() });
+    vcpu.set_immediate_exit(false);
+    let immediate_exit = std::ptr::addr_of_mut!(vcpu.kvm_run().immediate_exit);
+    let r = match kicker.enter(immediate_exit) {
+        Ok(mut kick) => {
+            let r = if co.stopping() { Ok(Exit::Attention) } else { run_vcpu(vcpu, &mut kick, mm, until, co) };
+            drop(kick);
+            r
+        }
+        Err(e) => Err(AccelError::Kvm(e)),
+    };
+    co.threads.lock().unwrap_or_else(|e| e.into_inner())[me] = None;
+    vcpu.set_immediate_exit(false);
+    let done = vcpu.finish_io(mm).map_err(|e| AccelError::Kvm(format!("{e}\n{}", vcpu.report())));
+    co.finish(me, r.and_then(|exit| done.map(|()| exit)));
+    co.wake_idle(mm);
+}
+
 impl Backend for Kvm {
     fn name(&self) -> &'static str {
         "kvm"
@@ -465,49 +635,110 @@ impl Backend for Kvm {
         if MapKey::of(m) != self.map_key {
             self.map_memory(m)?;
         }
-        self.vcpu.set_immediate_exit(false);
-        let immediate_exit = std::ptr::addr_of_mut!(self.vcpu.kvm_run().immediate_exit);
-        let mut kick = self.kicker.enter(immediate_exit).map_err(AccelError::Kvm)?;
-        let r = run_vcpu(&mut self.vcpu, &mut kick, m, until);
-        drop(kick);
-        self.vcpu.set_immediate_exit(false);
-        // Leave the vCPU consistent for `state` and `set_state`, which cannot reach the machine.
-        let done = self.vcpu.finish_io(m).map_err(|e| AccelError::Kvm(format!("{e}\n{}", self.vcpu.report())));
+        // Only vCPUs with something to do run: a halted one with nothing pending, or one
+        // waiting for SIPI, gets work only from a change to the machine, which ends the run.
+        let runnable: Vec<bool> = self
+            .vcpus
+            .iter()
+            .map(|v| {
+                m.set_current_cpu(v.index);
+                !v.wait_for_sipi && !(v.halted && !(v.if_flag && m.intr_pending()))
+            })
+            .collect();
+        let n = runnable.iter().filter(|&&r| r).count();
+        if n == 0 {
+            m.set_current_cpu(0);
+            return Ok(Exit::Halted);
+        }
+        let co = Coord::new(self.vcpus.len(), n);
+        let mm: MachineLock = Mutex::new(m);
+        let mut running = self.vcpus.iter_mut().zip(&self.kickers).zip(runnable).filter(|(_, r)| *r).map(|(v, _)| v);
+        if n == 1 {
+            let (vcpu, kicker) = running.next().expect("one runnable vCPU");
+            vcpu_thread(vcpu, kicker, &mm, until, &co);
+        } else {
+            // One host thread per running vCPU for the length of the run.
+            std::thread::scope(|s| {
+                for (vcpu, kicker) in running {
+                    let (mm, co) = (&mm, &co);
+                    s.spawn(move || vcpu_thread(vcpu, kicker, mm, until, co));
+                }
+            });
+        }
+        let m = mm.into_inner().unwrap_or_else(|e| e.into_inner());
+        m.set_current_cpu(0);
         // The hardware sees DMA and firmware writes to guest memory directly: the list of
         // written pages the interpreter uses to drop decoded code would only grow here.
         let mut written = Vec::new();
         m.memory_mut().take_written(&mut written);
-        let exit = r?;
-        done?;
-        Ok(exit)
+        let outcome = co.outcome.into_inner().unwrap_or_else(|e| e.into_inner());
+        outcome.unwrap_or(Ok(Exit::Attention))
     }
 
-    fn state(&mut self, _cpu: usize) -> CpuState {
-        match state::read(&self.vcpu.fd) {
+    fn cpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    fn state(&mut self, cpu: usize) -> CpuState {
+        let v = &self.vcpus[cpu];
+        match state::read(&v.fd) {
             Ok(mut s) => {
-                s.halted = self.vcpu.halted;
+                s.halted = v.halted;
+                s.wait_for_sipi = v.wait_for_sipi;
                 s
             }
             Err(e) => {
-                tracing::error!("cannot read the KVM vCPU state: {e}");
-                CpuState { halted: self.vcpu.halted, ..CpuState::default() }
+                tracing::error!("cannot read the state of KVM vCPU {cpu}: {e}");
+                CpuState { halted: v.halted, wait_for_sipi: v.wait_for_sipi, ..CpuState::default() }
             }
         }
     }
 
-    fn set_state(&mut self, _cpu: usize, s: &CpuState) -> Result<(), AccelError> {
-        state::write(&self.vcpu.fd, s).map_err(AccelError::Kvm)?;
-        self.vcpu.halted = s.halted;
-        self.vcpu.if_flag = s.rflags & flags::IF != 0;
-        self.vcpu.run_info_valid = false;
+    fn set_state(&mut self, cpu: usize, s: &CpuState) -> Result<(), AccelError> {
+        let v = &mut self.vcpus[cpu];
+        state::write(&v.fd, s).map_err(AccelError::Kvm)?;
+        v.load_flags(s);
         Ok(())
     }
 
-    fn halted(&mut self, _cpu: usize) -> bool {
-        self.vcpu.halted
+    fn init(&mut self, cpu: usize) -> Result<(), AccelError> {
+        let mut s = self.state(cpu).after_init();
+        s.wait_for_sipi = cpu != 0;
+        let v = &mut self.vcpus[cpu];
+        state::write_with(&v.fd, &s, false).map_err(AccelError::Kvm)?;
+        v.load_flags(&s);
+        Ok(())
     }
 
-    fn interrupts_enabled(&mut self, _cpu: usize) -> bool {
-        self.vcpu.if_flag
+    fn startup(&mut self, cpu: usize, vector: u8) -> Result<(), AccelError> {
+        if !self.vcpus[cpu].wait_for_sipi {
+            return Ok(());
+        }
+        let mut s = self.state(cpu);
+        s.startup(vector);
+        let v = &mut self.vcpus[cpu];
+        state::write_with(&v.fd, &s, false).map_err(AccelError::Kvm)?;
+        v.load_flags(&s);
+        Ok(())
+    }
+
+    fn halted(&mut self, cpu: usize) -> bool {
+        let v = &self.vcpus[cpu];
+        v.halted || v.wait_for_sipi
+    }
+
+    fn interrupts_enabled(&mut self, cpu: usize) -> bool {
+        let v = &self.vcpus[cpu];
+        v.if_flag && !v.wait_for_sipi
+    }
+}
+
+impl Vcpu {
+    /// What the backend caches about a vCPU whose state was just written.
+    fn load_flags(&mut self, s: &CpuState) {
+        self.halted = s.halted;
+        self.wait_for_sipi = s.wait_for_sipi;
+        self.if_flag = s.rflags & flags::IF != 0;
+        self.run_info_valid = false;
     }
 }

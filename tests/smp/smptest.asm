@@ -356,8 +356,8 @@ start_aps:
     jne .up
     mov eax, 0x00004600 | (TRAMPOLINE >> 12)  ; the second STARTUP the specification asks for
     call send_ipi
-    ; Up to 100 ms for it to report.
-    mov edi, 100
+    ; Up to a second for it to report (Linux waits ten).
+    mov edi, 1000
 .wait:
     mov eax, [alive]
     cmp eax, [alive_before]

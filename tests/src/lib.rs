@@ -161,7 +161,26 @@ pub fn run_kernel(files: BootFiles, ram: u64, backend: BackendKind, timeout: Dur
 
 /// As [`run_kernel`], on a machine with `cpus` processors.
 pub fn run_kernel_smp(files: BootFiles, ram: u64, cpus: u32, backend: BackendKind, timeout: Duration) -> Result<RomRun, RunError> {
+    run_kernel_keeping_output(files, ram, cpus, backend, timeout).0
+}
+
+/// As [`run_kernel_smp`], with what the serial port printed whatever the outcome (a backend
+/// that failed midway printed something first).
+pub fn run_kernel_keeping_output(
+    files: BootFiles,
+    ram: u64,
+    cpus: u32,
+    backend: BackendKind,
+    timeout: Duration,
+) -> (Result<RomRun, RunError>, Vec<u8>) {
     let serial = CaptureChar::new();
+    let run = kernel_run(files, ram, cpus, backend, timeout, &serial);
+    let partial = serial.output.lock().unwrap().clone();
+    (run, partial)
+}
+
+fn kernel_run(files: BootFiles, ram: u64, cpus: u32, backend: BackendKind, timeout: Duration, serial: &CaptureChar) -> Result<RomRun, RunError> {
+    let serial = serial.clone();
     let clock = match backend {
         BackendKind::Interp => ClockMode::Deterministic,
         BackendKind::Kvm => ClockMode::RealTime,

@@ -350,15 +350,23 @@ pub(super) fn read(vcpu: &VcpuFd) -> Result<CpuState, String> {
 /// Writes everything `CpuState` holds except `halted`. Control registers and EFER go first so
 /// that the mode the other registers are checked against is already the new one.
 pub(super) fn write(vcpu: &VcpuFd, s: &CpuState) -> Result<(), String> {
+    write_with(vcpu, s, true)
+}
+
+/// As `write`; without `with_tsc` the vCPU's time-stamp counter runs on untouched (INIT and
+/// STARTUP do not change it, and a write would skew it against the other vCPUs').
+pub(super) fn write_with(vcpu: &VcpuFd, s: &CpuState, with_tsc: bool) -> Result<(), String> {
     let mut sregs = vcpu.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
     fill_kvm_sregs(s, &mut sregs);
     vcpu.set_sregs(&sregs).map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
     vcpu.set_regs(&to_kvm_regs(s)).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
     vcpu.set_debug_regs(&to_kvm_debugregs(s)).map_err(|e| format!("KVM_SET_DEBUGREGS: {e}"))?;
-    match vcpu.set_msrs(&tsc_msrs(s.tsc)) {
-        Ok(1) => {}
-        Ok(_) => return Err("KVM_SET_MSRS: IA32_TSC refused".into()),
-        Err(e) => return Err(format!("KVM_SET_MSRS (IA32_TSC): {e}")),
+    if with_tsc {
+        match vcpu.set_msrs(&tsc_msrs(s.tsc)) {
+            Ok(1) => {}
+            Ok(_) => return Err("KVM_SET_MSRS: IA32_TSC refused".into()),
+            Err(e) => return Err(format!("KVM_SET_MSRS (IA32_TSC): {e}")),
+        }
     }
     vcpu.set_vcpu_events(&to_kvm_events(s)).map_err(|e| format!("KVM_SET_VCPU_EVENTS: {e}"))?;
     let entries = msr_entries(s);
