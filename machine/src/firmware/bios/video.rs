@@ -13,6 +13,8 @@ enum Kind {
     Text,
     /// CGA-compatible 2 bits per pixel, interleaved by scan line.
     Cga,
+    /// CGA-compatible 1 bit per pixel (mode 06h), interleaved by scan line.
+    Cga2,
     /// 16 colours in four planes.
     Planar,
     /// 256 colours, one byte per pixel (chain-4).
@@ -33,10 +35,18 @@ struct Mode {
 }
 
 const MODES: &[Mode] = &[
+    Mode { number: 0x00, kind: Kind::Text, columns: 40, rows: 25, char_height: 16, width: 360, memory: 0xB_8000, page_size: 0x0800, mode_control: 0x2C, table: &tables::MODE_01 },
+    Mode { number: 0x01, kind: Kind::Text, columns: 40, rows: 25, char_height: 16, width: 360, memory: 0xB_8000, page_size: 0x0800, mode_control: 0x28, table: &tables::MODE_01 },
     Mode { number: 0x02, kind: Kind::Text, columns: 80, rows: 25, char_height: 16, width: 720, memory: 0xB_8000, page_size: 0x1000, mode_control: 0x2D, table: &tables::MODE_03 },
     Mode { number: 0x03, kind: Kind::Text, columns: 80, rows: 25, char_height: 16, width: 720, memory: 0xB_8000, page_size: 0x1000, mode_control: 0x29, table: &tables::MODE_03 },
     Mode { number: 0x04, kind: Kind::Cga, columns: 40, rows: 25, char_height: 8, width: 320, memory: 0xB_8000, page_size: 0x4000, mode_control: 0x2A, table: &tables::MODE_04 },
     Mode { number: 0x05, kind: Kind::Cga, columns: 40, rows: 25, char_height: 8, width: 320, memory: 0xB_8000, page_size: 0x4000, mode_control: 0x2E, table: &tables::MODE_04 },
+    Mode { number: 0x06, kind: Kind::Cga2, columns: 80, rows: 25, char_height: 8, width: 640, memory: 0xB_8000, page_size: 0x4000, mode_control: 0x1E, table: &tables::MODE_06 },
+    Mode { number: 0x07, kind: Kind::Text, columns: 80, rows: 25, char_height: 16, width: 720, memory: 0xB_0000, page_size: 0x1000, mode_control: 0x29, table: &tables::MODE_07 },
+    Mode { number: 0x0D, kind: Kind::Planar, columns: 40, rows: 25, char_height: 8, width: 320, memory: 0xA_0000, page_size: 0x2000, mode_control: 0x29, table: &tables::MODE_0D },
+    Mode { number: 0x0E, kind: Kind::Planar, columns: 80, rows: 25, char_height: 8, width: 640, memory: 0xA_0000, page_size: 0x4000, mode_control: 0x29, table: &tables::MODE_0E },
+    Mode { number: 0x10, kind: Kind::Planar, columns: 80, rows: 25, char_height: 14, width: 640, memory: 0xA_0000, page_size: 0x8000, mode_control: 0x29, table: &tables::MODE_10 },
+    Mode { number: 0x11, kind: Kind::Planar, columns: 80, rows: 30, char_height: 16, width: 640, memory: 0xA_0000, page_size: 0xA000, mode_control: 0x29, table: &tables::MODE_11 },
     Mode { number: 0x12, kind: Kind::Planar, columns: 80, rows: 30, char_height: 16, width: 640, memory: 0xA_0000, page_size: 0xA000, mode_control: 0x29, table: &tables::MODE_12 },
     Mode { number: 0x13, kind: Kind::Linear8, columns: 40, rows: 25, char_height: 8, width: 320, memory: 0xA_0000, page_size: 0, mode_control: 0x29, table: &tables::MODE_13 },
 ];
@@ -158,6 +168,23 @@ fn set_mode(b: &mut Bios, number: u8) -> bool {
     };
     super::vbe::disable(b);
     tables::program(&mut Ports(b), m.table);
+    let crtc_base = if m.table.misc & 1 != 0 { 0x3D4 } else { 0x3B4 };
+    b.set_bda16(bda::CRTC_BASE, crtc_base);
+    // The DAC as a VGA BIOS loads it for the mode (`program` left the 64 EGA colours): the
+    // monochrome levels for 07h, the CGA colours for the 200-line modes.
+    let dac: Option<fn(u8) -> [u8; 3]> = match m.number {
+        0x07 => Some(|i| [tables::mono_level(i); 3]),
+        0x04..=0x06 | 0x0D | 0x0E => Some(tables::cga_colour),
+        _ => None,
+    };
+    if let Some(colour) = dac {
+        b.outb(0x3C8, 0);
+        for i in 0..64u8 {
+            for c in colour(i) {
+                b.outb(0x3C9, c);
+            }
+        }
+    }
     if m.kind == Kind::Linear8 {
         // The default 256-colour palette: 16 EGA colours, 16 greys, then hue rings.
         b.outb(0x3C8, 0);
@@ -174,7 +201,7 @@ fn set_mode(b: &mut Bios, number: u8) -> bool {
                     b.m.mmio_write(m.memory + 2 * cell, 2, 0x0720);
                 }
             }
-            Kind::Cga => {
+            Kind::Cga | Kind::Cga2 => {
                 for a in 0..0x4000u64 {
                     b.m.mmio_write(m.memory + 2 * a, 2, 0);
                 }
@@ -201,7 +228,6 @@ fn set_mode(b: &mut Bios, number: u8) -> bool {
     }
     b.set_bda16(bda::CURSOR_SHAPE, 0x0607);
     b.set_bda8(bda::VIDEO_PAGE, 0);
-    b.set_bda16(bda::CRTC_BASE, 0x3D4);
     b.set_bda8(bda::VIDEO_MODE_CTL, m.mode_control);
     b.set_bda8(bda::VIDEO_PALETTE, 0x30);
     b.set_bda8(bda::VIDEO_ROWS, m.rows - 1);
@@ -274,7 +300,7 @@ fn text_cell(m: &Mode, page: u8, col: u8, row: u8) -> u64 {
 /// Draws one character cell in a graphics mode with colour `colour` (background 0).
 fn draw_glyph(b: &mut Bios, m: &Mode, ch: u8, col: u8, row: u8, colour: u8) {
     let h = m.char_height;
-    let font = rom_font(b, if h == 16 { 16 } else { 8 });
+    let font = rom_font(b, h);
     let glyph = &font[usize::from(ch) * usize::from(h)..][..usize::from(h)];
     let (x0, y0) = (u64::from(col) * 8, u64::from(row) * u64::from(h));
     match m.kind {
@@ -310,6 +336,13 @@ fn draw_glyph(b: &mut Bios, m: &Mode, ch: u8, col: u8, row: u8, colour: u8) {
                 }
                 b.m.mmio_write(at, 1, u64::from(word >> 8));
                 b.m.mmio_write(at + 1, 1, u64::from(word & 0xFF));
+            }
+        }
+        Kind::Cga2 => {
+            for (dy, &bits) in glyph.iter().enumerate() {
+                let y = y0 + dy as u64;
+                let at = m.memory + (y & 1) * 0x2000 + (y >> 1) * 80 + u64::from(col);
+                b.m.mmio_write(at, 1, u64::from(if colour & 1 != 0 { bits } else { 0 }));
             }
         }
         Kind::Text => {}
@@ -390,11 +423,13 @@ fn scroll(b: &mut Bios, page: u8, lines: u8, attr: u8, top: u8, left: u8, bottom
                 set_seq(b, 2, 0x0F);
                 set_gc(b, 4, 0);
             }
-            Kind::Cga => {
+            Kind::Cga | Kind::Cga2 => {
+                // Bytes a character cell is wide: 2 at 2 bits a pixel, 1 at 1.
+                let cell = if m.kind == Kind::Cga { 2 } else { 1 };
                 for dy in 0..u64::from(m.char_height) {
                     let y = u64::from(row) * 8 + dy;
                     let at = |y: u64, x: u64| m.memory + (y & 1) * 0x2000 + (y >> 1) * 80 + x;
-                    for x in u64::from(left) * 2..(u64::from(right) + 1) * 2 {
+                    for x in u64::from(left) * cell..(u64::from(right) + 1) * cell {
                         let v = match src {
                             Some(s) => b.m.mmio_read(at(u64::from(s) * 8 + dy, x), 1),
                             None => 0,
@@ -577,6 +612,18 @@ fn pixel(b: &mut Bios, r: &mut Regs) {
             }
             set_gc(b, 4, 0);
         }
+        Kind::Cga2 => {
+            let at = m.memory + (y & 1) * 0x2000 + (y >> 1) * 80 + x / 8;
+            let bit = 0x80u8 >> (x & 7);
+            let old = b.m.mmio_read(at, 1) as u8;
+            if write {
+                let on = r.al() & 1 != 0;
+                let v = if r.al() & 0x80 != 0 { old ^ if on { bit } else { 0 } } else if on { old | bit } else { old & !bit };
+                b.m.mmio_write(at, 1, u64::from(v));
+            } else {
+                r.set_al(u8::from(old & bit != 0));
+            }
+        }
         Kind::Cga => {
             let at = m.memory + (y & 1) * 0x2000 + (y >> 1) * 80 + x / 4;
             let shift = 6 - 2 * (x & 3);
@@ -593,18 +640,24 @@ fn pixel(b: &mut Bios, r: &mut Regs) {
     }
 }
 
+/// Input status 1, whose read resets the attribute controller's index flip-flop: 3BAh or
+/// 3DAh, with the CRT controller.
+fn input_status(b: &Bios) -> u16 {
+    if b.bda16(bda::CRTC_BASE) == 0x3B4 { 0x3BA } else { 0x3DA }
+}
+
 fn set_palette_register(b: &mut Bios, index: u8, v: u8) {
-    b.inb(0x3DA);
+    b.inb(input_status(b));
     b.outb(0x3C0, index);
     b.outb(0x3C0, v);
     b.outb(0x3C0, 0x20);
 }
 
 fn palette_register(b: &mut Bios, index: u8) -> u8 {
-    b.inb(0x3DA);
+    b.inb(input_status(b));
     b.outb(0x3C0, index);
     let v = b.inb(0x3C1);
-    b.inb(0x3DA);
+    b.inb(input_status(b));
     b.outb(0x3C0, 0x20);
     v
 }
