@@ -1,9 +1,11 @@
 //! `--display window` as a person uses it, under Xvfb: SeaBIOS boots a small program from a
 //! disk (`window_guest.asm`) in a real window; ImageMagick's `import` photographs the window,
 //! which must show what `--screenshot` renders (text mode, mode 13h, a 1920x1080 VBE mode),
-//! and keys typed with `xdotool` must reach the guest as the PC keyboard's scan codes. Each
-//! test starts its own X server, and skips, saying why, where Xvfb, xdotool, ImageMagick, nasm
-//! or SeaBIOS is missing.
+//! and keys typed with `xdotool` must reach the guest as the PC keyboard's scan codes. Linux
+//! (the cloud kernel and busybox initramfs of `tests/linux/build.sh`, booted directly) runs a
+//! shell on its VGA console, and commands typed into the window must run. Each test starts its
+//! own X server, and skips, saying why, where Xvfb, xdotool, ImageMagick, nasm or SeaBIOS is
+//! missing (or, for Linux, where the guest cannot be built).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -190,7 +192,11 @@ impl Guest {
 
     /// Waits until the guest's debug console output contains `text`.
     fn wait_for_output(&mut self, text: &str) {
-        for _ in 0..POLLS {
+        self.wait_for_output_polls(text, POLLS);
+    }
+
+    fn wait_for_output_polls(&mut self, text: &str, polls: u32) {
+        for _ in 0..polls {
             if self.output().contains(text) {
                 return;
             }
@@ -217,7 +223,7 @@ impl Guest {
             std::thread::sleep(POLL);
         }
         let _ = self.child.kill();
-        panic!("ferrite did not exit after its window was closed or Ctrl+Alt+Q\n{}", self.describe());
+        panic!("ferrite did not exit after its window was closed, Ctrl+Alt+Q or the guest's power-off\n{}", self.describe());
     }
 }
 
@@ -768,4 +774,120 @@ fn the_default_guest_echoes_keys_until_esc() {
     guest.wait_for_output("Esc pressed");
     let status = guest.wait_for_exit();
     assert!(status.success(), "ferrite's exit status after Esc: {status}");
+}
+
+/// The Linux guest: the cloud kernel and the initramfs of this tree's `tests/linux/init`, made
+/// by `tests/linux/build.sh --kernel-only` in the target directory (a few seconds once the
+/// kernel package is there: it is taken from `$FERRITE_LINUX_OUT/debs`,
+/// `$FERRITE_LINUX_GUESTS/debs` or `linux.rs`'s guests when one has it, else downloaded with
+/// apt-get), or why there is none.
+fn linux_guest() -> Result<PathBuf, String> {
+    static GUEST: std::sync::Mutex<Option<Result<PathBuf, String>>> = std::sync::Mutex::new(None);
+    let mut g = GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = tmp.join("window-linux-guest");
+        let debs = out.join("debs");
+        std::fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
+        let sources = ["FERRITE_LINUX_OUT", "FERRITE_LINUX_GUESTS"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(PathBuf::from)
+            .chain([tmp.join("linux-guests")])
+            .map(|d| d.join("debs"));
+        for entry in sources.filter_map(|d| std::fs::read_dir(d).ok()).flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let to = debs.join(&name);
+            if name.starts_with("linux-image-") && name.contains("-cloud-amd64_") && !to.exists() {
+                // A link where the file system allows it: the package is tens of MiB.
+                let _ = std::fs::hard_link(entry.path(), &to).or_else(|_| std::fs::copy(entry.path(), &to).map(drop));
+            }
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/linux/build.sh");
+        let run = Command::new("bash")
+            .arg(&script)
+            .arg("--kernel-only")
+            .arg(&out)
+            .env("FERRITE_LINUX_FLAVOURS", "cloud")
+            .output()
+            .map_err(|e| format!("cannot run tests/linux/build.sh: {e}"))?;
+        if !run.status.success() {
+            let why = String::from_utf8_lossy(&run.stderr);
+            return Err(format!("tests/linux/build.sh --kernel-only failed: {}", why.lines().last().unwrap_or("")));
+        }
+        Ok(out)
+    })
+    .clone()
+}
+
+/// Linux in the window (booted directly, `console=tty0 console=ttyS0 ferrite.shell`: the
+/// init's shell on tty1, the VGA console, which reads the PS/2 keyboard). Commands typed with
+/// xdotool must run: their output goes to COM1 (`> /dev/ttyS0`), and it is computed by the shell
+/// (`$((6*7))`), so it is not the keys echoed. The typing uses shifted characters, the
+/// extended keys Left, Delete, Home, End and keypad Enter to edit and enter the line, and
+/// Ctrl+C, which must interrupt the foreground job (the shell has tty1 as its controlling
+/// terminal); `poweroff -f` then ends the run through ACPI with status 0. The boot takes some
+/// tens of seconds under the interpreter in real time; the waits are generous.
+#[test]
+fn commands_typed_in_the_window_run_in_a_linux_shell() {
+    let test = "commands_typed_in_the_window_run_in_a_linux_shell";
+    let Some(x) = x_server(test) else { return };
+    let dir = match linux_guest() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {test}: the Linux guest could not be built: {why}");
+            return;
+        }
+    };
+    let serial = scratch(&format!("{test}.serial"));
+    let stderr = scratch(&format!("{test}.stderr"));
+    let _ = std::fs::remove_file(&serial);
+    let child = x
+        .command(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["--display", "window", "--renderer", "soft", "--accel", "interp", "-m", "256M"])
+        .arg("--kernel")
+        .arg(dir.join("cloud/vmlinuz"))
+        .arg("--initrd")
+        .arg(dir.join("initrd.img"))
+        .args(["--append", "console=tty0 console=ttyS0 panic=-1 ferrite.shell"])
+        .arg("--serial")
+        .arg(format!("file:{}", serial.display()))
+        .env_remove("RUST_LOG")
+        .env_remove("FERRITE_RENDERER")
+        .current_dir(scratch(""))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("start ferrite");
+    // The serial log stands in for the debug console Guest reads.
+    let mut guest = Guest { child, debugcon: serial, stderr, window: String::new() };
+    // Up to 15 minutes for the boot, as linux.rs allows: a bound, not a speed check.
+    guest.wait_for_output_polls("FERRITE-SHELL-READY", POLLS * 3);
+    let o = x.command("xdotool").args(["search", "--sync", "--pid", &guest.child.id().to_string()]).output().unwrap();
+    guest.window = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
+    assert!(!guest.window.is_empty(), "no window for ferrite: {}", guest.describe());
+    focus(&x, &guest.window);
+    let xdo = |args: &[&str]| assert!(x.command("xdotool").args(args).status().unwrap().success(), "xdotool {args:?}");
+    // "cho ...xy", two Lefts and two Deletes take the x and y away, Home and "e" make it echo.
+    xdo(&["type", "cho FERRITE-$((6*7))xy"]);
+    xdo(&["key", "Left", "Left", "Delete", "Delete", "Home", "e", "End"]);
+    xdo(&["type", " >/dev/ttyS0"]);
+    xdo(&["key", "KP_Enter"]);
+    let line = |guest: &mut Guest, want: &str| {
+        guest.wait_for_output(want);
+        let out = guest.output();
+        assert!(out.lines().any(|l| l.trim_end() == want), "{want} is not a line of its own\n{}", guest.describe());
+    };
+    line(&mut guest, "FERRITE-42");
+    // Ctrl+C reaches the foreground job through the terminal: the subshell's trap says so.
+    xdo(&["type", "(trap 'echo FERRITE-INT-$((2+3)) >/dev/ttyS0; exit' INT; echo FERRITE-WAITING >/dev/ttyS0; sleep 1000)"]);
+    xdo(&["key", "Return"]);
+    line(&mut guest, "FERRITE-WAITING");
+    xdo(&["key", "ctrl+c"]);
+    line(&mut guest, "FERRITE-INT-5");
+    xdo(&["type", "poweroff -f"]);
+    xdo(&["key", "Return"]);
+    let status = guest.wait_for_exit();
+    assert_eq!(status.code(), Some(0), "ferrite's exit status after poweroff -f (ACPI power-off)");
 }

@@ -27,6 +27,11 @@
 # tests), bench (ferrite.mib=N MiB written and read, MB/s). Its lines start FERRITE-DISK-; it
 # ends with FERRITE-DISK-OK or FERRITE-DISK-FAILED and powers off. frontend/tests/disk_guest.rs
 # and tests/linux/disk-bench.sh use them.
+#
+# With ferrite.shell on the kernel command line the init runs none of that: it starts an
+# interactive shell on the first virtual console (the VGA screen and the PS/2 keyboard), says
+# FERRITE-SHELL-READY on COM1, and powers off when the shell exits. frontend/tests/window.rs
+# types commands into it through Ferrite's window.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -128,7 +133,7 @@ build_initrd() {
     mkdir -p "$x"/{bin,sbin,proc,sys,dev,tmp,etc}
     cp /bin/busybox "$x/bin/busybox"
     for a in sh mount umount cat grep sleep echo poweroff dmesg awk ls head tail wc sed mkdir \
-        insmod uname dd md5sum cmp tr sync rm seq; do
+        insmod uname dd md5sum cmp tr sync rm seq setsid; do
         ln -s busybox "$x/bin/$a"
     done
     install -m 0755 "$here/init" "$x/init"
