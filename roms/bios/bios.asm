@@ -158,6 +158,39 @@ int70:
     pop ax
     iret
 
+; INT 74h, IRQ 12: a byte from the PS/2 mouse, for the packet the Rust side assembles; a whole
+; packet goes to the handler installed with INT 15h AX=C207h (ES:DI on return), called far
+; with the status, X, Y and Z words pushed in that order.
+int74:
+    pushad
+    push es
+    in al, 0x64
+    and al, 0x21
+    cmp al, 0x21
+    jne .eoi
+    in al, 0x60
+    CALL_SERVICE SVC_MOUSE_BYTE
+    jc .eoi
+    push ax
+    push bx
+    push cx
+    push dx
+    push cs
+    push word .back
+    push es
+    push di
+    retf
+.back:
+    add sp, 8
+.eoi:
+    cli
+    mov al, 0x20
+    out 0xA0, al
+    out 0x20, al
+    pop es
+    popad
+    iret
+
 ; IRQs 2-7 without a handler of their own: end of interrupt at the master.
 irq_master:
     push ax
@@ -298,7 +331,7 @@ vectors:
     db 0x73
     dw irq_slave
     db 0x74
-    dw irq_slave
+    dw int74
     db 0x75
     dw irq_slave
     db 0x76

@@ -1,6 +1,7 @@
 ; A boot floppy that checks Ferrite's BIOS services from the caller's side: INT 13h on the
 ; floppy and a hard disk (CHS and EDD reads, bad drives and sectors), INT 15h (E820, E801,
-; 88h, C0h, A20), INT 10h (mode set, teletype, VBE 4F00h-4F03h), INT 16h, INT 1Ah, INT 11h/12h.
+; 88h, C0h, A20, C2h with INT 74h), INT 10h (mode set, teletype, VBE 4F00h-4F03h), INT 16h,
+; INT 1Ah, INT 11h/12h.
 ; One "PASS name" or "FAIL name" line per check on the debug console (port 0xE9), then the
 ; number of failures as the exit status (port 0xF4). The test (tests/tests/bios.rs) gives it
 ; a 1.44 MB floppy (this program, then sector 18 filled with 0xA5) and a hard disk whose
@@ -424,6 +425,97 @@ main:
     cmp ax, 0x5003
     CHECK "int10 back to mode 3"
 
+    ; --- INT 15h AH=C2h, the PS/2 mouse, and INT 74h -----------------------------------
+    mov ax, 0xC201
+    int 0x15
+    JC_FAIL .m_reset
+    cmp bx, 0x00AA
+.m_reset:
+    CHECK "int15 c201h mouse reset: id 00h, self-test aah"
+
+    mov ax, 0xC200
+    mov bh, 1
+    int 0x15
+    JNC_FAIL .m_nohandler
+    cmp ah, 5
+.m_nohandler:
+    CHECK "int15 c200h enable refused without a handler"
+
+    mov ax, 0xC205
+    mov bh, 3
+    int 0x15
+    JC_FAIL .m_init
+    mov ax, 0xC207
+    mov bx, mouse_handler
+    int 0x15
+    JC_FAIL .m_init
+    mov ax, 0xC200
+    mov bh, 1
+    int 0x15
+    JC_FAIL .m_init
+    cmp ax, ax
+.m_init:
+    CHECK "int15 c205h/c207h/c200h initialise, install, enable"
+
+    ; A packet from the "mouse" through the controller's loopback (command D3h): left
+    ; button (with bit 3, always set), X = 5, Y = -3.
+    sti
+    mov si, mouse_packet
+    mov cx, 3
+.m_send:
+    mov al, 0xD3
+    out 0x64, al
+    lodsb
+    out 0x60, al
+    loop .m_send
+    mov cx, 0xFFFF
+.m_wait:
+    cmp byte [mouse_calls], 0
+    jne .m_got
+    loop .m_wait
+.m_got:
+    cli
+    cmp byte [mouse_calls], 1
+    jne .m_packet
+    cmp word [mouse_words], 0
+    jne .m_packet
+    cmp word [mouse_words + 2], 0xFD
+    jne .m_packet
+    cmp word [mouse_words + 4], 5
+    jne .m_packet
+    cmp word [mouse_words + 6], 0x09
+.m_packet:
+    CHECK "int74h whole packet to the handler: status, x, y, z"
+
+    mov ax, 0xC204
+    int 0x15
+    JC_FAIL .m_type
+    cmp bh, 0
+.m_type:
+    CHECK "int15 c204h device type 00h"
+
+    mov ax, 0xC206
+    xor bh, bh
+    int 0x15
+    JC_FAIL .m_status
+    and bl, 0x20
+    cmp bl, 0x20
+.m_status:
+    CHECK "int15 c206h status: reporting on"
+
+    mov ax, 0xC200
+    xor bh, bh
+    int 0x15
+    JC_FAIL .m_off
+    mov ax, 0xC207
+    xor bx, bx
+    mov es, bx
+    int 0x15
+    JC_FAIL .m_off
+    cmp ax, ax
+.m_off:
+    CHECK "int15 c200h disable, c207h remove"
+
     mov al, [failures]
     out 0xF4, al
 .halt:
@@ -431,6 +523,27 @@ main:
     jmp .halt
 
 banner: db "Ferrite BIOS services test", 13, 10, 0
+mouse_packet: db 0x09, 5, 0xFD
+
+; The INT 15h AX=C207h handler: called far with the status, X, Y and Z words pushed in that
+; order; keeps them (Z, Y, X, status) and counts the calls.
+mouse_handler:
+    push bp
+    mov bp, sp
+    push ax
+    push si
+    mov si, 6
+.copy:
+    mov ax, [bp + si]
+    mov [mouse_words + si - 6], ax
+    add si, 2
+    cmp si, 14
+    jb .copy
+    inc byte [mouse_calls]
+    pop si
+    pop ax
+    pop bp
+    retf
 
     section .data follows=.text
 dap:
@@ -441,6 +554,8 @@ dap:
 
     section .bss follows=.data nobits
     alignb 16
+mouse_words: resw 4
+mouse_calls: resb 1
 buffer: resb 512
 params: resb 0x1E
 e820_entry: resb 24

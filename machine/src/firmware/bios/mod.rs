@@ -14,6 +14,7 @@
 
 mod disk;
 mod keyboard;
+mod mouse;
 mod post;
 mod system;
 mod vbe;
@@ -32,6 +33,7 @@ const SVC_POST: u16 = 0x100;
 const SVC_OPTION_ROM: u16 = 0x101;
 const SVC_POST_DONE: u16 = 0x102;
 const SVC_KEYSTROKE: u16 = 0x109;
+const SVC_MOUSE_BYTE: u16 = 0x10A;
 
 /// What the ROM does after the service: return, or wait for an interrupt and ask again, or
 /// ask again at once.
@@ -265,6 +267,8 @@ pub(crate) mod ebda {
     pub const CD_EMU: u64 = 0x100;
     /// INT 41h/46h fixed disk parameter tables, 16 bytes each.
     pub const FDPT: u64 = 0x140;
+    /// The pointing-device state of INT 15h AH=C2h (`mouse.rs`), 14 bytes.
+    pub const MOUSE: u64 = 0x160;
 }
 
 #[allow(dead_code)]
@@ -381,6 +385,7 @@ pub fn service(m: &mut Machine, frame: u32) {
         0x19 => disk::int19(&mut b, &mut r),
         0x1A => system::int1a(&mut b, &mut r),
         SVC_KEYSTROKE => keyboard::keystroke(&mut b, &mut r),
+        SVC_MOUSE_BYTE => mouse::irq12_byte(&mut b, &mut r),
         SVC_POST => post::post(&mut b, &mut r),
         SVC_OPTION_ROM => post::next_option_rom(&mut b, &mut r),
         SVC_POST_DONE => post::post_done(&mut b, &mut r),

@@ -89,6 +89,7 @@ pub(super) fn int15(b: &mut Bios, r: &mut Regs) -> Action {
         // Keyboard intercept: the scan code goes on as it came (CF as the caller set it).
         0x4F => {}
         0x86 => return wait(b, r),
+        0xC2 => return super::mouse::int15_c2(b, r),
         0x87 => block_move(b, r),
         0x88 => {
             // Extended memory as E801h and E820h count it (without the tables area).
