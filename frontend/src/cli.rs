@@ -66,7 +66,7 @@ pub struct Args {
     #[arg(long, value_name = "stdio|file:PATH|none", default_value = "stdio", value_parser = parse_char_spec)]
     pub serial: CharSpec,
 
-    /// Where the debug console (port 0xE9) goes: `stdio`, `file:PATH` or `none`
+    /// Where the debug console (port 0xE9, and 0x402 where SeaBIOS writes its log) goes: `stdio`, `file:PATH` or `none`
     #[arg(long, value_name = "stdio|file:PATH|none", default_value = "none", value_parser = parse_char_spec)]
     pub debugcon: CharSpec,
 

@@ -21,6 +21,9 @@ pub const COM1_IRQ: u8 = 4;
 /// COM2, COM3 and COM4: (base port, IRQ) as on every PC.
 pub const COM2_4: [(u16, u8); 3] = [(0x2F8, 3), (0x3E8, 4), (0x2E8, 3)];
 pub const DEBUGCON_PORT: u16 = 0xE9;
+/// Where SeaBIOS writes its debug log (QEMU's isa-debugcon address for it); the debug console
+/// takes it as well as port 0xE9.
+pub const SEABIOS_LOG_PORT: u16 = 0x402;
 pub const EXIT_PORT: u16 = 0xF4;
 
 pub struct MachineConfig {
@@ -268,7 +271,8 @@ impl Machine {
             let backend = more.next().unwrap_or_else(|| Box::new(crate::host::NullChar));
             m.add_io_device(Box::new(Uart::new(irq, backend)), &[(port, 8)]);
         }
-        m.add_io_device(Box::new(DebugCon::new(cfg.debugcon)), &[(DEBUGCON_PORT, 1)]);
+        // Port 0x402 too: where SeaBIOS writes its log (QEMU users attach isa-debugcon there).
+        m.add_io_device(Box::new(DebugCon::new(cfg.debugcon)), &[(DEBUGCON_PORT, 1), (SEABIOS_LOG_PORT, 1)]);
         m.add_io_device(Box::new(ExitDevice::new()), &[(EXIT_PORT, 1)]);
         // The legacy ISA devices of a PC/AT with a PIIX3:
         // - the 8237A DMA pair: 0x00-0x0F, 0xC0-0xDF, page registers 0x81-0x8F (0x80 is left

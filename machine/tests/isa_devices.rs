@@ -292,3 +292,16 @@ fn four_uarts_and_a_shared_interrupt_line() {
     m.io_write(0x3F8 + 1, 1, 0x00);
     assert!(!irr(&mut m), "nobody drives IRQ 4");
 }
+
+/// The debug console takes port 0xE9 and port 0x402 (where SeaBIOS writes its log), and
+/// both read back 0xE9 so that a guest can tell it is there.
+#[test]
+fn debug_console_at_e9_and_402() {
+    let out = machine::host::CaptureChar::new();
+    let mut m = Machine::new(MachineConfig { debugcon: Box::new(out.clone()), ..config() }).unwrap();
+    for (port, b) in [(0xE9u16, b'o'), (0x402, b'k')] {
+        assert_eq!(m.io_read(port, 1), 0xE9, "port {port:#x}");
+        m.io_write(port, 1, u32::from(b));
+    }
+    assert_eq!(out.output.lock().unwrap().as_slice(), b"ok");
+}
