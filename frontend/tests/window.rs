@@ -137,6 +137,8 @@ struct Guest {
     debugcon: PathBuf,
     stderr: PathBuf,
     window: String,
+    /// `--screen-text`'s file, shown when a wait fails.
+    screen: Option<PathBuf>,
 }
 
 impl Guest {
@@ -166,7 +168,7 @@ impl Guest {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap());
         let child = cmd.spawn().expect("start ferrite");
-        let mut g = Guest { child, debugcon, stderr, window: String::new() };
+        let mut g = Guest { child, debugcon, stderr, window: String::new(), screen: None };
         g.wait_for_output("READY\n");
         let o = x
             .command("xdotool")
@@ -183,8 +185,12 @@ impl Guest {
     }
 
     fn describe(&self) -> String {
+        let screen = match &self.screen {
+            Some(p) => format!("\nthe screen:\n{}", std::fs::read_to_string(p).unwrap_or_default()),
+            None => String::new(),
+        };
         format!(
-            "guest output: {:?}\nferrite's stderr:\n{}",
+            "guest output: {:?}\nferrite's stderr:\n{}{screen}",
             self.output(),
             std::fs::read_to_string(&self.stderr).unwrap_or_default()
         )
@@ -753,7 +759,7 @@ fn the_default_guest_echoes_keys_until_esc() {
         .spawn()
         .expect("start ferrite");
     // The serial log stands in for the debug console Guest reads.
-    let mut guest = Guest { child, debugcon: serial, stderr, window: String::new() };
+    let mut guest = Guest { child, debugcon: serial, stderr, window: String::new(), screen: None };
     guest.wait_for_output("[5/5] keyboard: type in the window");
     let o = x.command("xdotool").args(["search", "--sync", "--pid", &guest.child.id().to_string()]).output().unwrap();
     guest.window = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
@@ -841,6 +847,7 @@ fn commands_typed_in_the_window_run_in_a_linux_shell() {
     };
     let serial = scratch(&format!("{test}.serial"));
     let stderr = scratch(&format!("{test}.stderr"));
+    let screen = scratch(&format!("{test}.txt"));
     let _ = std::fs::remove_file(&serial);
     let child = x
         .command(env!("CARGO_BIN_EXE_ferrite"))
@@ -852,6 +859,8 @@ fn commands_typed_in_the_window_run_in_a_linux_shell() {
         .args(["--append", "console=tty0 console=ttyS0 panic=-1 ferrite.shell"])
         .arg("--serial")
         .arg(format!("file:{}", serial.display()))
+        .arg("--screen-text")
+        .arg(&screen)
         .env_remove("RUST_LOG")
         .env_remove("FERRITE_RENDERER")
         .current_dir(scratch(""))
@@ -861,7 +870,7 @@ fn commands_typed_in_the_window_run_in_a_linux_shell() {
         .spawn()
         .expect("start ferrite");
     // The serial log stands in for the debug console Guest reads.
-    let mut guest = Guest { child, debugcon: serial, stderr, window: String::new() };
+    let mut guest = Guest { child, debugcon: serial, stderr, window: String::new(), screen: Some(screen) };
     // Up to 15 minutes for the boot, as linux.rs allows: a bound, not a speed check.
     guest.wait_for_output_polls("FERRITE-SHELL-READY", POLLS * 3);
     let o = x.command("xdotool").args(["search", "--sync", "--pid", &guest.child.id().to_string()]).output().unwrap();
@@ -870,7 +879,8 @@ fn commands_typed_in_the_window_run_in_a_linux_shell() {
     focus(&x, &guest.window);
     let xdo = |args: &[&str]| assert!(x.command("xdotool").args(args).status().unwrap().success(), "xdotool {args:?}");
     // "cho ...xy", two Lefts and two Deletes take the x and y away, Home and "e" make it echo.
-    xdo(&["type", "cho FERRITE-$((6*7))xy"]);
+    // Typed as fast as xdotool can: the burst waits for room in the keyboard's buffer.
+    xdo(&["type", "--delay", "1", "cho FERRITE-$((6*7))xy"]);
     xdo(&["key", "Left", "Left", "Delete", "Delete", "Home", "e", "End"]);
     xdo(&["type", " >/dev/ttyS0"]);
     xdo(&["key", "KP_Enter"]);
@@ -880,8 +890,10 @@ fn commands_typed_in_the_window_run_in_a_linux_shell() {
         assert!(out.lines().any(|l| l.trim_end() == want), "{want} is not a line of its own\n{}", guest.describe());
     };
     line(&mut guest, "FERRITE-42");
-    // Ctrl+C reaches the foreground job through the terminal: the subshell's trap says so.
-    xdo(&["type", "(trap 'echo FERRITE-INT-$((2+3)) >/dev/ttyS0; exit' INT; echo FERRITE-WAITING >/dev/ttyS0; sleep 1000)"]);
+    // Ctrl+C reaches the foreground job through the terminal: the subshell's trap says so. It
+    // waits in `wait`, which a trapped signal ends even when it came just before (a signal
+    // between the marker and a foreground `sleep` starting would go unnoticed).
+    xdo(&["type", "(trap 'echo FERRITE-INT-$((2+3)) >/dev/ttyS0; exit' INT; sleep 1000 & echo FERRITE-WAITING >/dev/ttyS0; wait)"]);
     xdo(&["key", "Return"]);
     line(&mut guest, "FERRITE-WAITING");
     xdo(&["key", "ctrl+c"]);

@@ -58,6 +58,9 @@ const KBD_QUEUE: usize = 16;
 const AUX_QUEUE: usize = 64;
 /// How often host input is looked at while a host holds an input handle.
 const POLL_NS: u64 = 10_000_000;
+/// Host events that may wait for room in the keyboard's buffer (see
+/// `I8042::drain_host_input`); beyond them keys go in as they come, and overrun it.
+const HOST_BACKLOG: usize = 256;
 
 /// The 8042's table from scan code set 2 to set 1 (the high half passes through, but for the
 /// two codes above 0x7F that keys send: F7 and SysRq).
@@ -214,6 +217,16 @@ impl Keyboard {
             }
             self.queue.push_back(self.overrun());
         }
+    }
+
+    /// Whether the bytes `e` queues fit in the buffer (an event that queues none always does).
+    fn has_room_for(&self, e: &HostInput) -> bool {
+        let bytes = match *e {
+            HostInput::Press(k) if self.scanning && !self.held.contains(&k) => self.make_code(k).len(),
+            HostInput::Release(k) if self.scanning && self.held.contains(&k) => self.break_code(k).len(),
+            _ => 0,
+        };
+        self.queue.len() + bytes <= KBD_QUEUE
     }
 
     fn overrun(&self) -> u8 {
@@ -757,12 +770,19 @@ impl I8042 {
         self.s.ram[0]
     }
 
+    /// Takes in the host's events, in order, as far as the keyboard's buffer has room for
+    /// their bytes: a burst of host events (xdotool typing, a paste, or an emulation thread
+    /// that fell behind the window's) reaches the guest at the rate it reads the keyboard, as
+    /// a person's typing spread over time would, instead of overrunning the buffer at once.
+    /// A guest that does not read lets at most HOST_BACKLOG events wait; then they go in as
+    /// they come, and the keyboard overruns as it would.
     fn drain_host_input(&mut self, now: u64) {
-        let events: Vec<HostInput> = {
-            let mut q = self.input.0.lock().unwrap_or_else(|e| e.into_inner());
-            q.drain(..).collect()
-        };
-        for e in events {
+        let mut q = self.input.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&e) = q.front() {
+            if q.len() <= HOST_BACKLOG && !self.s.kbd.has_room_for(&e) {
+                break;
+            }
+            q.pop_front();
             match e {
                 HostInput::Press(k) => self.s.kbd.press(k, now),
                 HostInput::Release(k) => self.s.kbd.release(k),
@@ -1274,6 +1294,42 @@ mod tests {
         let got = b.drain();
         assert_eq!(got.len(), 16);
         assert_eq!(got[15], 0x00, "set 2 overrun code");
+    }
+
+    #[test]
+    fn a_burst_of_host_keys_waits_for_room_instead_of_overrunning() {
+        use PcKey::*;
+        let mut b = Bench::new();
+        b.set_command_byte(0x40); // translation to set 1, no interrupts
+        let input = b.k.input();
+        // 19 keys, 38 bytes at once: more than the keyboard's 16.
+        let keys = [KeyQ, KeyW, KeyE, KeyR, KeyT, KeyY, KeyU, KeyI, KeyO, KeyP, KeyA, KeyS, KeyD, KeyF, KeyG, KeyH, KeyJ, KeyK, KeyL];
+        let codes = (0x10..=0x19).chain(0x1E..=0x26);
+        for k in keys {
+            input.send(HostInput::Press(k));
+            input.send(HostInput::Release(k));
+        }
+        let mut got = Vec::new();
+        for i in 1..=10 {
+            b.run_to(i * POLL_NS);
+            got.extend(b.drain());
+        }
+        let want: Vec<u8> = codes.flat_map(|c| [c, c | 0x80]).collect();
+        assert_eq!(got, want, "every key, in order, no overrun code");
+        // A guest that stops reading: the backlog fills, then the buffer overruns.
+        b.cmd(0xAD);
+        for _ in 0..HOST_BACKLOG {
+            input.send(HostInput::Press(KeyZ));
+            input.send(HostInput::Release(KeyZ));
+        }
+        b.run_to(20 * POLL_NS);
+        b.cmd(0xAE);
+        let got = b.drain();
+        // 16 bytes of set 2 (five keys' 1 + 2 bytes, the overrun code), translated; then the
+        // events that waited.
+        let z = [0x2C, 0xAC];
+        let want: Vec<u8> = z.repeat(5).into_iter().chain([0xFF]).chain(z.repeat(HOST_BACKLOG / 2)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
