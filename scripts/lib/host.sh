@@ -14,10 +14,11 @@ FERRITE_BUILD_PACKAGES=(libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxk
 # grub-pc-bin and grub-common for the GRUB CD that Ferrite's BIOS boots (tests/tests/bios.rs);
 # for the window tests an X server (xvfb), xdotool to type, ImageMagick's import to photograph
 # the window, xwininfo (x11-utils), and Mesa's software Vulkan and GL drivers for wgpu; nasm
-# also builds the sound test guests, and sox measures what --audio-out recorded.
+# also builds the sound test guests, and sox measures what --audio-out recorded; gcc and
+# libc6-dev build the Linux guest's static disk tool (tests/linux/diskio.c).
 FERRITE_TEST_PACKAGES=(nasm qemu-utils seabios memtest86+ busybox-static dosfstools mtools syslinux
     syslinux-common isolinux xorriso grub-pc-bin grub-common xvfb xdotool imagemagick x11-utils
-    mesa-vulkan-drivers libgl1-mesa-dri libegl-mesa0 sox)
+    mesa-vulkan-drivers libgl1-mesa-dri libegl-mesa0 sox gcc libc6-dev)
 
 _ferrite_apt_updated=
 

@@ -23,10 +23,12 @@
 # dependencies, from the same kernel package) under /lib/modules/<version>. With
 # ferrite.disk=MODE on the kernel command line the init loads them and, instead of the checks,
 # works on /dev/sdb (the --hdb disk): write-pattern / verify-pattern (a known pattern, see the
-# init, at ferrite.regions=LBA+SECTORS,... with ferrite.seed=N), write-forever (for kill
-# tests), bench (ferrite.mib=N MiB written and read, MB/s). Its lines start FERRITE-DISK-; it
-# ends with FERRITE-DISK-OK or FERRITE-DISK-FAILED and powers off. frontend/tests/disk_guest.rs
-# and tests/linux/disk-bench.sh use them.
+# init, at ferrite.regions=LBA+SECTORS,... with ferrite.seed=N), records (numbered records
+# written and flushed until Ferrite is killed, from ferrite.first=SEQ), bench (4 KiB and 1 MiB
+# throughput over ferrite.mib=N MiB, ferrite.ops=N random I/Os). The last two are done by
+# /bin/diskio, tests/linux/diskio.c built static with gcc. Its lines start FERRITE-DISK- (and
+# FERRITE-REC-); it ends with FERRITE-DISK-OK or FERRITE-DISK-FAILED and powers off.
+# frontend/tests/disk_guest.rs and tests/linux/disk-bench.sh use them.
 #
 # With ferrite.shell on the kernel command line the init runs none of that: it starts an
 # interactive shell on the first virtual console (the VGA screen and the PS/2 keyboard), says
@@ -49,9 +51,9 @@ chmod a+rwx "$out/debs" # apt-get download fetches as _apt
 out="$(cd "$out" && pwd)"
 
 if [ -n "$kernel_only" ]; then
-    need_packages busybox-static
+    need_packages busybox-static gcc libc6-dev
 else
-    need_packages busybox-static dosfstools mtools syslinux syslinux-common isolinux xorriso
+    need_packages busybox-static gcc libc6-dev dosfstools mtools syslinux syslinux-common isolinux xorriso
 fi
 
 # The newest installable kernel of a flavour: linux-image-<abi>-cloud-amd64 or -amd64.
@@ -137,6 +139,7 @@ build_initrd() {
         ln -s busybox "$x/bin/$a"
     done
     install -m 0755 "$here/init" "$x/init"
+    gcc -static -s -O2 -Wall -o "$x/bin/diskio" "$here/diskio.c"
     local deb
     for deb in "$@"; do add_ata_modules "$deb" "$x"; done
     (cd "$x" && find . | sort | busybox cpio -o -H newc -R 0:0 2>/dev/null | gzip -9n) >"$out/initrd.img.tmp"
