@@ -590,7 +590,10 @@ fn crash(name: &str, format: &str, qemu_format: &str, with_parent: bool) {
         }
         let reported = log.flushed.last().map(|&(seq, _)| seq);
         flushed = reported.unwrap_or(flushed);
-        println!("{what} run {run}: killed {delay} ms into the writes; rounds {first}..={flushed} reported flushed");
+        match reported {
+            Some(last) => println!("{what} run {run}: killed {delay} ms into the writes; rounds {first}..={last} reported flushed"),
+            None => println!("{what} run {run}: killed {delay} ms into the writes, before it reported a round"),
+        }
 
         let fail = |problem: String| -> ! { panic!("{what} run {run} (killed {delay} ms into the writes, rounds up to {flushed} reported flushed): {problem}") };
         crash_checks(&image, qemu_format).unwrap_or_else(|e| fail(e));
