@@ -258,14 +258,49 @@ impl crate::devices::vga::tables::VgaPorts for BoardVgaPorts<'_> {
     }
 }
 
-/// VGA text mode 3 (80x25, 16 colours) through the VGA's ports, with a blank screen. The font
-/// plane is left as it is: loading a font is the VGA BIOS's job, and there is none here.
+/// The 8x16 font of Ferrite's BIOS (`roms/bios/font8x16.bin`, code page 437).
+const FONT_8X16: &[u8] = include_bytes!("../../../../roms/bios/font8x16.bin");
+
+/// VGA text mode 3 (80x25, 16 colours) through the VGA's ports, with a blank screen and the
+/// 8x16 font in plane 2, as a VGA BIOS leaves it: a directly booted kernel that writes to
+/// B8000h (or keeps the console there) is readable in the window.
 pub fn set_vga_text_mode(m: &mut Machine) {
     use crate::devices::vga::tables;
     tables::program(&mut BoardVgaPorts(m), &tables::MODE_03);
+    load_text_font(m);
     for cell in 0..80 * 25 {
         m.mmio_write(0xB_8000 + 2 * cell, 2, 0x0720);
     }
+}
+
+/// Writes the font into character map 0 of plane 2 (32 bytes a glyph), then puts back the
+/// mode 3 sequencer and graphics controller values that this changes.
+fn load_text_font(m: &mut Machine) {
+    let seq = |m: &mut Machine, i: u32, v: u32| {
+        m.io_write(0x3C4, 1, i);
+        m.io_write(0x3C5, 1, v);
+    };
+    let gc = |m: &mut Machine, i: u32, v: u32| {
+        m.io_write(0x3CE, 1, i);
+        m.io_write(0x3CF, 1, v);
+    };
+    // Plane 2 alone, sequential addressing, A0000h 64 KiB, read map 2.
+    seq(m, 2, 0x04);
+    seq(m, 4, 0x07);
+    gc(m, 4, 0x02);
+    gc(m, 5, 0x00);
+    gc(m, 6, 0x04);
+    for (ch, glyph) in FONT_8X16.chunks_exact(16).enumerate().take(256) {
+        for (row, &bits) in glyph.iter().enumerate() {
+            m.mmio_write(0xA_0000 + ch as u64 * 32 + row as u64, 1, u64::from(bits));
+        }
+    }
+    let t = &crate::devices::vga::tables::MODE_03;
+    seq(m, 2, u32::from(t.seq[2]));
+    seq(m, 4, u32::from(t.seq[4]));
+    gc(m, 4, u32::from(t.gc[4]));
+    gc(m, 5, u32::from(t.gc[5]));
+    gc(m, 6, u32::from(t.gc[6]));
 }
 
 /// Writes `data` into the F segment's shadow RAM at `at`, as a BIOS writes its tables there:
@@ -363,6 +398,30 @@ mod tests {
 
     fn platform(ram: u64) -> Platform {
         Platform { ram_size: ram, cpus: 1, ide: vec![(0, 0, false), (1, 0, true)], floppies: vec![], boot_order: "c".into(), fw_cfg_files: vec![] }
+    }
+
+    /// After direct boot's POST, text written to B8000h is drawn with a font: the cell of an
+    /// 'A' has lit pixels, the blank cell beside it none.
+    #[test]
+    fn text_mode_after_post_has_a_font() {
+        use crate::display::Frame;
+        let mut m = Machine::new(crate::MachineConfig {
+            ram_size: 16 << 20,
+            bios: crate::firmware::stub_rom::image(),
+            ..crate::MachineConfig::default()
+        })
+        .unwrap();
+        set_vga_text_mode(&mut m);
+        // Column 2, clear of the cursor (drawn at column 0).
+        m.mmio_write(0xB_8000 + 4, 2, 0x0741);
+        let now = m.now();
+        let mut frame = Frame::new();
+        m.display().expect("a VGA").render(now, &mut frame);
+        assert_eq!((frame.width, frame.height), (720, 400));
+        let lit = |x0: u32| (0..16).flat_map(|y| (x0..x0 + 9).map(move |x| (x, y))).filter(|&(x, y)| frame.pixel(x, y) != Some([0, 0, 0, 0xFF])).count();
+        assert!(lit(18) > 10, "the 'A' is drawn");
+        assert_eq!(lit(27), 0, "a blank is blank");
+        assert_eq!(m.display().unwrap().screen_text().lines().next(), Some("  A"));
     }
 
     #[test]
