@@ -97,7 +97,7 @@ enum Kind {
 
 /// Reads the whole disk as Ferrite sees it.
 fn view(path: &Path) -> Vec<u8> {
-    let mut d = block::open(path, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
+    let mut d = util::open_when_free(path, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
     let mut v = vec![0u8; d.len() as usize];
     d.read_at(0, &mut v).unwrap();
     v
@@ -118,7 +118,7 @@ fn crash_rounds(kind: Kind, name: &str) {
             // A parent holding batch 1 in every third 64 KiB stretch.
             let base = dir.join("base.vhd");
             block::create(&base, CreateFormat::VhdDynamic, SIZE, None).unwrap();
-            let mut b = block::open(&base, &OpenOptions::default()).unwrap();
+            let mut b = util::open_when_free(&base, &OpenOptions::default()).unwrap();
             let sectors = b.sector_count();
             for first in (0..sectors).step_by(3 * STEP as usize) {
                 let buf: Vec<u8> = (first..(first + STEP).min(sectors)).flat_map(stamp_for(1)).collect();
@@ -164,7 +164,7 @@ fn crash_rounds(kind: Kind, name: &str) {
         let inflight: std::collections::HashSet<u64> =
             batch_writes(seed, flushed_to + 1, sectors).into_iter().flat_map(|(lba, n)| lba..lba + n).collect();
 
-        let report = block::check(&path, &OpenOptions::default()).unwrap_or_else(|e| panic!("round {round}: check after SIGKILL: {e}"));
+        let report = util::check_when_free(&path).unwrap_or_else(|e| panic!("round {round}: check after SIGKILL: {e}"));
         warned += !report.warnings.is_empty() as u32;
         let v = view(&path);
         for (i, sector) in v.chunks(512).enumerate() {

@@ -7,7 +7,7 @@ mod util;
 
 use machine::block::{self, BlockError, CreateFormat, OpenOptions};
 use std::path::{Path, PathBuf};
-use util::{pattern, qemu_img, qemu_ok, s, TempDir, MIB};
+use util::{check_when_free, pattern, qemu_img, qemu_ok, s, TempDir, MIB};
 
 /// Opens `p` for writing and for checking; both must fail with an error that `want` accepts,
 /// names `blame`, and leaves every image in `untouched` byte for byte as it was.
@@ -21,7 +21,7 @@ fn refused(p: &Path, blame: &Path, untouched: &[&Path], want: fn(&BlockError) ->
     let msg = err.to_string();
     let name = blame.file_name().unwrap().to_str().unwrap();
     assert!(msg.contains(name), "error does not name {name}: {msg}");
-    assert!(block::check(p, &OpenOptions::default()).is_err(), "check passed");
+    assert!(check_when_free(p).is_err(), "check passed");
     for (f, b) in untouched.iter().zip(before) {
         assert!(std::fs::read(f).unwrap() == b, "{} was modified", f.display());
     }
@@ -54,7 +54,7 @@ fn reseal_header(p: &Path) {
 fn dynamic_vhd(dir: &TempDir, name: &str) -> PathBuf {
     let p = dir.join(name);
     block::create(&p, CreateFormat::VhdDynamic, 8 * MIB, None).unwrap();
-    let mut d = block::open(&p, &OpenOptions::default()).unwrap();
+    let mut d = util::open_when_free(&p, &OpenOptions::default()).unwrap();
     for blk in [0u64, 1, 3] {
         d.write_at(blk * 2 * MIB + 4096, &pattern(blk, 8192)).unwrap();
     }
@@ -106,7 +106,7 @@ fn vhd_truncated() {
     block::create(&f, CreateFormat::VhdFixed, MIB, None).unwrap();
     std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(4096).unwrap();
     let o = OpenOptions { format: Some(block::Format::Vhd), ..OpenOptions::default() };
-    let err = block::open(&f, &o).err().expect("refused").to_string();
+    let err = util::open_when_free(&f, &o).err().expect("refused").to_string();
     assert!(err.contains("f.vhd") && err.contains("footer"), "{err}");
     // A fixed footer whose size is more than the file holds.
     let g = dir.join("g.vhd");
@@ -136,7 +136,7 @@ fn vhd_bat_pointing_outside_the_file_or_at_metadata() {
     let msg = refused(&p, &p, &[&p], |e| matches!(e, BlockError::Malformed { .. }));
     assert!(msg.contains("overlaps"), "{msg}");
     patch(&p, 1536, &good);
-    block::open(&p, &OpenOptions::default()).expect("repaired BAT opens");
+    util::open_when_free(&p, &OpenOptions::default()).expect("repaired BAT opens");
     // Too few BAT entries for the disk size.
     patch(&p, 512 + 28, &2u32.to_be_bytes());
     reseal_header(&p);
@@ -147,7 +147,7 @@ fn chain(dir: &TempDir) -> (PathBuf, PathBuf) {
     let base = dynamic_vhd(dir, "base.vhd");
     let child = dir.join("child.vhd");
     block::create(&child, CreateFormat::VhdDynamic, 0, Some(&base)).unwrap();
-    let mut c = block::open(&child, &OpenOptions::default()).unwrap();
+    let mut c = util::open_when_free(&child, &OpenOptions::default()).unwrap();
     c.write_at(5 * MIB, &pattern(9, 4096)).unwrap();
     c.flush().unwrap();
     (base, child)
@@ -239,7 +239,7 @@ fn vhd_without_any_footer() {
     let len = std::fs::metadata(&p).unwrap().len();
     patch(&p, len - 512, b"xxxxxxxx");
     let o = OpenOptions { format: Some(block::Format::Vhd), ..OpenOptions::default() };
-    let err = block::open(&p, &o).err().expect("refused").to_string();
+    let err = util::open_when_free(&p, &o).err().expect("refused").to_string();
     assert!(err.contains("d.vhd") && err.contains("no footer"), "{err}");
 }
 
@@ -247,7 +247,7 @@ fn vhd_without_any_footer() {
 fn qcow2(dir: &TempDir, name: &str) -> PathBuf {
     let p = dir.join(name);
     block::create(&p, CreateFormat::Qcow2, 8 * MIB, None).unwrap();
-    let mut d = block::open(&p, &OpenOptions::default()).unwrap();
+    let mut d = util::open_when_free(&p, &OpenOptions::default()).unwrap();
     d.write_at(MIB, &pattern(4, 300_000)).unwrap();
     d.flush().unwrap();
     p
@@ -273,7 +273,7 @@ fn qcow2_damaged_headers_and_tables() {
         refused(&p, &p, &[&p], want);
         patch(&p, 0, &good);
     }
-    block::open(&p, &OpenOptions::default()).expect("restored header opens");
+    util::open_when_free(&p, &OpenOptions::default()).expect("restored header opens");
 }
 
 #[test]

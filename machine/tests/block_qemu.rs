@@ -52,7 +52,7 @@ fn qemu_img_reads_what_ferrite_writes() {
         // Untouched, it reads as zeros.
         qemu_agrees(&bin, qemu_format(f), &p, &vec![0u8; size as usize], &dir);
         let mut model = vec![0u8; size as usize];
-        let mut d = block::open(&p, &OpenOptions::default()).unwrap();
+        let mut d = util::open_when_free(&p, &OpenOptions::default()).unwrap();
         exercise(d.as_mut(), &mut model, &mut rng, 250);
         d.flush().unwrap();
         drop(d);
@@ -68,14 +68,14 @@ fn qemu_img_reads_a_ferrite_qcow2_chain() {
     let base = dir.join("base.qcow2");
     let size = block::create(&base, CreateFormat::Qcow2, 12 * MIB, None).unwrap();
     let mut model = vec![0u8; size as usize];
-    let mut d = block::open(&base, &OpenOptions::default()).unwrap();
+    let mut d = util::open_when_free(&base, &OpenOptions::default()).unwrap();
     exercise(d.as_mut(), &mut model, &mut rng, 60);
     d.flush().unwrap();
     drop(d);
     let top = dir.join("top.qcow2");
     block::create(&top, CreateFormat::Qcow2, 0, Some(&base)).unwrap();
     let base_model = model.clone();
-    let mut d = block::open(&top, &OpenOptions::default()).unwrap();
+    let mut d = util::open_when_free(&top, &OpenOptions::default()).unwrap();
     exercise(d.as_mut(), &mut model, &mut rng, 120);
     d.flush().unwrap();
     drop(d);
@@ -115,7 +115,7 @@ fn ferrite_reads_and_writes_what_qemu_makes() {
         let _ = std::fs::remove_file(&raw);
         qemu_ok(&bin, &["convert", "-f", fmt, "-O", "raw", s(&p), s(&raw)]);
         let mut model = std::fs::read(&raw).unwrap();
-        let mut d = block::open(&p, &OpenOptions::default()).unwrap();
+        let mut d = util::open_when_free(&p, &OpenOptions::default()).unwrap();
         assert_disk_is(d.as_mut(), &model);
         exercise(d.as_mut(), &mut model, &mut rng, 200);
         d.flush().unwrap();
@@ -139,7 +139,7 @@ fn ferrite_reads_a_qemu_qcow2_chain_and_converted_vhd() {
     std::fs::write(&src, &data).unwrap();
     let vhd = dir.join("conv.vhd");
     qemu_ok(&bin, &["convert", "-O", "vpc", "-o", "subformat=dynamic", s(&src), s(&vhd)]);
-    let mut d = block::open(&vhd, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
+    let mut d = util::open_when_free(&vhd, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
     let mut got = vec![0u8; data.len()];
     d.read_at(0, &mut got).unwrap();
     assert!(got == data, "a VHD converted by qemu-img reads back differently");
@@ -149,7 +149,7 @@ fn ferrite_reads_a_qemu_qcow2_chain_and_converted_vhd() {
     qemu_ok(&bin, &["convert", "-O", "qcow2", s(&src), s(&base)]);
     let top = dir.join("top.qcow2");
     qemu_ok(&bin, &["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", s(&top)]);
-    let mut d = block::open(&top, &OpenOptions::default()).unwrap();
+    let mut d = util::open_when_free(&top, &OpenOptions::default()).unwrap();
     let mut model = data.clone();
     assert_disk_is(d.as_mut(), &model);
     exercise(d.as_mut(), &mut model, &mut rng, 100);
@@ -171,7 +171,7 @@ fn vhd_sizes_and_geometry_match_qemu() {
         assert_eq!(virtual_size(&bin, "vpc", &ours), got, "QEMU reads our size {size}");
         let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
         assert_eq!(a[56..60], b[56..60], "CHS geometry for {size}");
-        let d = block::open(&theirs, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
+        let d = util::open_when_free(&theirs, &OpenOptions { read_only: true, ..OpenOptions::default() }).unwrap();
         assert_eq!(d.len(), got);
     }
 }
@@ -182,7 +182,7 @@ fn qemu_sees_ferrite_locks() {
     let dir = TempDir::new("qemu-lock");
     let p = dir.join("l.qcow2");
     block::create(&p, CreateFormat::Qcow2, 4 * MIB, None).unwrap();
-    let w = block::open(&p, &OpenOptions::default()).unwrap();
+    let w = util::open_when_free(&p, &OpenOptions::default()).unwrap();
     let (code, out) = run_qemu_img(&bin, &["check", s(&p)]);
     assert_ne!(code, 0, "qemu-img check of an image Ferrite is writing should fail on the lock");
     assert!(out.contains("lock"), "{out}");
@@ -214,7 +214,7 @@ fn qemu_sees_ferrite_locks() {
     drop(child.stdin.take());
     let _ = child.wait();
     assert!(seen, "Ferrite opened an image qemu-io holds for writing");
-    block::open(&p, &OpenOptions::default()).expect("free once qemu-io quit");
+    util::open_when_free(&p, &OpenOptions::default()).expect("free once qemu-io quit");
 }
 
 #[test]

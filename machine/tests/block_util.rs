@@ -168,3 +168,14 @@ pub fn open_when_free(path: &Path, opts: &OpenOptions) -> Result<Box<dyn BlockDe
     }
     block::open(path, opts)
 }
+
+/// `block::check`, waiting out a lock the same way.
+pub fn check_when_free(path: &Path) -> Result<block::CheckReport, BlockError> {
+    for _ in 0..100 {
+        match block::check(path, &OpenOptions::default()) {
+            Err(BlockError::Locked { .. }) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            r => return r,
+        }
+    }
+    block::check(path, &OpenOptions::default())
+}
