@@ -120,7 +120,8 @@ fn kernel_options_alone_are_usage_errors() {
 fn a_multiboot_kernel_gets_its_command_line_and_modules() {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/multiboot/mbtest.asm");
     let kernel = scratch("mbtest.elf");
-    match Command::new("nasm").args(["-f", "bin", "-DFORMAT_ELF", "-o", &kernel]).arg(&src).output() {
+    let include = format!("-I{}/", src.parent().unwrap().display());
+    match Command::new("nasm").args(["-f", "bin", "-DFORMAT_ELF", &include, "-o", &kernel]).arg(&src).output() {
         Ok(o) => assert!(o.status.success(), "nasm: {}", String::from_utf8_lossy(&o.stderr)),
         Err(e) => {
             println!("skipped: a_multiboot_kernel_gets_its_command_line_and_modules needs nasm: {e}");

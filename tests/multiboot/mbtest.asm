@@ -78,25 +78,7 @@ MB_FLAGS    equ (1 << 0) | (1 << 1)
 %endif
 %endif
 
-; VERDICT "name": after a CMP (or anything setting ZF), PASS when equal, FAIL otherwise.
-%macro VERDICT 1
-    setne al
-    movzx eax, al
-    mov esi, %%name
-    call report
-    jmp %%over
-%%name: db %1, 0
-%%over:
-%endmacro
-
-; PRINT "text": prints a constant string (ESI is lost).
-%macro PRINT 1
-    mov esi, %%text
-    call puts
-    jmp %%over
-%%text: db %1, 0
-%%over:
-%endmacro
+%include "console.inc"
 
 start:
     mov esp, stack_top
@@ -508,33 +490,7 @@ puthex_nl:
     call puthex
 newline:
     mov al, 10
-    ; fall through
-putc:
-    push edx
-    push eax
-    mov dx, COM1 + 5
-.wait:
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop eax
-    mov dx, COM1
-    out dx, al
-    pop edx
-    ret
-
-; puts: ESI a NUL-terminated string.
-puts:
-    push eax
-.next:
-    lodsb
-    test al, al
-    jz .done
-    call putc
-    jmp .next
-.done:
-    pop eax
-    ret
+    jmp putc
 
 ; puthex: EAX as eight hex digits.
 puthex:

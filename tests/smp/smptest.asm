@@ -62,25 +62,9 @@ MB_FLAGS    equ (1 << 16)
     dd 0x1BADB002, MB_FLAGS, 0x100000000 - (0x1BADB002 + MB_FLAGS)
     dd mb_header, file_start, file_end, bss_end, start
 
-; VERDICT "name": after a CMP (or anything setting ZF), PASS when equal, FAIL otherwise.
-%macro VERDICT 1
-    setne al
-    movzx eax, al
-    mov esi, %%name
-    call report
-    jmp %%over
-%%name: db %1, 0
-%%over:
-%endmacro
+%include "../multiboot/console.inc"
 
-; PRINT "text": prints a constant string (ESI is lost). Callers hold the print lock.
-%macro PRINT 1
-    mov esi, %%text
-    call puts
-    jmp %%over
-%%text: db %1, 0
-%%over:
-%endmacro
+; PRINT from several processors: callers hold the print lock (`lock_print`).
 
 start:
     cli
@@ -853,32 +837,6 @@ report:
     call puts
     PRINT `\n`
     call unlock_print
-    ret
-
-putc:
-    push edx
-    push eax
-    mov dx, COM1 + 5
-.wait:
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop eax
-    mov dx, COM1
-    out dx, al
-    pop edx
-    ret
-
-puts:
-    push eax
-.next:
-    lodsb
-    test al, al
-    jz .done
-    call putc
-    jmp .next
-.done:
-    pop eax
     ret
 
 ; putdec: EAX in decimal.

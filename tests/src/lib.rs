@@ -218,6 +218,8 @@ pub fn nasm(source: &str, defines: &[&str]) -> Option<Vec<u8>> {
     let out = std::env::temp_dir().join(format!("ferrite-nasm-{}-{n}.bin", std::process::id()));
     let mut cmd = std::process::Command::new("nasm");
     cmd.args(["-f", "bin", "-Ox"]);
+    // Includes are named relative to the source's directory.
+    cmd.arg(format!("-I{}/", src.parent().expect("a file in a directory").display()));
     for d in defines {
         cmd.arg(format!("-D{d}"));
     }
