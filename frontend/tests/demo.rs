@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 mod common;
-use common::{describe, ferrite};
+use common::{describe, ferrite, read_png};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ferrite-demo-{}", std::process::id()));
@@ -45,12 +45,9 @@ fn no_arguments_run_the_demo_which_tours_the_machine_and_exits_0() {
 
     // The tour ends on its picture: mode 13h, rings of a 254-colour wheel, white labels.
     assert_eq!(std::fs::read_to_string(&text).unwrap(), "graphics mode 320x200, 256 colours\n");
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!((info.width, info.height, info.color_type), (320, 200, png::ColorType::Rgba));
-    let pixels: Vec<[u8; 3]> = buf[..info.buffer_size()].chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
+    let png = read_png(std::path::Path::new(&shot));
+    assert_eq!((png.width, png.height, png.color_type), (320, 200, png::ColorType::Rgba));
+    let pixels: Vec<[u8; 3]> = png.pixels.chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
     let colours: HashSet<[u8; 3]> = pixels.iter().copied().collect();
     assert!(colours.len() >= 200, "only {} colours on the picture", colours.len());
     let black = pixels.iter().filter(|p| **p == [0, 0, 0]).count();

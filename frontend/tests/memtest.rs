@@ -2,6 +2,9 @@
 //! runs its tests: the run ends through `--expect-screen` once the screen shows a test in
 //! progress, and the `--screenshot` written at exit is the memtest86+ screen.
 
+mod common;
+
+use common::read_png;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -44,10 +47,9 @@ fn memtest86plus_runs_its_tests() {
     );
     assert!(!screen.contains("Errors: 1") && !screen.contains("Unexpected"), "{screen}");
     // The screenshot is the 720x400 text screen: memtest86+'s blue background fills most of it.
-    let mut reader = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap())).read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!((info.width, info.height), (720, 400));
+    let shot = read_png(&png);
+    let buf = shot.pixels;
+    assert_eq!((shot.width, shot.height), (720, 400));
     let blue = buf.chunks(4).filter(|p| p[2] > 0x80 && p[0] < 0x40 && p[1] < 0x40).count();
     assert!(blue > buf.len() / 4 / 2, "the screenshot is not memtest86+'s blue screen ({blue} blue pixels)");
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
-use common::{describe, ferrite};
+use common::{describe, ferrite, read_png};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ferrite-screen-cli-{}", std::process::id()));
@@ -95,10 +95,8 @@ fn screen_text_and_screenshot_at_exit() {
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let screen = std::fs::read_to_string(&text).unwrap();
     assert_eq!(screen, format!("Ferrite says hello\n{}", "\n".repeat(24)));
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
-    let reader = decoder.read_info().expect("a PNG");
-    let info = reader.info();
-    assert_eq!((info.width, info.height), (720, 400), "80x25 characters of 9x16");
+    let shot = read_png(std::path::Path::new(&png));
+    assert_eq!((shot.width, shot.height), (720, 400), "80x25 characters of 9x16");
 }
 
 #[test]
@@ -326,12 +324,8 @@ fn run_vgabios_guest(test: &str, define: Option<&str>) -> Option<(String, u32, u
         "60",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    buf.truncate(info.buffer_size());
-    Some((std::fs::read_to_string(&text).unwrap(), info.width, info.height, buf))
+    let shot = read_png(&png);
+    Some((std::fs::read_to_string(&text).unwrap(), shot.width, shot.height, shot.pixels))
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{describe, ferrite};
+use common::{describe, ferrite, read_png};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -141,12 +141,8 @@ fn run(floppy: &Path, mode: u8, bios: &[&str], who: &str) -> Shot {
     args.extend_from_slice(&["--screenshot", png.to_str().unwrap(), "--screen-text", text.to_str().unwrap()]);
     let o = ferrite(&args);
     assert_eq!(o.status.code(), Some(0), "mode {mode:#04x} with {who}: {}", describe(&o));
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut pixels).unwrap();
-    pixels.truncate(info.buffer_size());
-    Shot { text: std::fs::read_to_string(&text).unwrap_or_default(), width: info.width, height: info.height, pixels }
+    let shot = read_png(&png);
+    Shot { text: std::fs::read_to_string(&text).unwrap_or_default(), width: shot.width, height: shot.height, pixels: shot.pixels }
 }
 
 #[test]
