@@ -170,14 +170,46 @@ impl Guest {
         let child = cmd.spawn().expect("start ferrite");
         let mut g = Guest { child, debugcon, stderr, window: String::new(), screen: None };
         g.wait_for_output("READY\n");
+        g.find_window(x);
+        g
+    }
+
+    /// Ferrite in a window under the interpreter with the soft renderer and `args`, its COM1
+    /// written to a file that stands in for the debug console (`output` reads it) and its
+    /// screen text to `{test}.txt`. The caller waits for the guest, then `find_window`.
+    fn start_on_serial(x: &Xvfb, test: &str, args: &[&std::ffi::OsStr]) -> Guest {
+        let serial = scratch(&format!("{test}.serial"));
+        let stderr = scratch(&format!("{test}.stderr"));
+        let screen = scratch(&format!("{test}.txt"));
+        let _ = std::fs::remove_file(&serial);
+        let child = x
+            .command(env!("CARGO_BIN_EXE_ferrite"))
+            .args(["--display", "window", "--renderer", "soft", "--accel", "interp"])
+            .args(args)
+            .arg("--serial")
+            .arg(format!("file:{}", serial.display()))
+            .arg("--screen-text")
+            .arg(&screen)
+            .env_remove("RUST_LOG")
+            .env_remove("FERRITE_RENDERER")
+            .current_dir(scratch(""))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start ferrite");
+        Guest { child, debugcon: serial, stderr, window: String::new(), screen: Some(screen) }
+    }
+
+    /// Finds Ferrite's window (the last of its process's windows).
+    fn find_window(&mut self, x: &Xvfb) {
         let o = x
             .command("xdotool")
-            .args(["search", "--sync", "--pid", &g.child.id().to_string()])
+            .args(["search", "--sync", "--pid", &self.child.id().to_string()])
             .output()
             .expect("xdotool search");
-        g.window = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
-        assert!(!g.window.is_empty(), "no window for ferrite: {}", g.describe());
-        g
+        self.window = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
+        assert!(!self.window.is_empty(), "no window for ferrite: {}", self.describe());
     }
 
     fn output(&self) -> String {
@@ -740,29 +772,10 @@ fn mode_13h_fills_a_four_by_three_window() {
 fn the_default_guest_echoes_keys_until_esc() {
     let test = "the_default_guest_echoes_keys_until_esc";
     let Some(x) = x_server(test) else { return };
-    let serial = scratch(&format!("{test}.serial"));
     let text = scratch(&format!("{test}.txt"));
-    let stderr = scratch(&format!("{test}.stderr"));
-    let child = x
-        .command(env!("CARGO_BIN_EXE_ferrite"))
-        .args(["--display", "window", "--renderer", "soft", "--accel", "interp"])
-        .arg("--serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("--screen-text")
-        .arg(&text)
-        .env_remove("RUST_LOG")
-        .env_remove("FERRITE_RENDERER")
-        .current_dir(scratch(""))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("start ferrite");
-    // The serial log stands in for the debug console Guest reads.
-    let mut guest = Guest { child, debugcon: serial, stderr, window: String::new(), screen: None };
+    let mut guest = Guest::start_on_serial(&x, test, &[]);
     guest.wait_for_output("[5/5] keyboard: type in the window");
-    let o = x.command("xdotool").args(["search", "--sync", "--pid", &guest.child.id().to_string()]).output().unwrap();
-    guest.window = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
+    guest.find_window(&x);
     focus(&x, &guest.window);
     assert!(x.command("xdotool").args(["key", "h", "i", "exclam"]).status().unwrap().success());
     guest.wait_for_output("INT 16h); Esc ends the demo\r\nhi!");
@@ -845,37 +858,21 @@ fn commands_typed_in_the_window_run_in_a_linux_shell() {
             return;
         }
     };
-    let serial = scratch(&format!("{test}.serial"));
-    let stderr = scratch(&format!("{test}.stderr"));
-    let screen = scratch(&format!("{test}.txt"));
-    let _ = std::fs::remove_file(&serial);
-    let child = x
-        .command(env!("CARGO_BIN_EXE_ferrite"))
-        .args(["--display", "window", "--renderer", "soft", "--accel", "interp", "-m", "256M"])
-        .arg("--kernel")
-        .arg(dir.join("cloud/vmlinuz"))
-        .arg("--initrd")
-        .arg(dir.join("initrd.img"))
-        .args(["--append", "console=tty0 console=ttyS0 panic=-1 ferrite.shell"])
-        .arg("--serial")
-        .arg(format!("file:{}", serial.display()))
-        .arg("--screen-text")
-        .arg(&screen)
-        .env_remove("RUST_LOG")
-        .env_remove("FERRITE_RENDERER")
-        .current_dir(scratch(""))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("start ferrite");
-    // The serial log stands in for the debug console Guest reads.
-    let mut guest = Guest { child, debugcon: serial, stderr, window: String::new(), screen: Some(screen) };
+    let (kernel, initrd) = (dir.join("cloud/vmlinuz"), dir.join("initrd.img"));
+    let args: [&std::ffi::OsStr; 8] = [
+        "-m".as_ref(),
+        "256M".as_ref(),
+        "--kernel".as_ref(),
+        kernel.as_os_str(),
+        "--initrd".as_ref(),
+        initrd.as_os_str(),
+        "--append".as_ref(),
+        "console=tty0 console=ttyS0 panic=-1 ferrite.shell".as_ref(),
+    ];
+    let mut guest = Guest::start_on_serial(&x, test, &args);
     // Up to 15 minutes for the boot, as linux.rs allows: a bound, not a speed check.
     guest.wait_for_output_polls("FERRITE-SHELL-READY", POLLS * 3);
-    let o = x.command("xdotool").args(["search", "--sync", "--pid", &guest.child.id().to_string()]).output().unwrap();
-    guest.window = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
-    assert!(!guest.window.is_empty(), "no window for ferrite: {}", guest.describe());
+    guest.find_window(&x);
     focus(&x, &guest.window);
     let xdo = |args: &[&str]| assert!(x.command("xdotool").args(args).status().unwrap().success(), "xdotool {args:?}");
     // "cho ...xy", two Lefts and two Deletes take the x and y away, Home and "e" make it echo.
