@@ -312,13 +312,8 @@ impl Backend for Interp {
         Ok(())
     }
 
-    fn init(&mut self, cpu: usize) -> Result<(), AccelError> {
-        self.vcpu(cpu).cpu.init(cpu != 0);
-        Ok(())
-    }
-
-    fn startup(&mut self, cpu: usize, vector: u8) -> Result<(), AccelError> {
-        self.vcpu(cpu).cpu.startup(vector);
+    fn set_state_keeping_tsc(&mut self, cpu: usize, state: &CpuState) -> Result<(), AccelError> {
+        self.vcpu(cpu).cpu.set_state_keeping_tsc(state);
         Ok(())
     }
 

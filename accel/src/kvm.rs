@@ -695,31 +695,11 @@ impl Backend for Kvm {
     }
 
     fn set_state(&mut self, cpu: usize, s: &CpuState) -> Result<(), AccelError> {
-        let v = &mut self.vcpus[cpu];
-        state::write(&v.fd, s).map_err(AccelError::Kvm)?;
-        v.load_flags(s);
-        Ok(())
+        self.vcpus[cpu].load(s, true)
     }
 
-    fn init(&mut self, cpu: usize) -> Result<(), AccelError> {
-        let mut s = self.state(cpu).after_init();
-        s.wait_for_sipi = cpu != 0;
-        let v = &mut self.vcpus[cpu];
-        state::write_with(&v.fd, &s, false).map_err(AccelError::Kvm)?;
-        v.load_flags(&s);
-        Ok(())
-    }
-
-    fn startup(&mut self, cpu: usize, vector: u8) -> Result<(), AccelError> {
-        if !self.vcpus[cpu].wait_for_sipi {
-            return Ok(());
-        }
-        let mut s = self.state(cpu);
-        s.startup(vector);
-        let v = &mut self.vcpus[cpu];
-        state::write_with(&v.fd, &s, false).map_err(AccelError::Kvm)?;
-        v.load_flags(&s);
-        Ok(())
+    fn set_state_keeping_tsc(&mut self, cpu: usize, s: &CpuState) -> Result<(), AccelError> {
+        self.vcpus[cpu].load(s, false)
     }
 
     fn halted(&mut self, cpu: usize) -> bool {
@@ -734,6 +714,13 @@ impl Backend for Kvm {
 }
 
 impl Vcpu {
+    /// Writes `s` into the vCPU (its TSC too, with `with_tsc`) and what the backend caches.
+    fn load(&mut self, s: &CpuState, with_tsc: bool) -> Result<(), AccelError> {
+        state::write(&self.fd, s, with_tsc).map_err(AccelError::Kvm)?;
+        self.load_flags(s);
+        Ok(())
+    }
+
     /// What the backend caches about a vCPU whose state was just written.
     fn load_flags(&mut self, s: &CpuState) {
         self.halted = s.halted;

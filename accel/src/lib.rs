@@ -50,12 +50,18 @@ pub trait Backend {
     }
     fn state(&mut self, cpu: usize) -> CpuState;
     fn set_state(&mut self, cpu: usize, state: &CpuState) -> Result<(), AccelError>;
+    /// `set_state` for a state the processor reached by itself (INIT, STARTUP): its
+    /// time-stamp counter runs on rather than being loaded from `state`, or it would fall
+    /// behind the other processors'. Backends whose `set_state` loads the TSC override this.
+    fn set_state_keeping_tsc(&mut self, cpu: usize, state: &CpuState) -> Result<(), AccelError> {
+        self.set_state(cpu, state)
+    }
     /// INIT for processor `cpu`: an application processor then waits for a STARTUP IPI, the
     /// bootstrap processor restarts at the reset vector.
     fn init(&mut self, cpu: usize) -> Result<(), AccelError> {
         let mut s = self.state(cpu).after_init();
         s.wait_for_sipi = cpu != 0;
-        self.set_state(cpu, &s)
+        self.set_state_keeping_tsc(cpu, &s)
     }
     /// A STARTUP IPI with `vector` for processor `cpu` (ignored unless it waits for one).
     fn startup(&mut self, cpu: usize, vector: u8) -> Result<(), AccelError> {
@@ -64,7 +70,7 @@ pub trait Backend {
             return Ok(());
         }
         s.startup(vector);
-        self.set_state(cpu, &s)
+        self.set_state_keeping_tsc(cpu, &s)
     }
     /// Is the processor halted, or waiting for a STARTUP IPI (and so waiting for something)?
     fn halted(&mut self, cpu: usize) -> bool {

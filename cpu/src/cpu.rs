@@ -198,28 +198,10 @@ impl Cpu {
         }
     }
 
-    /// INIT (an INIT IPI or INIT#): the processor returns to the state `CpuState::after_init`
-    /// gives; an application processor then waits for a STARTUP IPI, the bootstrap
-    /// processor starts again at the reset vector. The time-stamp counter runs on.
-    pub fn init(&mut self, wait_for_sipi: bool) {
-        let mut s = self.state().after_init();
-        s.wait_for_sipi = wait_for_sipi;
-        self.load_keeping_tsc(&s);
-    }
-
-    /// A STARTUP IPI: a processor waiting for one starts at `vector`:0000 in real mode;
-    /// any other ignores it.
-    pub fn startup(&mut self, vector: u8) {
-        if self.s.wait_for_sipi {
-            let mut s = self.state();
-            s.startup(vector);
-            self.load_keeping_tsc(&s);
-        }
-    }
-
-    /// `set_state` for a state change inside the processor (INIT, SIPI), which does not
-    /// load the time-stamp counter.
-    fn load_keeping_tsc(&mut self, s: &CpuState) {
+    /// `set_state` for a state the processor reached by itself (INIT, a STARTUP IPI: see
+    /// `CpuState::after_init` and `CpuState::startup`): its time-stamp counter runs on, as it
+    /// does through those on hardware, instead of being loaded from `s`.
+    pub fn set_state_keeping_tsc(&mut self, s: &CpuState) {
         let (tsc, anchor, last_ns, retired) = (self.s.tsc, self.tsc_anchor, self.last_ns, self.retired);
         self.set_state(s);
         (self.s.tsc, self.tsc_anchor, self.last_ns, self.retired) = (tsc, anchor, last_ns, retired);

@@ -347,15 +347,11 @@ pub(super) fn read(vcpu: &VcpuFd) -> Result<CpuState, String> {
     Ok(s)
 }
 
-/// Writes everything `CpuState` holds except `halted`. Control registers and EFER go first so
-/// that the mode the other registers are checked against is already the new one.
-pub(super) fn write(vcpu: &VcpuFd, s: &CpuState) -> Result<(), String> {
-    write_with(vcpu, s, true)
-}
-
-/// As `write`; without `with_tsc` the vCPU's time-stamp counter runs on untouched (INIT and
-/// STARTUP do not change it, and a write would skew it against the other vCPUs').
-pub(super) fn write_with(vcpu: &VcpuFd, s: &CpuState, with_tsc: bool) -> Result<(), String> {
+/// Writes everything `CpuState` holds except `halted` and `wait_for_sipi`, the TSC only with
+/// `with_tsc` (INIT and STARTUP leave it running; a write would skew it against the other
+/// vCPUs'). Control registers and EFER go first so that the mode the other registers are
+/// checked against is already the new one.
+pub(super) fn write(vcpu: &VcpuFd, s: &CpuState, with_tsc: bool) -> Result<(), String> {
     let mut sregs = vcpu.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
     fill_kvm_sregs(s, &mut sregs);
     vcpu.set_sregs(&sregs).map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
