@@ -182,9 +182,14 @@ impl MachineBus<'_> {
 
 impl Bus for MachineBus<'_> {
     fn map_page(&mut self, paddr: u64) -> PageMapping {
-        match self.m.memory().page(paddr) {
+        let mem = self.m.memory();
+        match mem.page(paddr) {
             Some((host, RegionKind::Ram)) => PageMapping::Ram { host },
             Some((host, RegionKind::Rom)) => PageMapping::Rom { host },
+            // Device memory (the framebuffer): written directly once its write is logged;
+            // until then the first write goes through the board, which logs it.
+            Some((host, RegionKind::DeviceRam)) if mem.device_page_logged(paddr) => PageMapping::Ram { host },
+            Some((host, RegionKind::DeviceRam)) => PageMapping::Rom { host },
             None => PageMapping::Mmio,
         }
     }

@@ -31,7 +31,7 @@ use cpu::state::flags;
 use cpu::CpuState;
 use kick::{KickGuard, Kicker};
 use kvm_bindings::{
-    kvm_interrupt, kvm_run, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY,
+    kvm_interrupt, kvm_run, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
 };
 use kvm_ioctls::{Cap, VcpuExit, VcpuFd, VmFd};
 use machine::{Machine, Region, RegionKind};
@@ -222,7 +222,12 @@ impl Kvm {
         for (slot, r) in regions.iter().enumerate() {
             let region = kvm_userspace_memory_region {
                 slot: slot as u32,
-                flags: if r.kind == RegionKind::Rom { KVM_MEM_READONLY } else { 0 },
+                flags: match r.kind {
+                    RegionKind::Ram => 0,
+                    RegionKind::Rom => KVM_MEM_READONLY,
+                    // The framebuffer: KVM logs the pages written, the display asks for them.
+                    RegionKind::DeviceRam => KVM_MEM_LOG_DIRTY_PAGES,
+                },
                 guest_phys_addr: r.guest,
                 memory_size: r.size,
                 userspace_addr: r.host as u64,
@@ -237,6 +242,26 @@ impl Kvm {
                 ))
             })?;
             self.slots.push(*r);
+        }
+        Ok(())
+    }
+
+    /// Adds the pages the guest wrote in directly mapped device memory since the last call
+    /// (KVM's dirty log of those slots, which the call also clears) to the machine's log.
+    fn collect_dirty_log(&mut self, m: &mut Machine) -> Result<(), AccelError> {
+        for (slot, r) in self.slots.iter().enumerate().filter(|(_, r)| r.kind == RegionKind::DeviceRam) {
+            let bitmap = self
+                .vm
+                .get_dirty_log(slot as u32, r.size as usize)
+                .map_err(|e| AccelError::Kvm(format!("dirty log of memory slot {slot} at {:#x}: {e}", r.guest)))?;
+            for (w, &bits) in bitmap.iter().enumerate() {
+                let mut b = bits;
+                while b != 0 {
+                    let page = w as u64 * 64 + u64::from(b.trailing_zeros());
+                    m.memory_mut().log_device_write(r.guest + page * machine::memory::PAGE_SIZE, 1);
+                    b &= b - 1;
+                }
+            }
         }
         Ok(())
     }
@@ -631,8 +656,16 @@ impl Backend for Kvm {
         "kvm"
     }
 
+    fn collect_device_writes(&mut self, m: &mut Machine) -> Result<(), AccelError> {
+        self.collect_dirty_log(m)
+    }
+
     fn run(&mut self, m: &mut Machine, until: u64) -> Result<Exit, AccelError> {
         if MapKey::of(m) != self.map_key {
+            if m.memory().regions() != self.slots {
+                // A slot's dirty log goes with it: hand it to the machine first.
+                self.collect_dirty_log(m)?;
+            }
             self.map_memory(m)?;
         }
         // Only vCPUs with something to do run: a halted one with nothing pending, or one

@@ -44,6 +44,13 @@ pub trait Backend {
     /// Runs guest code until virtual time `until` (nanoseconds), every processor halted, or
     /// something the machine must handle.
     fn run(&mut self, machine: &mut machine::Machine, until: u64) -> Result<Exit, AccelError>;
+    /// Adds what the backend knows of guest writes to directly mapped device memory (KVM's
+    /// dirty log of the framebuffer) to the machine's own log, so that devices can be told
+    /// (`Machine::deliver_device_writes`, which `Machine::display` calls). The interpreter's
+    /// writes reach the machine's log as they happen.
+    fn collect_device_writes(&mut self, _machine: &mut machine::Machine) -> Result<(), AccelError> {
+        Ok(())
+    }
     /// How many processors it runs.
     fn cpu_count(&self) -> usize {
         1

@@ -109,6 +109,19 @@ impl Vm {
         interval: Duration,
         watch: &mut dyn FnMut(&mut Machine, &RunStats) -> Watch,
     ) -> Result<RunOutcome, AccelError> {
+        let outcome = self.run_loop(limits, interval, watch);
+        // However the run ended, the machine's log holds every write to device memory (a
+        // last screenshot shows them).
+        self.backend.collect_device_writes(&mut self.machine)?;
+        outcome
+    }
+
+    fn run_loop(
+        &mut self,
+        limits: &RunLimits,
+        interval: Duration,
+        watch: &mut dyn FnMut(&mut Machine, &RunStats) -> Watch,
+    ) -> Result<RunOutcome, AccelError> {
         let start = Instant::now();
         let mut last_watch = start;
         let mut stats = RunStats { started: start, instructions: None, idle: Duration::ZERO };
@@ -140,6 +153,7 @@ impl Vm {
             if wall.duration_since(last_watch) >= interval {
                 last_watch = wall;
                 stats.instructions = self.backend.instructions_retired();
+                self.backend.collect_device_writes(&mut self.machine)?;
                 match watch(&mut self.machine, &stats) {
                     Watch::Continue => {}
                     Watch::Stop(code) => return Ok(RunOutcome::Stopped(code)),

@@ -12,7 +12,7 @@ use crate::apic::{delivery as apic_delivery, Message, IOAPIC_BASE};
 use crate::block::BlockDevice;
 use crate::host::CharBackend;
 use crate::device::{open_bus, INTX};
-use crate::memory::{Memory, MemoryError, PamMode};
+use crate::memory::{DeviceRamId, Memory, MemoryError, PamMode};
 use crate::pci::{devfn, pirq_of, BarKind, DevFn, PIIX3_ISA, PIRQ_ROUTE, ROM_INDEX};
 use serde::{Deserialize, Serialize};
 
@@ -384,8 +384,22 @@ impl Machine {
 
     /// The display adapter (the first device that drives a screen), for frames and screen text.
     pub fn display(&mut self) -> Option<&mut dyn crate::display::Display> {
+        self.deliver_device_writes();
         let i = self.devices.iter_mut().position(|d| d.as_display().is_some())?;
         self.devices[i].as_display()
+    }
+
+    /// Tells devices which pages of their directly mapped memory the guest wrote since they
+    /// were last told (the write log of [`Memory::take_device_writes`]; under KVM the backend
+    /// first adds its dirty log to it).
+    pub fn deliver_device_writes(&mut self) {
+        let mut pages = Vec::new();
+        self.memory.take_device_writes(&mut pages);
+        for (id, offset) in pages {
+            if let Some(f) = self.devices.get_mut(id.device).and_then(|d| d.as_pci()) {
+                f.direct_memory_written(id.bar, offset, crate::memory::PAGE_SIZE);
+            }
+        }
     }
 
     /// Sends everything the sound devices play from now on to `sink` as well. The first sink
@@ -512,6 +526,19 @@ impl Machine {
         let Some(f) = self.devices[idx].as_pci() else { return };
         let mut maps = f.config().mappings();
         maps.extend(f.io_windows());
+        // Memory BARs backed by plain memory are mapped directly as well (the MMIO range
+        // below still serves what the direct mapping cannot: an overlap with other memory).
+        let direct: Vec<_> = (0..ROM_INDEX)
+            .filter_map(|bar| {
+                let buf = f.direct_memory(bar)?;
+                let at = maps.iter().find(|m| m.index == bar && m.kind != BarKind::Io);
+                let size = at.map_or(buf.len() as u64, |m| m.size.min(buf.len() as u64));
+                Some((bar, at.map(|m| m.base), buf.as_mut_ptr(), size))
+            })
+            .collect();
+        for (bar, guest, host, size) in direct {
+            self.memory.map_device_ram(DeviceRamId { device: idx, bar }, guest, host, size);
+        }
         // Drop the old I/O BAR ports and MMIO ranges of this function.
         for (k, b) in self.io_bars.iter().enumerate() {
             if b.device == idx {
@@ -1006,11 +1033,16 @@ impl Machine {
         match self.mmio_find(addr) {
             Some((d, off, None)) => self.with_device(d, |d, cx| d.mmio_write(off, size, value, cx)),
             Some((_, _, Some(ROM_INDEX))) => {}
-            Some((d, off, Some(bar))) => self.with_device(d, |d, cx| {
-                if let Some(f) = d.as_pci() {
-                    f.bar_write(bar, off, size, value, cx)
-                }
-            }),
+            Some((d, off, Some(bar))) => {
+                self.with_device(d, |d, cx| {
+                    if let Some(f) = d.as_pci() {
+                        f.bar_write(bar, off, size, value, cx)
+                    }
+                });
+                // A directly mapped page written for the first time since the device was
+                // told: from now on the CPU may write it directly.
+                self.memory.log_device_write(addr, u64::from(size));
+            }
             None => {
                 // A write to a read-only mapping: shadow RAM takes it if the chipset says so.
                 let bytes = value.to_le_bytes();

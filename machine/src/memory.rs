@@ -37,7 +37,36 @@ pub enum RegionKind {
     /// Mapped for reads only: the BIOS image, or RAM that the chipset made read-only (PAM).
     /// Writes go to the board as MMIO writes ([`Memory::write_shadow`] decides what they do).
     Rom,
+    /// A device's own memory mapped where its BAR puts it (the VGA's linear framebuffer):
+    /// read and written directly, with the pages written logged so the device learns of them
+    /// ([`Memory::take_device_writes`]). The interpreter maps a page that is not logged yet for
+    /// reads only, so its first write goes through the board, which logs it; KVM keeps the log
+    /// itself (`KVM_MEM_LOG_DIRTY_PAGES`) and hands it over.
+    DeviceRam,
 }
+
+/// Names a device's directly mapped memory: the board's index of the device and the BAR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRamId {
+    pub device: usize,
+    pub bar: u8,
+}
+
+/// A device's memory that may be mapped directly.
+struct DeviceRam {
+    id: DeviceRamId,
+    /// Where the guest sees it now (`None`: its BAR does not decode).
+    guest: Option<u64>,
+    host: *mut u8,
+    size: u64,
+    /// One bit per 4 KiB page written since the device was last told.
+    dirty: Vec<u64>,
+    any_dirty: bool,
+}
+
+// SAFETY: `host` points into a buffer its device owns for as long as the machine lives (see
+// `Memory::map_device_ram`); the machine moves between threads as a whole.
+unsafe impl Send for DeviceRam {}
 
 /// One directly mapped region, for KVM memory slots and for the interpreter's page lookups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +110,7 @@ pub struct Memory {
     ram: GuestMemoryMmap<()>,
     ram_size: u64,
     /// The BIOS image, page aligned so it can back a memory slot.
-    bios: PageBox,
+    bios: PageBuffer,
     a20: bool,
     pam: [PamMode; PAM_SEGMENTS],
     /// The current map, in address order; rebuilt when PAM changes.
@@ -90,6 +119,8 @@ pub struct Memory {
     /// Physical pages written by someone other than the CPU (loaders, DMA) since the CPU last
     /// asked, so it can drop code it decoded from them.
     written: Vec<u64>,
+    /// Device memory mapped directly (`RegionKind::DeviceRam`), with its write log.
+    device_ram: Vec<DeviceRam>,
 }
 
 impl Memory {
@@ -111,8 +142,8 @@ impl Memory {
             ranges.push((GuestAddress(HIGH_RAM_START), (ram_size - low) as usize));
         }
         let ram = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| MemoryError::Alloc(e.to_string()))?;
-        let mut bios = PageBox::new(len);
-        bios.as_mut_slice().copy_from_slice(bios_image);
+        let mut bios = PageBuffer::new(len);
+        bios.copy_from_slice(bios_image);
         let mut m = Memory {
             ram,
             ram_size,
@@ -122,6 +153,7 @@ impl Memory {
             map: Vec::new(),
             generation: 0,
             written: Vec::new(),
+            device_ram: Vec::new(),
         };
         m.rebuild();
         Ok(m)
@@ -232,8 +264,102 @@ impl Memory {
         if self.ram_size > low {
             push(Region { guest: HIGH_RAM_START, size: self.ram_size - low, host: self.ram_host(HIGH_RAM_START), kind: RegionKind::Ram });
         }
+        // Device memory where its BAR puts it, unless that overlaps RAM, the BIOS or another
+        // device's memory: then the board's MMIO routing decides, access by access.
+        for d in &self.device_ram {
+            let Some(g) = d.guest else { continue };
+            let end = g.saturating_add(d.size);
+            if g % PAGE_SIZE != 0 || out.iter().any(|r| g < r.guest + r.size && r.guest < end) {
+                tracing::debug!(device = d.id.device, bar = d.id.bar, "device memory at {g:#x} overlaps other memory; not mapped directly");
+                continue;
+            }
+            out.push(Region { guest: g, size: d.size, host: d.host, kind: RegionKind::DeviceRam });
+        }
+        out.sort_by_key(|r| r.guest);
         self.map = out;
         self.generation += 1;
+    }
+
+    /// Maps (or with `guest` `None`, unmaps) a device's memory: `size` bytes at `host`,
+    /// page aligned, which the device owns for as long as the machine lives and never moves.
+    /// Pages already logged as written stay logged across a move.
+    pub fn map_device_ram(&mut self, id: DeviceRamId, guest: Option<u64>, host: *mut u8, size: u64) {
+        let size = size / PAGE_SIZE * PAGE_SIZE;
+        match self.device_ram.iter_mut().find(|d| d.id == id) {
+            Some(d) if d.guest == guest && d.host == host && d.size == size => return,
+            Some(d) => {
+                if d.size != size {
+                    d.dirty = vec![0; (size / PAGE_SIZE).div_ceil(64) as usize];
+                }
+                (d.guest, d.host, d.size) = (guest, host, size);
+            }
+            None => self.device_ram.push(DeviceRam {
+                id,
+                guest,
+                host,
+                size,
+                dirty: vec![0; (size / PAGE_SIZE).div_ceil(64) as usize],
+                any_dirty: false,
+            }),
+        }
+        self.rebuild();
+    }
+
+    /// The directly mapped device memory holding `paddr` (after the A20 gate) and the page's
+    /// index in it.
+    fn device_page(&self, paddr: u64) -> Option<(usize, u64)> {
+        let p = self.a20_mask(paddr);
+        self.device_ram.iter().enumerate().find_map(|(k, d)| {
+            let g = d.guest?;
+            (p >= g && p - g < d.size && self.page(p).is_some_and(|(_, kind)| kind == RegionKind::DeviceRam))
+                .then_some((k, (p - g) / PAGE_SIZE))
+        })
+    }
+
+    /// Whether the page of directly mapped device memory at `paddr` has been written since its
+    /// device was last told (the interpreter then lets the CPU write it directly).
+    pub fn device_page_logged(&self, paddr: u64) -> bool {
+        self.device_page(paddr).is_some_and(|(k, i)| self.device_ram[k].dirty[(i / 64) as usize] >> (i % 64) & 1 != 0)
+    }
+
+    /// Logs a write of `len` bytes at `paddr` to directly mapped device memory (nothing
+    /// happens elsewhere): by the CPU through the board, by DMA, or from KVM's dirty log.
+    pub fn log_device_write(&mut self, paddr: u64, len: u64) {
+        if self.device_ram.is_empty() || len == 0 {
+            return;
+        }
+        let mut page = paddr & !(PAGE_SIZE - 1);
+        while page < paddr.saturating_add(len) {
+            if let Some((k, i)) = self.device_page(page) {
+                let d = &mut self.device_ram[k];
+                d.dirty[(i / 64) as usize] |= 1 << (i % 64);
+                d.any_dirty = true;
+            }
+            page += PAGE_SIZE;
+        }
+    }
+
+    /// Hands over the logged pages of device memory, as (device, byte offset of the page in
+    /// its memory), and clears the log. When there were any, the memory map's generation
+    /// moves, so the CPUs drop the direct write access they had to those pages and the next
+    /// write to each is logged again.
+    pub fn take_device_writes(&mut self, out: &mut Vec<(DeviceRamId, u64)>) {
+        let mut any = false;
+        for d in self.device_ram.iter_mut().filter(|d| d.any_dirty) {
+            for (w, bits) in d.dirty.iter_mut().enumerate() {
+                let mut b = std::mem::take(bits);
+                while b != 0 {
+                    let i = w as u64 * 64 + u64::from(b.trailing_zeros());
+                    out.push((d.id, i * PAGE_SIZE));
+                    b &= b - 1;
+                }
+            }
+            d.any_dirty = false;
+            any = true;
+        }
+        if any {
+            self.generation += 1;
+        }
     }
 
     /// The directly mapped regions, in address order. Everything not listed is device memory.
@@ -296,6 +422,11 @@ impl Memory {
             match self.page(a) {
                 // SAFETY: as in `read`; RAM pages are writable.
                 Some((host, RegionKind::Ram)) => unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), host.add(off), n) },
+                Some((host, RegionKind::DeviceRam)) => {
+                    // SAFETY: as for RAM; the device's memory is writable.
+                    unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), host.add(off), n) };
+                    self.log_device_write(a, n as u64);
+                }
                 // A page lies within one PAM segment, so one routing decision covers it.
                 Some((_, RegionKind::Rom)) => {
                     self.write_shadow(a, part);
@@ -331,33 +462,51 @@ impl Memory {
     }
 }
 
-/// A page-aligned, zeroed heap buffer.
-struct PageBox {
+/// A page-aligned, zeroed heap buffer that never moves: the BIOS image, and device memory
+/// that may be mapped into the guest (the VGA's video memory).
+pub struct PageBuffer {
     ptr: *mut u8,
     len: usize,
 }
 
-// SAFETY: PageBox owns its allocation exclusively.
-unsafe impl Send for PageBox {}
+// SAFETY: PageBuffer owns its allocation exclusively.
+unsafe impl Send for PageBuffer {}
 
-impl PageBox {
-    fn new(len: usize) -> PageBox {
+impl PageBuffer {
+    /// `len` bytes (rounded up to whole pages, at least one), zeroed.
+    pub fn new(len: usize) -> PageBuffer {
+        let len = len.max(1).next_multiple_of(PAGE_SIZE as usize);
         let layout = std::alloc::Layout::from_size_align(len, PAGE_SIZE as usize).expect("valid layout");
-        // SAFETY: len is non-zero (checked by the caller) and the layout is valid.
+        // SAFETY: len is non-zero and the layout is valid.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         if ptr.is_null() {
             std::alloc::handle_alloc_error(layout);
         }
-        PageBox { ptr, len }
+        PageBuffer { ptr, len }
     }
 
-    fn as_mut_slice(&mut self) -> &mut [u8] {
+    /// The first byte, for mapping the buffer into the guest.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+impl std::ops::Deref for PageBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
         // SAFETY: ptr is a live allocation of len bytes owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for PageBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: ptr is a live allocation of len bytes owned by self, borrowed mutably.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
-impl Drop for PageBox {
+impl Drop for PageBuffer {
     fn drop(&mut self) {
         let layout = std::alloc::Layout::from_size_align(self.len, PAGE_SIZE as usize).expect("valid layout");
         // SAFETY: allocated in `new` with this layout.

@@ -2,6 +2,7 @@
 //! serial port and debug console captured, and compare what two runs left behind.
 
 pub mod diff;
+pub mod framebuffer;
 pub mod guest;
 
 use accel::{AccelError, Backend, RunLimits, RunOutcome, Vm};

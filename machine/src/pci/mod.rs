@@ -6,7 +6,7 @@ pub mod config;
 pub use config::{Bar, BarKind, BarMapping, PciConfig, ROM_INDEX};
 
 use crate::device::{open_bus, Device, DeviceContext};
-use crate::memory::Memory;
+use crate::memory::{Memory, PageBuffer};
 
 /// Device and function number on bus 0: device << 3 | function.
 pub type DevFn = u8;
@@ -58,6 +58,18 @@ pub trait PciFunction: Device {
     fn io_windows(&self) -> Vec<BarMapping> {
         Vec::new()
     }
+    /// Plain memory behind memory BAR `bar` that the guest may read and write directly,
+    /// without a call per access (the VGA's framebuffer). The buffer lives as long as the
+    /// function and is never replaced. The board maps it where the BAR decodes (memory slots
+    /// under KVM, host pointers in the interpreter) and tells the function which pages the
+    /// guest wrote through `direct_memory_written`, before anything that depends on them is
+    /// asked of it (a picture). `bar_read`/`bar_write` still serve the BAR when the board
+    /// cannot map it (it overlaps other memory).
+    fn direct_memory(&mut self, _bar: u8) -> Option<&mut PageBuffer> {
+        None
+    }
+    /// The guest wrote `len` bytes from `offset` of BAR `bar`'s direct memory.
+    fn direct_memory_written(&mut self, _bar: u8, _offset: u64, _len: u64) {}
 }
 
 /// The PIRQ (0-3 for A-D) an interrupt pin (1-4) of a slot reaches, swizzled by device

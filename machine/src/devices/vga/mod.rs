@@ -6,8 +6,10 @@
 //! 0x1CE/0x1CF and the 0xA0000-0xBFFFF window, decoded whatever the command register says.
 //!
 //! `regs` models the register file, `memory` the CPU's view of the planes, `vbe` the DISPI
-//! interface and `render` the picture. The video memory is one plain byte vector: the first
-//! 256 KiB hold the four interleaved planes, VBE modes use it linearly.
+//! interface and `render` the picture. The video memory is one plain page-aligned buffer: the
+//! first 256 KiB hold the four interleaved planes, VBE modes use it linearly. BAR0 maps it
+//! directly into the guest (`PciFunction::direct_memory`): the CPUs write the framebuffer with
+//! no call per access, and the board reports the pages written before each picture.
 
 pub mod memory;
 pub mod regs;
@@ -17,6 +19,7 @@ pub mod vbe;
 
 use crate::device::{open_bus, Device, DeviceContext, DeviceSnapshot, SnapshotError};
 use crate::display::{Display, Frame};
+use crate::memory::PageBuffer;
 use crate::pci::{devfn, Bar, BarKind, DevFn, PciConfig, PciFunction};
 use crate::Machine;
 use regs::VgaRegs;
@@ -49,7 +52,7 @@ pub struct Vga {
     rom: Option<Vec<u8>>,
     regs: VgaRegs,
     dispi: Dispi,
-    vram: Vec<u8>,
+    vram: PageBuffer,
     /// Changes whenever the picture may have changed (see `Frame::generation`).
     generation: u64,
     /// Per 4 KiB page of video memory, the generation of its last write; and the generation
@@ -94,7 +97,7 @@ impl Vga {
             rom,
             regs: VgaRegs::default(),
             dispi: Dispi::new(size),
-            vram: vec![0; size],
+            vram: PageBuffer::new(size),
             generation: 1,
             page_written: vec![0; size.div_ceil(render::DIRTY_PAGE)],
             full_since: 1,
@@ -302,7 +305,8 @@ impl Device for Vga {
             let dest = vram.get_mut(at..at + SNAPSHOT_PAGE).ok_or_else(|| malformed("video memory page out of range"))?;
             from_hex(hex, dest).ok_or_else(|| malformed("video memory page is not 4096 bytes of hex"))?;
         }
-        self.vram = vram;
+        // Copied into the buffer the guest may have mapped, which never moves.
+        self.vram.copy_from_slice(&vram);
         self.config = state.config;
         self.regs = state.regs;
         self.dispi = state.dispi;
@@ -357,6 +361,16 @@ impl PciFunction for Vga {
 
     fn rom(&self) -> Option<&[u8]> {
         self.rom.as_deref()
+    }
+
+    fn direct_memory(&mut self, bar: u8) -> Option<&mut PageBuffer> {
+        (bar == BAR_LFB).then_some(&mut self.vram)
+    }
+
+    fn direct_memory_written(&mut self, bar: u8, offset: u64, len: u64) {
+        if bar == BAR_LFB && offset < self.vram.len() as u64 {
+            self.written(offset as usize, len as usize);
+        }
     }
 }
 
@@ -647,7 +661,7 @@ mod tests {
         let mut other = Vga::new(Some(vec![0x55, 0xAA, 0x10]));
         other.restore(&snap).unwrap();
         assert_eq!(other.regs, b.vga.regs);
-        assert_eq!(other.vram, b.vga.vram);
+        assert!(other.vram[..] == b.vga.vram[..], "video memory restored");
         assert_eq!(other.screen_text().lines().next(), Some("A"));
         let mut small = Vga::with_vram(None, 1 << 20);
         assert!(matches!(small.restore(&snap), Err(SnapshotError::Malformed { .. })));
