@@ -130,6 +130,12 @@ impl Drawer {
     /// Draws `pictures` pictures of `pixels` pixels from pixel `first`, the first in `colour`;
     /// returns when the guest's UD2 is reached.
     pub fn draw(&mut self, first: u64, pixels: u64, colour: u32, pictures: u64) -> Result<(), String> {
+        self.draw_rendering(first, pixels, colour, pictures, None)
+    }
+
+    /// As `draw`, rendering a picture every `every_ns` of virtual time while the guest draws,
+    /// as the window does (the guest is stopped in the middle of its loop, not restarted).
+    pub fn draw_rendering(&mut self, first: u64, pixels: u64, colour: u32, pictures: u64, every_ns: Option<u64>) -> Result<(), String> {
         let mut code = vec![0xF4u8; env::CODE_SIZE as usize];
         code[..DRAW.len()].copy_from_slice(DRAW);
         self.m.memory_mut().write_ram(env::CODE, &code);
@@ -139,10 +145,14 @@ impl Drawer {
         s.gpr[reg::RAX] = u64::from(colour);
         s.gpr[8] = pictures; // R8
         self.backend.set_state(0, &s).map_err(|e| format!("set_state: {e}"))?;
-        let until = self.m.now() + 600_000_000_000;
+        let end = self.m.now() + 600_000_000_000;
         loop {
+            let until = every_ns.map_or(end, |every| end.min(self.m.now() + every));
             match self.backend.run(&mut self.m, until).map_err(|e| e.to_string())? {
                 Exit::Halted => break,
+                Exit::Deadline if until < end => {
+                    self.render()?;
+                }
                 Exit::Attention => {
                     self.m.take_events();
                 }

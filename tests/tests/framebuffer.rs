@@ -24,8 +24,9 @@ fn pictures_reach_the_display(kind: Kind) {
         assert_eq!(d.pixel(x, y), 0x12_34_56, "{kind:?}: pixel ({x}, {y}) of the first picture");
     }
 
-    // Two more over the same pages: writes after a picture are logged again.
-    d.draw(0, w * h, 0x00_AB_CD_00, 2).unwrap();
+    // Two more over the same pages, with pictures taken while the guest draws: writes after
+    // a picture are logged again.
+    d.draw_rendering(0, w * h, 0x00_AB_CD_00, 2, Some(10_000_000)).unwrap();
     assert!(d.render().unwrap(), "{kind:?}: the second picture was drawn");
     for (x, y) in corners {
         assert_eq!(d.pixel(x, y), 0xAB_CD_01, "{kind:?}: pixel ({x}, {y}) after the third picture");
