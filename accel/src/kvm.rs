@@ -94,6 +94,9 @@ pub struct Kvm {
     /// The regions registered as slots 0.., in order.
     slots: Vec<Region>,
     map_key: MapKey,
+    /// A state with kvmclock on was loaded: where its structure is and the TSC loaded, for
+    /// setting the VM's clock before the next run.
+    clock_handover: Option<(u64, u64)>,
 }
 
 /// The vCPU and what the backend caches about it.
@@ -199,6 +202,7 @@ impl Kvm {
             kickers,
             slots: Vec::new(),
             map_key: MapKey::of(machine),
+            clock_handover: None,
         };
         k.map_memory(machine)?;
         tracing::debug!(slots = k.slots.len(), vcpus = n, "KVM VM created");
@@ -271,6 +275,13 @@ impl Kvm {
 /// APIC (the machine's, in userspace: its registers are MMIO exits) with this processor's ID
 /// and the package's size (leaves 1, 4 and 0xB, as the interpreter reports them), but no
 /// x2APIC and no TSC-deadline timer (their MSRs would go to KVM, not to the machine's APIC).
+/// CPUID leaf of KVM's paravirtual features and the bits Ferrite keeps (Linux
+/// `arch/x86/include/uapi/asm/kvm_para.h`).
+const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
+const KVM_FEATURE_NOP_IO_DELAY: u32 = 1 << 1;
+const KVM_FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
+const KVM_FEATURE_CLOCKSOURCE_STABLE_BIT: u32 = 1 << 24;
+
 fn filter_cpuid(cpuid: &mut CpuId, id: u8, count: u8) {
     let (id32, n) = (u32::from(id), u32::from(count.max(1)));
     for e in cpuid.as_mut_slice() {
@@ -286,6 +297,12 @@ fn filter_cpuid(cpuid: &mut CpuId, id: u8, count: u8) {
                 }
             }
             4 => e.eax = (e.eax & 0x03FF_FFFF) | ((n - 1) << 26),
+            // KVM's paravirtual features: only what works with the machine's local APIC in
+            // userspace and what `CpuState` carries to the other backend: the clock
+            // (kvmclock through the new MSRs, with the stable-TSC flag) and port 0x80 without
+            // delay. PV EOI, PV IPIs, PV unhalt need the in-kernel local APIC; async page
+            // faults and steal time keep state `CpuState` does not hold.
+            KVM_CPUID_FEATURES => e.eax &= KVM_FEATURE_NOP_IO_DELAY | KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT,
             0xB => {
                 let level = e.index;
                 (e.eax, e.ebx, e.ecx) = match level {
@@ -661,6 +678,12 @@ impl Backend for Kvm {
     }
 
     fn run(&mut self, m: &mut Machine, until: u64) -> Result<Exit, AccelError> {
+        if let Some((at, tsc)) = self.clock_handover.take() {
+            let mut info = [0u8; cpu::pvclock::INFO_SIZE];
+            m.memory().read(at, &mut info);
+            let clock = kvm_bindings::kvm_clock_data { clock: cpu::pvclock::read(&info, tsc), ..Default::default() };
+            self.vm.set_clock(&clock).map_err(|e| AccelError::Kvm(format!("KVM_SET_CLOCK: {e}")))?;
+        }
         if MapKey::of(m) != self.map_key {
             if m.memory().regions() != self.slots {
                 // A slot's dirty log goes with it: hand it to the machine first.
@@ -728,6 +751,11 @@ impl Backend for Kvm {
     }
 
     fn set_state(&mut self, cpu: usize, s: &CpuState) -> Result<(), AccelError> {
+        if s.msr.kvm_system_time & 1 != 0 {
+            // The guest reads kvmclock: before it runs, set the VM's clock to the time the
+            // structure in its memory gives at the TSC loaded now, so it runs on unbroken.
+            self.clock_handover = Some((s.msr.kvm_system_time & !1, s.tsc));
+        }
         self.vcpus[cpu].load(s, true)
     }
 

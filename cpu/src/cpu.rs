@@ -69,6 +69,8 @@ pub struct Cpu {
     /// Set by a handler (through `stop_block`) to end the current block after this
     /// instruction (a write hit decoded code, the bus wants attention, HLT, a mode change).
     pub(crate) end_block: bool,
+    /// A state with kvmclock enabled was loaded: the next run rewrites its structure.
+    pvclock_handover: bool,
     /// How many of the running block's instructions may run: its length, or 0 once
     /// `stop_block` was called, so that the run loop's one bound check also sees `end_block`.
     block_end: usize,
@@ -149,6 +151,7 @@ impl Cpu {
             scratch_pages: Vec::new(),
             random_seed: None,
             tsc_anchor: None,
+            pvclock_handover: false,
             last_ns: 0,
             run_retired: 0,
             bp: crate::debug::Breakpoints::default(),
@@ -245,6 +248,7 @@ impl Cpu {
     /// Loads a state; every cache that depended on the old one is dropped.
     pub fn set_state(&mut self, state: &CpuState) {
         self.s = state.clone();
+        self.pvclock_handover = state.msr.kvm_system_time & 1 != 0;
         self.set_rflags((state.rflags & 0x003F_7FD5) | flags::FIXED1);
         self.flush_tlb();
         self.map_gen = u64::MAX;
@@ -350,6 +354,12 @@ impl Cpu {
         self.drop_code_written_by_others(bus);
         if self.tsc_anchor.is_none() {
             self.tsc_anchor = bus.time_ns(0);
+        }
+        if std::mem::take(&mut self.pvclock_handover) {
+            // A state loaded with kvmclock on (from KVM): the structure goes on from the time
+            // it gives, at this CPU's TSC rate.
+            let msr = self.s.msr.kvm_system_time;
+            self.update_pvclock(bus, msr, 0);
         }
         self.run_retired = 0;
         self.stop = None;

@@ -8,6 +8,7 @@
 
 pub mod bus;
 pub mod flat;
+pub mod pvclock;
 pub mod state;
 
 mod block;

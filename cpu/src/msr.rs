@@ -60,6 +60,7 @@ impl Cpu {
             GS_BASE => self.s.seg[sreg::GS].base,
             KERNEL_GS_BASE => m.kernel_gs_base,
             TSC_AUX => m.tsc_aux,
+            crate::pvclock::KVM_SYSTEM_TIME_NEW => m.kvm_system_time,
             n if is_mtrr(n) => m.mtrr.get(&n).copied().unwrap_or(0),
             _ => return None,
         })
@@ -98,6 +99,9 @@ impl Cpu {
             GS_BASE => self.s.seg[sreg::GS].base = v,
             KERNEL_GS_BASE => m.kernel_gs_base = v,
             TSC_AUX => m.tsc_aux = v & 0xFFFF_FFFF,
+            // Bits 5:1 are reserved; the structure is 4-byte aligned (KVM refuses the rest).
+            crate::pvclock::KVM_SYSTEM_TIME_NEW if v & 0x1E != 0 => return Err(Fault::gp(0)),
+            crate::pvclock::KVM_SYSTEM_TIME_NEW => m.kvm_system_time = v,
             n if is_mtrr(n) => {
                 m.mtrr.insert(n, v);
             }

@@ -203,6 +203,11 @@ pub struct Msrs {
     /// IA32_TSC_DEADLINE as last written (the local APIC holds the armed deadline).
     #[serde(default)]
     pub tsc_deadline: u64,
+    /// MSR_KVM_SYSTEM_TIME_NEW: where the guest keeps KVM's paravirtual clock (bit 0:
+    /// enabled). Registered under KVM; the interpreter keeps the structure telling the time
+    /// after a hand-over (`pvclock`).
+    #[serde(default)]
+    pub kvm_system_time: u64,
     /// MTRRs: the default type (0x2FF), fixed ranges and variable base/mask pairs, by MSR
     /// number.
     pub mtrr: std::collections::BTreeMap<u32, u64>,
@@ -273,7 +278,8 @@ impl CpuState {
         CpuState {
             tsc: self.tsc,
             apic_base: self.apic_base,
-            msr: self.msr.clone(),
+            // KVM turns the paravirtual clock off at INIT (kvmclock_reset).
+            msr: Msrs { kvm_system_time: 0, ..self.msr.clone() },
             fpu: self.fpu.clone(),
             sse: self.sse.clone(),
             xcr0: self.xcr0,

@@ -110,6 +110,7 @@ start:
     call show_mb1_info
 %endif
     call check_pc_state
+    call check_kvmclock
 
     PRINT "mbtest: done, "
     mov eax, [failures]
@@ -483,6 +484,64 @@ report:
     call puts
     jmp newline
 
+; kvmclock, KVM's paravirtual clock: offered only under KVM (the interpreter has no
+; hypervisor leaves). Registers a structure with MSR_KVM_SYSTEM_TIME_NEW, which must come back
+; filled (version even and non-zero, a multiplier) with a time that moves on, then turns it
+; off again.
+check_kvmclock:
+    call kvmclock_offered
+    jnz .absent
+    PRINT `kvmclock: offered\n`
+    mov ecx, KVM_SYSTEM_TIME_NEW
+    mov eax, pvclock + 1
+    xor edx, edx
+    wrmsr
+    call kvmclock_now
+    mov [kvm_t0], eax
+    mov [kvm_t0 + 4], edx
+    mov eax, [pvclock]
+    test eax, 1
+    VERDICT "kvmclock-version-even"
+    mov eax, [pvclock]
+    test eax, eax
+    setz al
+    test al, al
+    VERDICT "kvmclock-filled"
+    mov eax, [pvclock + 24]
+    test eax, eax
+    setz al
+    test al, al
+    VERDICT "kvmclock-multiplier"
+    ; Some TSC ticks later the clock has moved on, by less than 4.29 seconds.
+    mov ecx, 200000
+.spin:
+    pause
+    dec ecx
+    jnz .spin
+    call kvmclock_now
+    sub eax, [kvm_t0]
+    sbb edx, [kvm_t0 + 4]
+    mov ebx, 1                          ; failed, unless:
+    jb .judged                          ; it went back,
+    test edx, edx
+    jnz .judged                         ; or on by 4.29 s or more,
+    test eax, eax
+    jz .judged                          ; or not at all
+    xor ebx, ebx
+.judged:
+    test ebx, ebx
+    VERDICT "kvmclock-moves-on"
+    mov ecx, KVM_SYSTEM_TIME_NEW
+    xor eax, eax
+    xor edx, edx
+    wrmsr
+    ret
+.absent:
+    PRINT `kvmclock: not offered\n`
+    ret
+
+%include "kvmclock.inc"
+
 s_pass: db "PASS ", 0
 s_fail: db "FAIL ", 0
 
@@ -528,6 +587,9 @@ mem_lower:      resd 1
 mem_upper:      resd 1
 rsdp:           resd 1
 acpi_tag_rsdp:  resd 1
+kvm_t0:         resd 2
+alignb 32
+pvclock:        resb 32                 ; pvclock_vcpu_time_info
                 resb 1024
 stack_top:
 bss_end:

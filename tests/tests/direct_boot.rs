@@ -88,8 +88,14 @@ fn check_run(format: &str, backend: BackendKind) {
     assert_eq!(modules[1].2, "/boot/m2.txt");
     assert_eq!(modules[0].1 - modules[0].0, MODULE1.len() as u64);
     assert_eq!(modules[1].1 - modules[1].0, MODULE2.len() as u64);
+    // KVM offers its paravirtual clock (four more checks of it); the interpreter does not.
+    let kvmclock = match backend {
+        BackendKind::Kvm => "kvmclock: offered",
+        BackendKind::Interp => "kvmclock: not offered",
+    };
+    assert!(lines.contains(&kvmclock), "{format} under {backend:?}: no line {kvmclock:?} in\n{text}");
     let passes = lines.iter().filter(|l| l.starts_with("PASS ")).count();
-    let checks = if format == "MB2" { 20 } else { 19 };
+    let checks = if format == "MB2" { 20 } else { 19 } + if backend == BackendKind::Kvm { 4 } else { 0 };
     assert_eq!(passes, checks, "{format}: every check ran and passed:\n{text}");
 }
 

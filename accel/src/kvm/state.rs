@@ -166,7 +166,7 @@ fn from_kvm_events(e: &kvm_vcpu_events) -> PendingEvents {
 }
 
 /// MSR numbers of the named fields of `cpu::Msrs`, read and written as a batch.
-const NAMED_MSRS: [u32; 11] = [
+const NAMED_MSRS: [u32; 12] = [
     0x174,       // SYSENTER_CS
     0x175,       // SYSENTER_ESP
     0x176,       // SYSENTER_EIP
@@ -178,6 +178,7 @@ const NAMED_MSRS: [u32; 11] = [
     0xC000_0103, // TSC_AUX
     0x277,       // PAT
     0x1A0,       // MISC_ENABLE
+    cpu::pvclock::KVM_SYSTEM_TIME_NEW,
 ];
 
 fn named_msr(m: &mut cpu::Msrs, index: u32) -> &mut u64 {
@@ -192,6 +193,7 @@ fn named_msr(m: &mut cpu::Msrs, index: u32) -> &mut u64 {
         0xC000_0102 => &mut m.kernel_gs_base,
         0xC000_0103 => &mut m.tsc_aux,
         0x277 => &mut m.pat,
+        cpu::pvclock::KVM_SYSTEM_TIME_NEW => &mut m.kvm_system_time,
         _ => &mut m.misc_enable,
     }
 }

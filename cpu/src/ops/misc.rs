@@ -315,6 +315,15 @@ pub(crate) fn wrmsr(cpu: &mut Cpu, bus: &mut dyn Bus, _i: &Insn) -> Result<(), F
             Ok(())
         }
         Some(false) => Err(Fault::gp(0)),
+        None if n == crate::pvclock::KVM_SYSTEM_TIME_NEW => {
+            let old = cpu.s.msr.kvm_system_time;
+            cpu.write_msr(n, v)?;
+            // A new registration goes on from the old structure's time, else starts at the
+            // TSC's (nanoseconds of virtual time).
+            let fresh = cpu.tsc_now(bus);
+            cpu.update_pvclock(bus, old, fresh);
+            Ok(())
+        }
         None => cpu.write_msr(n, v),
     }
 }
