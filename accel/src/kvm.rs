@@ -37,7 +37,7 @@ use kvm_ioctls::{Cap, VcpuExit, VcpuFd, VmFd};
 use machine::{Machine, Region, RegionKind};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// KVM on Intel without unrestricted guest runs real mode through a TSS (three pages) and
@@ -97,6 +97,8 @@ pub struct Kvm {
     /// A state with kvmclock on was loaded: where its structure is and the TSC loaded, for
     /// setting the VM's clock before the next run.
     clock_handover: Option<(u64, u64)>,
+    /// Set from another thread (`VmControl`): the run ends at once.
+    interrupt: Arc<AtomicBool>,
 }
 
 /// The vCPU and what the backend caches about it.
@@ -203,6 +205,7 @@ impl Kvm {
             slots: Vec::new(),
             map_key: MapKey::of(machine),
             clock_handover: None,
+            interrupt: Arc::default(),
         };
         k.map_memory(machine)?;
         tracing::debug!(slots = k.slots.len(), vcpus = n, "KVM VM created");
@@ -525,12 +528,15 @@ struct Coord {
     /// The vCPU threads, for kicking them out of KVM_RUN; `None` once a thread is done.
     threads: Mutex<Vec<Option<libc::pthread_t>>>,
     outcome: Mutex<Option<Result<Exit, AccelError>>>,
+    /// The backend's `interrupt` flag (a `VmControl` request).
+    interrupt: Arc<AtomicBool>,
 }
 
 impl Coord {
     /// `n` of the machine's `all` vCPUs take part.
-    fn new(all: usize, n: usize) -> Coord {
+    fn new(all: usize, n: usize, interrupt: Arc<AtomicBool>) -> Coord {
         Coord {
+            interrupt,
             n,
             stop: AtomicBool::new(false),
             idle: AtomicUsize::new(0),
@@ -596,7 +602,7 @@ impl Coord {
 fn run_vcpu(vcpu: &mut Vcpu, kick: &mut KickGuard, mm: &MachineLock, until: u64, co: &Coord) -> Result<Exit, AccelError> {
     let mut wall_deadline = None;
     loop {
-        if co.stopping() {
+        if co.stopping() || co.interrupt.load(Ordering::Acquire) {
             return Ok(Exit::Attention);
         }
         let mut g = lock(mm, vcpu.index);
@@ -618,6 +624,11 @@ fn run_vcpu(vcpu: &mut Vcpu, kick: &mut KickGuard, mm: &MachineLock, until: u64,
         if until != u64::MAX {
             let at = *wall_deadline.get_or_insert_with(|| Instant::now() + Duration::from_nanos(until - now));
             kick.arm(at);
+        }
+        // Asked to stop after the check above: the kick found the timer armed, or finds
+        // this.
+        if co.interrupt.load(Ordering::Acquire) {
+            return Ok(Exit::Attention);
         }
         // A deterministic clock does not follow the host; under KVM the first vCPU moves it
         // on by the time it spent in the guest, so deadlines still come.
@@ -677,6 +688,12 @@ impl Backend for Kvm {
         self.collect_dirty_log(m)
     }
 
+    fn watch_interrupts(&mut self, flag: Arc<AtomicBool>) -> Option<crate::vm::Kick> {
+        self.interrupt = flag;
+        let kicks: Vec<_> = self.kickers.iter().map(Kicker::kick_now).collect();
+        Some(Arc::new(move || kicks.iter().for_each(kick::KickNow::kick)))
+    }
+
     fn run(&mut self, m: &mut Machine, until: u64) -> Result<Exit, AccelError> {
         if let Some((at, tsc)) = self.clock_handover.take() {
             let mut info = [0u8; cpu::pvclock::INFO_SIZE];
@@ -706,7 +723,7 @@ impl Backend for Kvm {
             m.set_current_cpu(0);
             return Ok(Exit::Halted);
         }
-        let co = Coord::new(self.vcpus.len(), n);
+        let co = Coord::new(self.vcpus.len(), n, self.interrupt.clone());
         let mm: MachineLock = Mutex::new(m);
         let mut running = self.vcpus.iter_mut().zip(&self.kickers).zip(runnable).filter(|(_, r)| *r).map(|(v, _)| v);
         if n == 1 {

@@ -11,7 +11,7 @@ pub mod vm;
 
 pub use cpu::CpuState;
 pub use select::{choose_backend, AccelChoice, AccelKind};
-pub use vm::{RunLimits, RunOutcome, RunStats, Vm, Watch};
+pub use vm::{RunLimits, RunOutcome, RunStats, Vm, VmControl, Watch};
 
 /// Why a backend returned from `run`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +50,13 @@ pub trait Backend {
     /// writes reach the machine's log as they happen.
     fn collect_device_writes(&mut self, _machine: &mut machine::Machine) -> Result<(), AccelError> {
         Ok(())
+    }
+    /// Makes `run` return `Exit::Attention` soon after `flag` is set (by a [`vm::VmControl`]
+    /// on another thread). Returns what gets the processors out of the guest at once (KVM:
+    /// kicks out of KVM_RUN); without it (the interpreter) the run ends when its current slice
+    /// does, within 10 ms of virtual time.
+    fn watch_interrupts(&mut self, _flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Option<vm::Kick> {
+        None
     }
     /// How many processors it runs.
     fn cpu_count(&self) -> usize {

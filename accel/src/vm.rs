@@ -6,6 +6,8 @@
 use crate::{AccelError, Backend, Exit};
 use cpu::CpuState;
 use machine::{Machine, MachineEvent};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The longest stretch of virtual time the backend runs before the loop looks at the wall
@@ -67,11 +69,74 @@ pub struct Vm {
     pub backend: Box<dyn Backend>,
     /// The bootstrap processor's state after a reset; the others wait for a STARTUP IPI.
     pub reset_state: CpuState,
+    control: VmControl,
+}
+
+/// Gets a backend's processors out of the guest at once (see `Backend::watch_interrupts`).
+pub type Kick = Arc<dyn Fn() + Send + Sync>;
+
+/// Pauses, resumes, stops and interrupts a running [`Vm`] from any thread (a window, a
+/// debugger, a test); cheap to clone. A request reaches the run loop between two backend
+/// runs, after every processor has completed its current instruction and any I/O access it
+/// was making (KVM is kicked out of KVM_RUN), so nothing the guest does is lost or half done.
+#[derive(Clone, Default)]
+pub struct VmControl(Arc<Control>);
+
+#[derive(Default)]
+struct Control {
+    /// Something was asked: the loop looks at once.
+    flag: Arc<AtomicBool>,
+    state: Mutex<Asked>,
+    resumed: Condvar,
+    kick: Mutex<Option<Kick>>,
+}
+
+#[derive(Default)]
+struct Asked {
+    paused: bool,
+    stop: Option<i32>,
+    /// The watcher should be called at the next chance.
+    watch: bool,
+}
+
+impl VmControl {
+    /// Stops the guest where it is, its time standing still, until `resume`.
+    pub fn pause(&self) {
+        self.ask(|a| a.paused = true);
+    }
+
+    pub fn resume(&self) {
+        self.ask(|a| a.paused = false);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner()).paused
+    }
+
+    /// Ends the run with `RunOutcome::Stopped(code)` (paused or not).
+    pub fn stop(&self, code: i32) {
+        self.ask(|a| a.stop = Some(code));
+    }
+
+    /// Calls the run's watcher as soon as the processors can be stopped, instead of at its
+    /// next interval (a window with a command for it).
+    pub fn interrupt(&self) {
+        self.ask(|a| a.watch = true);
+    }
+
+    fn ask(&self, f: impl FnOnce(&mut Asked)) {
+        f(&mut self.0.state.lock().unwrap_or_else(|e| e.into_inner()));
+        self.0.flag.store(true, Ordering::Release);
+        self.0.resumed.notify_all();
+        if let Some(kick) = self.0.kick.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            kick();
+        }
+    }
 }
 
 impl Vm {
     pub fn new(machine: Machine, backend: Box<dyn Backend>, reset_state: CpuState) -> Result<Vm, AccelError> {
-        let mut vm = Vm { machine, backend, reset_state };
+        let mut vm = Vm { machine, backend, reset_state, control: VmControl::default() };
         vm.reset_processors()?;
         Ok(vm)
     }
@@ -89,6 +154,51 @@ impl Vm {
             self.backend.set_state(cpu, &crate::interp::application_processor())?;
         }
         Ok(())
+    }
+
+    /// A handle to pause, resume, stop or interrupt this VM's runs from another thread.
+    pub fn control(&self) -> VmControl {
+        self.control.clone()
+    }
+
+    /// Looks at what the `VmControl` asked: `Some` ends the run; `true` in the second place
+    /// asks for the watcher now. A pause waits here until resumed or stopped, with the
+    /// guest's time standing still: the machine's clock is set back to where it stopped, and
+    /// each processor gets back the state it had (its TSC, and KVM's paravirtual clock with
+    /// it, which the backend would otherwise let run on in host time).
+    fn requests(&mut self, paused: &mut Duration) -> Result<(Option<RunOutcome>, bool), AccelError> {
+        let c = self.control.0.clone();
+        if !c.flag.swap(false, Ordering::AcqRel) {
+            return Ok((None, false));
+        }
+        let mut asked = c.state.lock().unwrap_or_else(|e| e.into_inner());
+        let watch = std::mem::take(&mut asked.watch);
+        if let Some(code) = asked.stop.take() {
+            return Ok((Some(RunOutcome::Stopped(code)), watch));
+        }
+        if !asked.paused {
+            return Ok((None, watch));
+        }
+        drop(asked);
+        self.backend.collect_device_writes(&mut self.machine)?;
+        let frozen_at = self.machine.now();
+        let states: Vec<CpuState> = (0..self.machine.cpu_count()).map(|i| self.backend.state(i)).collect();
+        tracing::debug!("paused");
+        let since = Instant::now();
+        let mut asked = c.state.lock().unwrap_or_else(|e| e.into_inner());
+        while asked.paused && asked.stop.is_none() {
+            asked = c.resumed.wait(asked).unwrap_or_else(|e| e.into_inner());
+        }
+        let stop = asked.stop.take();
+        let watch = watch || std::mem::take(&mut asked.watch);
+        drop(asked);
+        *paused += since.elapsed();
+        tracing::debug!("resumed");
+        self.machine.clock_mut().set(frozen_at);
+        for (i, s) in states.iter().enumerate() {
+            self.backend.set_state(i, s)?;
+        }
+        Ok((stop.map(RunOutcome::Stopped), watch))
     }
 
     /// How many processors the machine has.
@@ -125,7 +235,17 @@ impl Vm {
         let start = Instant::now();
         let mut last_watch = start;
         let mut stats = RunStats { started: start, instructions: None, idle: Duration::ZERO };
+        // Wall time spent paused, which the timeout does not count.
+        let mut paused = Duration::ZERO;
+        let mut force_watch = false;
+        let kick = self.backend.watch_interrupts(self.control.0.flag.clone());
+        *self.control.0.kick.lock().unwrap_or_else(|e| e.into_inner()) = kick;
         loop {
+            let (end, watch_now) = self.requests(&mut paused)?;
+            if let Some(outcome) = end {
+                return Ok(outcome);
+            }
+            force_watch |= watch_now;
             for e in self.machine.take_events() {
                 match e {
                     MachineEvent::Exit(code) => return Ok(RunOutcome::Exit(code)),
@@ -147,10 +267,11 @@ impl Vm {
                 }
             }
             let wall = Instant::now();
-            if limits.timeout.is_some_and(|t| wall.duration_since(start) >= t) {
+            if limits.timeout.is_some_and(|t| wall.duration_since(start).saturating_sub(paused) >= t) {
                 return Ok(RunOutcome::Timeout);
             }
-            if wall.duration_since(last_watch) >= interval {
+            if force_watch || wall.duration_since(last_watch) >= interval {
+                force_watch = false;
                 last_watch = wall;
                 stats.instructions = self.backend.instructions_retired();
                 self.backend.collect_device_writes(&mut self.machine)?;

@@ -3,7 +3,9 @@
 //! the interpreter and then to a new KVM VM. The clock must never go back (the guest checks
 //! every reading), must not jump ahead across a move, and must keep the HPET's rate on each
 //! backend (the interpreter rewrites the structure for its own TSC; KVM's clock is set to the
-//! time the structure gave when the state comes back). Needs KVM (skipped without it).
+//! time the structure gave when the state comes back). The same guest is then paused and
+//! resumed from another thread at random moments: its clocks stand still together while it is
+//! paused. Needs KVM (skipped without it).
 
 use accel::{Backend, RunLimits, RunOutcome, Vm, Watch};
 use machine::firmware::boot::{BootFile, BootFiles, DirectBoot};
@@ -42,13 +44,13 @@ fn hand_over(vm: &mut Vm, to: Box<dyn Backend>) {
     vm.backend.set_state(0, &state).unwrap();
 }
 
-#[test]
-fn kvmclock_runs_on_across_moves_between_backends() {
+/// The clock test kernel under KVM, ready to run; `None` (and why, printed) if it cannot be.
+fn clocktest_vm(test: &str) -> Option<(Vm, CaptureChar)> {
     if let Err(why) = tests::kvm_usable() {
-        println!("skipped: kvmclock_runs_on_across_moves_between_backends: {why}");
-        return;
+        println!("skipped: {test}: {why}");
+        return None;
     }
-    let Some(kernel) = tests::nasm("multiboot/clocktest.asm", &[]) else { return };
+    let kernel = tests::nasm("multiboot/clocktest.asm", &[])?;
     let serial = CaptureChar::new();
     let mut m = Machine::new(MachineConfig {
         ram_size: 64 << 20,
@@ -62,7 +64,34 @@ fn kvmclock_runs_on_across_moves_between_backends() {
     let boot = DirectBoot::new(files, m.platform()).unwrap();
     let entry = accel::boot::entry_cpu_state(&m.set_direct_boot(boot));
     let kvm = accel::kvm::Kvm::new(&m).unwrap();
-    let mut vm = Vm::new(m, Box::new(kvm), entry).unwrap();
+    Some((Vm::new(m, Box::new(kvm), entry).unwrap(), serial))
+}
+
+/// Checks the ticks: kvmclock keeps the HPET's rate (both follow the machine's clock),
+/// loosely (a wrong scale is off by the host TSC's frequency in GHz); across a move between
+/// backends (`moves`: the tick counts at which they were made) it may miss the moment the move
+/// took, but never runs ahead. (The machine's clock may show the move's time one tick late:
+/// the two ticks after a move are judged together.)
+fn check_rates(out: &str, moves: &[usize]) {
+    let t = ticks(out);
+    assert_eq!(t.len(), 40, "{out}");
+    for (i, w) in t.windows(2).enumerate() {
+        let ((_, k0, h0), (n1, k1, h1)) = (w[0], w[1]);
+        let (dk, dh) = (k1 - k0, (h1 - h0) * HPET_NS);
+        if let Some(&m) = moves.iter().find(|&&m| m == i + 1 || m == i) {
+            let (_, k2, h2) = t[(m + 1).min(t.len() - 1)];
+            let (_, k0, h0) = t[m - 1];
+            let (dk, dh) = (k2 - k0, (h2 - h0) * HPET_NS);
+            assert!(dk <= dh + 5_000_000 && dk + 1_000_000_000 >= dh, "ticks {m}-{} (around a move): kvmclock +{dk} ns, HPET +{dh} ns\n{out}", m + 2);
+        } else {
+            assert!(dk.abs_diff(dh) * 4 <= dh, "tick {n1}: kvmclock +{dk} ns, HPET +{dh} ns\n{out}");
+        }
+    }
+}
+
+#[test]
+fn kvmclock_runs_on_across_moves_between_backends() {
+    let Some((mut vm, serial)) = clocktest_vm("kvmclock_runs_on_across_moves_between_backends") else { return };
     let text = || String::from_utf8_lossy(&serial.output.lock().unwrap()).into_owned();
 
     // KVM, then the interpreter, then a new KVM VM; the moves come after ticks 8 and 16.
@@ -78,20 +107,35 @@ fn kvmclock_runs_on_across_moves_between_backends() {
     assert_eq!(end, RunOutcome::Exit(0), "{}\n{out}", vm.report());
     assert!(!out.contains("FAIL"), "{out}");
 
-    let t = ticks(&out);
-    assert_eq!(t.len(), 40, "{out}");
-    for (i, w) in t.windows(2).enumerate() {
-        let ((_, k0, h0), (n1, k1, h1)) = (w[0], w[1]);
-        let (dk, dh) = (k1 - k0, (h1 - h0) * HPET_NS);
-        let moved = i + 1 == first_move || i + 1 == second_move;
-        if moved {
-            // Across a move the clock may miss the moment the move took, never run ahead.
-            assert!(dk <= dh + 5_000_000 && dk + 1_000_000_000 >= dh, "tick {n1} (after a move): kvmclock +{dk} ns, HPET +{dh} ns\n{out}");
-        } else {
-            // Same rate as the HPET (both follow the machine's clock), loosely: a wrong scale
-            // is off by the host TSC's frequency in GHz.
-            let diff = dk.abs_diff(dh);
-            assert!(diff * 4 <= dh, "tick {n1}: kvmclock +{dk} ns, HPET +{dh} ns\n{out}");
+    check_rates(&out, &[first_move, second_move]);
+}
+
+#[test]
+fn paused_and_resumed_from_another_thread() {
+    let Some((mut vm, serial)) = clocktest_vm("paused_and_resumed_from_another_thread") else { return };
+    let control = vm.control();
+    let pauser = std::thread::spawn(move || {
+        // Eight pauses at moments and of lengths from a fixed pseudo-random sequence.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |lo: u64, hi: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Duration::from_millis(lo + x % (hi - lo))
+        };
+        for _ in 0..8 {
+            std::thread::sleep(next(20, 120));
+            control.pause();
+            assert!(control.is_paused());
+            std::thread::sleep(next(30, 150));
+            control.resume();
         }
-    }
+    });
+    let end = run_to_tick(&mut vm, &serial, usize::MAX);
+    pauser.join().unwrap();
+    let out = String::from_utf8_lossy(&serial.output.lock().unwrap()).into_owned();
+    assert_eq!(end, RunOutcome::Exit(0), "{}\n{out}", vm.report());
+    assert!(!out.contains("FAIL"), "{out}");
+    // Paused, the guest's clocks stood still together: no tick sees kvmclock run ahead.
+    check_rates(&out, &[]);
 }

@@ -125,6 +125,29 @@ impl Kicker {
     }
 }
 
+/// Kicks, from any thread, whichever thread the kicker's timer aims at (a vCPU thread in a
+/// run), now rather than at its deadline.
+#[derive(Clone)]
+pub(super) struct KickNow(Shared);
+
+impl KickNow {
+    pub(super) fn kick(&self) {
+        let (lock, cv) = &*self.0;
+        let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((thread, _)) = st.target {
+            st.target = Some((thread, Instant::now()));
+            drop(st);
+            cv.notify_one();
+        }
+    }
+}
+
+impl Kicker {
+    pub(super) fn kick_now(&self) -> KickNow {
+        KickNow(self.shared.clone())
+    }
+}
+
 impl Drop for Kicker {
     fn drop(&mut self) {
         let (lock, cv) = &*self.shared;
