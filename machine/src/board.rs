@@ -158,6 +158,9 @@ pub struct Machine {
     lapics: Vec<Lapic>,
     /// The processor the backend is running now (whose local APIC answers at 0xFEE00000).
     current_cpu: usize,
+    /// Guest accesses to a local APIC's registers so far (what an in-kernel local APIC under
+    /// KVM would save exits on; see `lapic_accesses`).
+    lapic_accesses: u64,
     /// What firmware tables describe (RAM, processors, drives).
     platform: crate::firmware::Platform,
     /// The IDE controller and the floppy controller (indices in `devices`), whose drives'
@@ -249,6 +252,7 @@ impl Machine {
             ioapic: IoApic::new(),
             lapics: (0..cfg.cpus.max(1)).map(|i| Lapic::new(i as u8, i == 0)).collect(),
             current_cpu: 0,
+            lapic_accesses: 0,
             platform: platform.clone(),
             ide: None,
             fdc: None,
@@ -764,6 +768,12 @@ impl Machine {
     }
 
     /// The local APIC register window of the current processor, if `addr` falls in it.
+    /// How many times the guest read or wrote a local APIC register through its MMIO page
+    /// (each an exit to userspace under KVM, where the machine's APICs live).
+    pub fn lapic_accesses(&self) -> u64 {
+        self.lapic_accesses
+    }
+
     fn lapic_window(&self, addr: u64) -> Option<u64> {
         let l = &self.lapics[self.current_cpu];
         let base = l.base & 0x0000_00FF_FFFF_F000;
@@ -990,6 +1000,7 @@ impl Machine {
 
     pub fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
         if let Some(off) = self.lapic_window(addr) {
+            self.lapic_accesses += 1;
             let now = self.clock.now();
             return u64::from(self.lapics[self.current_cpu].read(off & !3, now)) >> (8 * (off & 3));
         }
@@ -1017,6 +1028,7 @@ impl Machine {
 
     pub fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
         if let Some(off) = self.lapic_window(addr) {
+            self.lapic_accesses += 1;
             let now = self.clock.now();
             let cpu = self.current_cpu;
             let fx = self.lapics[cpu].write(off & !3, value as u32, now);

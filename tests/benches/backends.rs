@@ -15,6 +15,15 @@
 //!    (the backend's write log handed over, then only the rows written redrawn). Under KVM
 //!    the framebuffer is a memory slot with dirty logging, so a store is no exit.
 //!
+//! 4. What the local APIC in userspace costs under KVM (the interrupt-controller choice of
+//!    `docs/ARCHITECTURE.md`): a user-mode loop writing the local APIC's TPR (an MMIO exit to
+//!    userspace and the machine's APIC model each), one writing an unused port (a port exit
+//!    to userspace) and one executing CPUID (handled inside the kernel's KVM), in ns an
+//!    iteration; and, with `FERRITE_LINUX_OUT` naming a `tests/linux/build.sh` output, how
+//!    many local APIC accesses the Debian cloud kernel makes per second of guest time booting
+//!    to its shell's marker under the interpreter (the exits an in-kernel local APIC would
+//!    save).
+//!
 //! `cargo bench -p tests --bench backends` (`-- --iterations N` for the native and KVM loop).
 
 use accel::{RunLimits, RunOutcome, Vm};
@@ -263,6 +272,99 @@ fn framebuffer() {
     }
 }
 
+fn exit_costs() {
+    use cpu::state::reg;
+    use tests::framebuffer::{Drawer, Kind};
+    const LAPIC_TPR: u64 = 0xFEE0_0080;
+    // mov [rdi], eax / dec rcx / jnz / ud2
+    const TPR_LOOP: &[u8] = &[0x89, 0x07, 0x48, 0xFF, 0xC9, 0x75, 0xF9, 0x0F, 0x0B];
+    // out dx, al / dec rcx / jnz / ud2
+    const PORT_LOOP: &[u8] = &[0xEE, 0x48, 0xFF, 0xC9, 0x75, 0xFA, 0x0F, 0x0B];
+    // xor eax, eax / cpuid / dec rsi / jnz / ud2
+    const CPUID_LOOP: &[u8] = &[0x31, 0xC0, 0x0F, 0xA2, 0x48, 0xFF, 0xCE, 0x75, 0xF7, 0x0F, 0x0B];
+    println!("exits: a user-mode loop of one access an iteration, ns an iteration:");
+    for kind in [Kind::Kvm, Kind::Interp] {
+        let mut d = match Drawer::new(kind) {
+            Ok(d) => d,
+            Err(why) => {
+                println!("  {kind:?}: not measured: {why}");
+                continue;
+            }
+        };
+        let n: u64 = if kind == Kind::Kvm { 20_000 } else { 1_000_000 };
+        let mut line = format!("  {:<7}", format!("{kind:?}").to_lowercase());
+        for (name, code) in [("local APIC TPR write", TPR_LOOP), ("port 0x80 write", PORT_LOOP), ("CPUID", CPUID_LOOP)] {
+            let mut s = tests::diff::env::user_state();
+            s.gpr[reg::RCX] = n;
+            s.gpr[reg::RSI] = n;
+            s.gpr[reg::RDI] = LAPIC_TPR;
+            s.gpr[reg::RDX] = 0x80;
+            s.tr.limit = tests::framebuffer::IO_TSS_LIMIT; // OUT from user mode
+            let before = d.m.lapic_accesses();
+            let t = Instant::now();
+            let r = d.run(code, s, None);
+            let took = t.elapsed();
+            match r {
+                Ok(()) => {
+                    line += &format!("  {name} {:>8.0}", took.as_nanos() as f64 / n as f64);
+                    if name.contains("APIC") {
+                        assert_eq!(d.m.lapic_accesses() - before, n, "every TPR write reached the machine's local APIC");
+                    }
+                }
+                Err(why) => line += &format!("  {name}: failed ({why})"),
+            }
+        }
+        println!("{line}");
+    }
+    let Some(dir) = std::env::var_os("FERRITE_LINUX_OUT").map(std::path::PathBuf::from) else {
+        println!("  (set FERRITE_LINUX_OUT to a tests/linux/build.sh output for a Linux guest's local APIC accesses)");
+        return;
+    };
+    use machine::firmware::boot::{BootFile, BootFiles, BootModule, DirectBoot};
+    let read = |p: std::path::PathBuf| BootFile { name: p.display().to_string(), data: std::fs::read(&p).unwrap_or_default() };
+    let initrd = read(dir.join("initrd.img"));
+    let files = BootFiles {
+        kernel: read(dir.join("cloud/vmlinuz")),
+        modules: vec![BootModule { string: initrd.name.clone(), file: initrd }],
+        cmdline: "console=ttyS0 panic=-1".into(),
+    };
+    for cpus in [1, 4] {
+        let serial = machine::host::CaptureChar::new();
+        let mut m = Machine::new(MachineConfig {
+            ram_size: 512 << 20,
+            bios: machine::firmware::stub_rom::image(),
+            clock: ClockMode::Deterministic,
+            serial: Box::new(serial.clone()),
+            cpus,
+            ..MachineConfig::default()
+        })
+        .expect("machine");
+        let boot = match DirectBoot::new(files.clone(), m.platform()) {
+            Ok(b) => b,
+            Err(e) => {
+                println!("  Linux: not measured: {e}");
+                return;
+            }
+        };
+        let entry = accel::boot::entry_cpu_state(&m.set_direct_boot(boot));
+        let mut vm = Vm::new(m, Box::new(accel::interp::Interp::new()), entry).expect("vm");
+        let out = vm.run(&RunLimits { timeout: Some(Duration::from_secs(600)), no_reboot: true });
+        let secs = vm.machine.now() as f64 / 1e9;
+        let text = String::from_utf8_lossy(&serial.output.lock().unwrap()).into_owned();
+        let ok = text.contains("FERRITE-LINUX-OK");
+        println!(
+            "  Linux (cloud kernel, {cpus} CPU{}, interpreter, boot to power-off{}): {} local APIC accesses in {secs:.2} s of guest time = {:.0}/s",
+            if cpus > 1 { "s" } else { "" },
+            if ok { "" } else { ", DID NOT REACH ITS MARKER" },
+            vm.machine.lapic_accesses(),
+            vm.machine.lapic_accesses() as f64 / secs
+        );
+        if !ok {
+            println!("  ({out:?})");
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let iterations = args
@@ -274,4 +376,5 @@ fn main() {
     compute(iterations);
     startup();
     framebuffer();
+    exit_costs();
 }

@@ -1,6 +1,7 @@
 //! A guest that draws into the VGA's linear framebuffer from 64-bit user mode, on either
 //! backend, with the display asked for pictures in between: the framebuffer test
-//! (`tests/framebuffer.rs`) and the benchmark (`benches/backends.rs`) share it.
+//! (`tests/framebuffer.rs`) and the benchmark (`benches/backends.rs`) share it. The benchmark
+//! also times exits with it (`Drawer::run`: local APIC register writes, port writes).
 //!
 //! The machine is the differential tests' long-mode environment (`diff::env`: the case runs
 //! at CPL 3, UD2 ends it in a ring-0 HLT) plus a VGA whose BAR0 the harness puts at
@@ -22,6 +23,14 @@ pub const WIDTH: u32 = 1920;
 pub const HEIGHT: u32 = 1080;
 /// Bytes of one picture.
 pub const FRAME_BYTES: u64 = WIDTH as u64 * HEIGHT as u64 * 4;
+
+/// The two 2 MiB pages, mapped for user mode as well, that hold the I/O APIC (0xFEC00000) and
+/// the local APIC (0xFEE00000).
+pub const APIC_PAGES: u64 = 0xFEC0_0000;
+
+/// The TSS limit that takes in the I/O permission bitmap for ports 0-0x87 (see `Drawer::new`);
+/// a state with this TR limit may use those ports at CPL 3.
+pub const IO_TSS_LIMIT: u32 = 0x68 + 0x11;
 
 /// The page directory for 3-4 GiB (physical; free in the environment's image).
 const PD_HIGH: u64 = 0xB000;
@@ -94,6 +103,17 @@ impl Drawer {
         for k in 0..FRAME_BYTES.div_ceil(2 << 20) {
             put(&mut image, PD_HIGH + (first + k) * 8, (LFB_BASE + (k << 21)) | P | RW | US | A | D | PS);
         }
+        // The 4 MiB holding the I/O APIC and the local APIC, uncached, for the exit-cost loops
+        // (`run`).
+        const PCD: u64 = 0x10;
+        for page in [APIC_PAGES, APIC_PAGES + (2 << 20)] {
+            put(&mut image, PD_HIGH + ((page - 0xC000_0000) >> 21) * 8, page | P | RW | US | A | D | PS | PCD);
+        }
+        // An I/O permission bitmap in the TSS that lets user mode reach ports 0-0x87 (for the
+        // port-exit loop): the map starts right after the 104-byte TSS, the byte after it is
+        // the terminating 0xFF, and the TSS limit (`IO_TSS_LIMIT`) covers both.
+        image[env::TSS as usize + 0x66..env::TSS as usize + 0x68].copy_from_slice(&0x68u16.to_le_bytes());
+        image[env::TSS as usize + 0x68 + 0x11] = 0xFF;
         m.memory_mut().write_ram(0, &image);
         // The 8259A pair initialised with every line masked (the case runs with IF set).
         for (port, v) in [(0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01), (0x21, 0xFF)] {
@@ -136,14 +156,20 @@ impl Drawer {
     /// As `draw`, rendering a picture every `every_ns` of virtual time while the guest draws,
     /// as the window does (the guest is stopped in the middle of its loop, not restarted).
     pub fn draw_rendering(&mut self, first: u64, pixels: u64, colour: u32, pictures: u64, every_ns: Option<u64>) -> Result<(), String> {
-        let mut code = vec![0xF4u8; env::CODE_SIZE as usize];
-        code[..DRAW.len()].copy_from_slice(DRAW);
-        self.m.memory_mut().write_ram(env::CODE, &code);
         let mut s: CpuState = env::user_state();
         s.gpr[reg::RDI] = LFB_BASE + first * 4;
         s.gpr[reg::RCX] = pixels;
         s.gpr[reg::RAX] = u64::from(colour);
         s.gpr[8] = pictures; // R8
+        self.run(DRAW, s, every_ns)
+    }
+
+    /// Runs `code` (ending with UD2) at CPL 3 from state `s` (the environment's user state
+    /// with registers set), rendering every `every_ns` of virtual time if asked.
+    pub fn run(&mut self, code: &[u8], s: CpuState, every_ns: Option<u64>) -> Result<(), String> {
+        let mut page = vec![0xF4u8; env::CODE_SIZE as usize];
+        page[..code.len()].copy_from_slice(code);
+        self.m.memory_mut().write_ram(env::CODE, &page);
         self.backend.set_state(0, &s).map_err(|e| format!("set_state: {e}"))?;
         let end = self.m.now() + 600_000_000_000;
         loop {
