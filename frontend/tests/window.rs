@@ -690,29 +690,59 @@ fn frame_cost_and_idle_cpu_benchmark() {
     frame_cost_and_idle_cpu();
 }
 
-/// What a frame costs from guest memory to the window (the emulation thread's render, the
-/// window's upload and draw) at 640x480 and 1920x1080 with each renderer, while the guest
-/// changes one pixel without end, and the CPU an idle text-mode guest in the window uses.
+/// What a frame costs from guest memory to the window at 640x480 and 1920x1080 on the CPU
+/// path (softbuffer) and on wgpu's Vulkan (Mesa's lavapipe here), while the guest changes one
+/// pixel without end and while it pans the picture by a line and back without end (every row
+/// of every picture changes): the emulation thread's render and the window's upload and draw,
+/// each as wall time and as its thread's CPU time, their sum, and the X server's CPU for each
+/// picture it was sent; then the CPU an idle text-mode guest in the window uses.
 pub fn frame_cost_and_idle_cpu() {
     let Some(x) = x_server("frame_cost_and_idle_cpu_benchmark") else { return };
-    for (w, h) in [(640, 480), (1920, 1080)] {
-        for renderer in ["soft", "auto"] {
-            let test = format!("bench-{w}x{h}-{renderer}");
-            let variant = format!("VBE BENCH WIDTH={w} HEIGHT={h}");
-            std::env::set_var("FERRITE_FRAME_STATS", "1");
-            let guest = Guest::start(&x, &test, &variant, &["--renderer", renderer, "--aspect", "square", "--window-scale", "1"]);
-            std::thread::sleep(Duration::from_secs(10));
-            let stderr = guest.stderr.clone();
-            let status = guest.close(&x);
-            let text = std::fs::read_to_string(&stderr).unwrap_or_default();
-            println!("{w}x{h}, --renderer {renderer} (exit {status}):");
-            for line in text.lines().filter(|l| l.contains("frame") || l.contains("drawn by")) {
-                println!("  {line}");
+    println!("a frame from guest memory to the window under Xvfb, means per frame (wall, and the thread's CPU):");
+    for renderer in ["soft", "vulkan"] {
+        for (w, h) in [(640, 480), (1920, 1080)] {
+            for (change, defines) in [("one pixel", ""), ("whole picture", " WHOLE")] {
+                let test = format!("bench-{w}x{h}-{renderer}{}", defines.replace(' ', "-"));
+                let variant = format!("VBE BENCH WIDTH={w} HEIGHT={h}{defines}");
+                let guest = Guest::start_with_env(
+                    &x,
+                    &test,
+                    &variant,
+                    &["--renderer", renderer, "--aspect", "square", "--window-scale", "1"],
+                    &[("FERRITE_FRAME_STATS", "1")],
+                );
+                let server = cpu_time(x.child.id());
+                std::thread::sleep(Duration::from_secs(10));
+                let server = cpu_time(x.child.id()).zip(server).map(|(after, before)| after - before);
+                let stderr = guest.stderr.clone();
+                let status = guest.close(&x);
+                let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+                let costs = |what: &str| text.lines().find(|l| l.contains(what)).and_then(frame_costs);
+                let drawn_by = text.lines().find_map(|l| l.strip_prefix("ferrite: window drawn by ")).unwrap_or("?");
+                let dropped = text.lines().find_map(|l| l.strip_prefix("ferrite: frames dropped while the window lagged: "));
+                print!("  {w}x{h}, {change} changes, {drawn_by}: ");
+                match (costs("frame render"), costs("frame present")) {
+                    (Some(r), Some(p)) => {
+                        let server = server.map_or("?".into(), |s| format!("{:.3}", s.as_secs_f64() * 1e3 / p.0.max(1) as f64));
+                        println!(
+                            "render {:.3} ms ({:.3} CPU) + present {:.3} ms ({:.3} CPU) = {:.3} ms ({:.3} CPU); \
+                             X server {server} ms CPU a frame; {} frames drawn, {} dropped",
+                            r.1,
+                            r.2,
+                            p.1,
+                            p.2,
+                            r.1 + p.1,
+                            r.2 + p.2,
+                            p.0,
+                            dropped.unwrap_or("?")
+                        );
+                    }
+                    _ => println!("no figures (exit {status}):\n{text}"),
+                }
             }
         }
     }
-    std::env::remove_var("FERRITE_FRAME_STATS");
-    for renderer in ["soft", "auto"] {
+    for renderer in ["soft", "vulkan"] {
         let test = format!("bench-idle-{renderer}");
         let guest = Guest::start(&x, &test, "TEXT", &["--renderer", renderer]);
         std::thread::sleep(Duration::from_secs(3));
@@ -724,6 +754,16 @@ pub fn frame_cost_and_idle_cpu() {
         println!("idle text-mode guest, --renderer {renderer}: {share:.1}% of a core");
         guest.close(&x);
     }
+}
+
+/// The frame count, mean wall time and mean CPU time (ms) of a `FERRITE_FRAME_STATS` line:
+/// "...: N frames, mean W ms (C ms CPU), max M ms".
+fn frame_costs(line: &str) -> Option<(u64, f64, f64)> {
+    let (before, rest) = line.split_once(" frames, mean ")?;
+    let count = before.rsplit(' ').next()?;
+    let (wall, rest) = rest.split_once(" ms (")?;
+    let (cpu, _) = rest.split_once(" ms CPU")?;
+    Some((count.parse().ok()?, wall.parse().ok()?, cpu.parse().ok()?))
 }
 
 /// Where the CPU renderer takes output pixel `i` from when `from` pixels cover `to`.

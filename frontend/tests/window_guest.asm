@@ -6,7 +6,9 @@
 ;   -DVBE     the VBE mode 1920x1080 at 32 bpp found in the mode list (or -DWIDTH=
 ;             -DHEIGHT=), a gradient drawn through the linear framebuffer (in big real
 ;             mode); with -DBENCH it then changes a pixel for ever, so every look at the
-;             screen finds a new picture (the frame cost benchmark)
+;             screen finds a new picture (the frame cost benchmark); with -DBENCH -DWHOLE
+;             it pans the display down a line and back for ever instead (DISPI Y_OFFSET 1
+;             and 0), so every picture differs from the last in every row
 ;   -DMOUSE   turns the PS/2 mouse into an IntelliMouse (sample rates 200, 100, 80), says
 ;             "ID" and the ID it then reports, enables streaming and prints every byte from
 ;             the mouse as -DKEYS does (the keyboard's are dropped)
@@ -187,10 +189,22 @@ start:
     mov si, ready
     call print
 %ifdef BENCH
+%ifdef WHOLE
+    mov dx, 0x1CE
+    mov ax, 9                   ; DISPI Y_OFFSET
+    out dx, ax
+    inc dx
+    xor ax, ax
+.pan:
+    xor al, 1
+    out dx, ax
+    jmp .pan
+%else
     mov edi, [0x8200 + 0x28]
 .change:
     inc dword [fs:edi]
     jmp .change
+%endif
 %endif
 %ifdef BYTES
 .poll:

@@ -1,6 +1,7 @@
-//! Not a test: what the VGA's render costs, guest memory to an RGBA frame, in a 32-bit linear
-//! (VBE) mode at 640x480 and 1920x1080: a whole picture (a new mode, a palette change, a new
-//! buffer) and a picture of which one pixel changed (only its line is drawn again).
+//! Not a test: what the VGA's render costs, guest memory to an RGBA frame, in the 32-, 16- and
+//! 8-bit linear (VBE) modes at 640x480 and 1920x1080: a whole picture (a new mode, a palette
+//! change, panning, a new buffer) and a picture of which one pixel changed (only its line is
+//! drawn again).
 //! `cargo bench -p machine --bench render`.
 
 use machine::devices::vga::{self, Vga};
@@ -34,17 +35,18 @@ fn mean(runs: u32, mut f: impl FnMut()) -> (f64, f64) {
 }
 
 fn main() {
-    for (w, h) in [(640u16, 480u16), (1920, 1080)] {
+    for (w, h, bpp) in [(640u16, 480u16, 32u16), (1920, 1080, 32), (1920, 1080, 16), (1920, 1080, 8)] {
         let mut vga = Vga::new(None);
-        for (i, v) in [(vga::vbe::XRES, w), (vga::vbe::YRES, h), (vga::vbe::BPP, 32), (vga::vbe::ENABLE, 0x41)] {
+        for (i, v) in [(vga::vbe::XRES, w), (vga::vbe::YRES, h), (vga::vbe::BPP, bpp), (vga::vbe::ENABLE, 0x41)] {
             with(&mut vga, |d, cx| {
                 d.io_write(vga::vbe::INDEX_PORT, 2, i as u32, cx);
                 d.io_write(vga::vbe::DATA_PORT, 2, u32::from(v), cx);
             });
         }
         // A picture in every pixel.
-        for at in (0..usize::from(w) * usize::from(h) * 4).step_by(8) {
-            with(&mut vga, |d, cx| d.bar_write(0, at as u64, 8, (at as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), cx));
+        let size = u64::from(w) * u64::from(h) * u64::from(bpp / 8);
+        for at in (0..size).step_by(8) {
+            with(&mut vga, |d, cx| d.bar_write(0, at, 8, at.wrapping_mul(0x9E37_79B9_7F4A_7C15), cx));
         }
         let mut frame = Frame::new();
         let whole = mean(50, || {
@@ -55,11 +57,11 @@ fn main() {
         let mut k = 0u64;
         let pixel = mean(2000, || {
             k += 1;
-            with(&mut vga, |d, cx| d.bar_write(0, (k * 4096 + 12) % (u64::from(w) * u64::from(h) * 4), 4, k, cx));
+            with(&mut vga, |d, cx| d.bar_write(0, (k * 4096 + 12) % size, 4, k, cx));
             vga.render(0, &mut frame);
         });
         println!(
-            "render {w}x{h} 32 bpp: whole picture {:.3} ms ({:.3} ms CPU), one pixel changed {:.3} ms ({:.3} ms CPU)",
+            "render {w}x{h} {bpp} bpp: whole picture {:.3} ms ({:.3} ms CPU), one pixel changed {:.3} ms ({:.3} ms CPU)",
             whole.0, whole.1, pixel.0, pixel.1
         );
     }

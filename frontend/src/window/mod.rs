@@ -24,7 +24,6 @@ use machine::Frame;
 use std::ops::Range;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
-use std::time::Instant;
 use winit::application::ApplicationHandler;
 use winit::dpi::PhysicalSize;
 use winit::event::{DeviceEvent, DeviceId, ElementState, MouseButton, MouseScrollDelta, WindowEvent};
@@ -340,7 +339,7 @@ impl App {
         // The presenter's size, which may lag the window's until its Resized event comes.
         let rect = layout::place(self.display_size(&self.frame), self.surface_size, self.scaling);
         let Some(p) = &mut self.presenter else { return };
-        let started = Instant::now();
+        let started = Costs::start();
         let rows = self.fresh.take();
         if let Some(rows) = &rows {
             p.upload(&self.frame, rows.clone());
@@ -349,7 +348,7 @@ impl App {
             tracing::warn!("cannot draw the window: {e}");
         }
         if self.frame.width > 0 {
-            self.present_costs.add(started.elapsed());
+            self.present_costs.add(&started);
         }
     }
 
