@@ -167,6 +167,9 @@ impl Presenter {
     /// whole window is to be drawn again.
     fn draw(&mut self, frame: &Frame, rect: Rect, rows: Option<Range<u32>>) -> Result<(), String> {
         match self {
+            // Nothing changed (a blink phase that shows nothing new): the window shows the
+            // picture already, and a draw costs a whole window's pixels on a software adapter.
+            Presenter::Gpu(_) if rows.as_ref().is_some_and(|r| r.is_empty()) => Ok(()),
             Presenter::Gpu(p) => p.draw(rect),
             Presenter::Soft(p) => p.draw(frame, rect, rows),
         }

@@ -198,10 +198,19 @@ pub fn screen(r: &VgaRegs, d: &Dispi) -> Screen {
     shown
 }
 
-/// The blink phases that matter for the picture at `now` (only text modes blink).
+/// The blink phases that matter for the picture at `now`: only text modes blink, the cursor
+/// only while it is on (CRTC cursor start bit 5 clear, start line not past the end line) and
+/// characters only while the attribute controller's blink bit is set. A phase that shows
+/// nothing stays fixed, so it does not make the picture be drawn again.
 pub fn blink_at(r: &VgaRegs, d: &Dispi, now: u64) -> Blink {
     match screen(r, d) {
-        Screen::Text { .. } => Blink::at(&r.timing(), now),
+        Screen::Text { .. } => {
+            let phases = Blink::at(&r.timing(), now);
+            let start = r.crtc[crtc::CURSOR_START];
+            let cursor = start & 0x20 == 0 && start & 0x1F <= r.crtc[crtc::CURSOR_END] & 0x1F;
+            let blinking = r.ac[ac::MODE] & 8 != 0;
+            Blink { cursor_on: cursor && phases.cursor_on, text_on: !blinking || phases.text_on }
+        }
         _ => Blink::default(),
     }
 }
@@ -585,6 +594,28 @@ mod tests {
                 assert_eq!(f.pixel(9 * 9 + dot, 16 + line), Some(blue));
             }
         }
+    }
+
+    #[test]
+    fn only_phases_that_show_change_the_blink() {
+        let mut v = mode(&tables::MODE_03);
+        let phases = |v: &Vga| {
+            let seen: std::collections::BTreeSet<(bool, bool)> = (0..200u64)
+                .map(|i| blink_at(&v.regs, &v.dispi, i * 10_000_000))
+                .map(|b| (b.cursor_on, b.text_on))
+                .collect();
+            seen.len()
+        };
+        assert_eq!(phases(&v), 4, "mode 3 blinks its cursor and its characters");
+        v.regs.crtc[crtc::CURSOR_START] |= 0x20;
+        assert_eq!(phases(&v), 2, "a hidden cursor does not blink");
+        v.regs.ac[ac::MODE] &= !8;
+        assert_eq!(phases(&v), 1, "nor do characters with blinking off (bit 7: background)");
+        v.regs.crtc[crtc::CURSOR_START] = 0x0F;
+        v.regs.crtc[crtc::CURSOR_END] = 0x0E;
+        assert_eq!(phases(&v), 1, "a cursor that starts below its end line shows nothing");
+        v.regs.crtc[crtc::CURSOR_END] = 0x0F;
+        assert_eq!(phases(&v), 2);
     }
 
     #[test]
