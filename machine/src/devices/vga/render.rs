@@ -260,7 +260,7 @@ fn render_text(r: &VgaRegs, vram: &[u8], blink: Blink, frame: &mut Frame) {
     let div = if s.double_scan { 2 } else { 1 };
     let (width, height) = (s.hde * cw, s.vde / div);
     frame.resize(width, height);
-    let colours: Vec<[u8; 4]> = (0..16).map(|v| r.dac.rgba(attribute_colour(r, v))).collect();
+    let colours: [[u8; 4]; 16] = std::array::from_fn(|v| r.dac.rgba(attribute_colour(r, v as u8)));
     let sr3 = r.seq[seq::CHAR_MAP];
     let font_a = FONT_OFFSETS[usize::from((sr3 >> 5 & 1) << 2 | (sr3 >> 2 & 3))];
     let font_b = FONT_OFFSETS[usize::from((sr3 >> 4 & 1) << 2 | (sr3 & 3))];
@@ -315,8 +315,8 @@ fn render_graphics(r: &VgaRegs, vram: &[u8], width: u32, height: u32, frame: &mu
     frame.resize(width, height);
     let div = s.graphics_divisor();
     let mode = r.gc[gc::MODE];
-    let dac: Vec<[u8; 4]> = (0..=255).map(|v| r.dac.rgba(v)).collect();
-    let colours: Vec<[u8; 4]> = (0..16).map(|v| dac[usize::from(attribute_colour(r, v))]).collect();
+    let dac: [[u8; 4]; 256] = std::array::from_fn(|v| r.dac.rgba(v as u8));
+    let colours: [[u8; 4]; 16] = std::array::from_fn(|v| dac[usize::from(attribute_colour(r, v as u8))]);
     let row_bytes = width as usize * 4;
     s.lines(|y, row_start, rowscan| {
         if y % div != 0 || y / div >= height {
