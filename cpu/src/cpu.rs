@@ -71,6 +71,8 @@ pub struct Cpu {
     pub(crate) end_block: bool,
     /// A state with kvmclock enabled was loaded: the next run rewrites its structure.
     pvclock_handover: bool,
+    /// The next block runs one instruction only: the one an interrupt shadow covers.
+    shadow_step: bool,
     /// How many of the running block's instructions may run: its length, or 0 once
     /// `stop_block` was called, so that the run loop's one bound check also sees `end_block`.
     block_end: usize,
@@ -152,6 +154,7 @@ impl Cpu {
             random_seed: None,
             tsc_anchor: None,
             pvclock_handover: false,
+            shadow_step: false,
             last_ns: 0,
             run_retired: 0,
             bp: crate::debug::Breakpoints::default(),
@@ -427,7 +430,10 @@ impl Cpu {
             // before the next pass through `free_dead`.
             let block = unsafe { &*block };
             self.record(block.key);
-            self.run_retired += self.exec_block(bus, &block.insns);
+            // After an interrupt shadow (STI, MOV SS) one instruction runs, then interrupts are
+            // looked at again.
+            let insns = if std::mem::take(&mut self.shadow_step) { &block.insns[..1.min(block.insns.len())] } else { &block.insns[..] };
+            self.run_retired += self.exec_block(bus, insns);
             prev = block;
         }
     }
@@ -454,7 +460,8 @@ impl Cpu {
     fn check_events(&mut self, watched: &mut Watched) -> bool {
         if self.s.pending.interrupt_shadow {
             self.s.pending.interrupt_shadow = false;
-            // Nothing was looked at: look after the next block.
+            // Nothing was looked at: look after the next instruction.
+            self.shadow_step = true;
             self.attention = true;
             return !self.s.halted;
         }

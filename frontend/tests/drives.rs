@@ -231,3 +231,35 @@ fn seabios_boots_a_disk_and_a_cd_through_the_ide_controller() {
     let o = run(&["--hda", &disk, "--cdrom", &iso, "--boot", "c"]);
     assert_status(&o, 0x42);
 }
+
+/// SeaBIOS boots a 1.44 MB floppy through the 82077AA and ISA DMA, and the boot sector reads
+/// its second sector through SeaBIOS's INT 13h (the floppy driver waits for IRQ 6 in a
+/// one-instruction `sti ; nop ; cli` window, which the interpreter once closed before the
+/// interrupt got through: "Timeout at floppy_wait_irq").
+#[test]
+fn seabios_boots_a_floppy_and_reads_it_through_int_13h() {
+    let seabios = "/usr/share/seabios/bios-256k.bin";
+    if !Path::new(seabios).exists() {
+        eprintln!("skipping seabios_boots_a_floppy_and_reads_it_through_int_13h: {seabios} is missing (apt-get install seabios)");
+        return;
+    }
+    let dir = Scratch::new("seabios-floppy");
+    #[rustfmt::skip]
+    let boot = [
+        0xFA, 0x31, 0xC0, 0x8E, 0xD8, 0x8E, 0xC0, 0x8E, 0xD0, 0xBC, 0x00, 0x7C, 0xFB, // segments 0, sp 7C00, sti
+        0xB8, 0x01, 0x02, 0xB9, 0x02, 0x00, 0xBA, 0x00, 0x00, 0xBB, 0x00, 0x7E, // one sector: C0 H0 S2 of drive 0 to 0:7E00
+        0xCD, 0x13, 0x72, 0x13, // int 13h; jc fail
+        0xBE, 0x00, 0x7E, 0xBA, 0xF8, 0x03, // si = the sector, dx = COM1
+        0xAC, 0x84, 0xC0, 0x74, 0x03, 0xEE, 0xEB, 0xF8, // print until the NUL
+        0xB0, 0x44, 0xE6, 0xF4, 0xF4, // exit 0x44
+        0xB0, 0x45, 0xE6, 0xF4, 0xF4, // fail: exit 0x45
+    ];
+    let mut floppy = vec![0u8; 1_474_560];
+    floppy[..boot.len()].copy_from_slice(&boot);
+    floppy[510..512].copy_from_slice(&[0x55, 0xAA]);
+    floppy[512..512 + 26].copy_from_slice(b"SECTOR TWO FROM THE FDC\r\n\0");
+    let floppy = dir.file("floppy.img", &floppy);
+    let o = ferrite(&["--accel", "interp", "--bios", seabios, "--timeout", "60", "--fda", &floppy, "--boot", "a"]);
+    assert_status(&o, 0x44);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SECTOR TWO FROM THE FDC"), "{}", describe(&o));
+}

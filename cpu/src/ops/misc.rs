@@ -58,7 +58,9 @@ pub(crate) fn sti(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fa
     cpu.require_iopl()?;
     if cpu.s.rflags & IF == 0 {
         cpu.s.pending.interrupt_shadow = true;
-        cpu.attention = true;
+        // The block ends here, and the next runs one instruction before interrupts are
+        // looked at (`sti ; nop ; cli` is a window a waiting interrupt must get through).
+        cpu.stop_block();
     }
     cpu.s.rflags |= IF;
     Ok(())

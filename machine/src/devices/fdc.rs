@@ -392,6 +392,7 @@ impl Fdc {
         let level = self.s.int && self.s.dor & DOR_DMAEN != 0 && !self.in_reset();
         if level != self.s.irq {
             self.s.irq = level;
+            tracing::trace!(level, now = cx.now, "FDC IRQ 6");
             cx.set_irq(FDC_IRQ, level);
         }
     }
@@ -1131,6 +1132,9 @@ impl Device for Fdc {
             (0..size.min(4)).fold(0u32, |acc, i| {
                 let p = port.wrapping_add(i as u16);
                 let b = if Fdc::owns(p) { f.read_byte(p, cx) } else { 0xFF };
+                if p != 0x3F4 {
+                    tracing::trace!(port = format_args!("{p:#x}"), value = format_args!("{b:#04x}"), now = cx.now, "FDC read");
+                }
                 acc | (b as u32) << (8 * i)
             })
         })
@@ -1141,6 +1145,7 @@ impl Device for Fdc {
             for i in 0..size.min(4) {
                 let p = port.wrapping_add(i as u16);
                 if Fdc::owns(p) {
+                    tracing::trace!(port = format_args!("{p:#x}"), value = format_args!("{:#04x}", (value >> (8 * i)) as u8), now = cx.now, "FDC write");
                     f.write_byte(p, (value >> (8 * i)) as u8, cx);
                 }
             }
