@@ -27,7 +27,9 @@ fn pictures_reach_the_display(kind: Kind) {
     // Two more over the same pages, with pictures taken while the guest draws: writes after
     // a picture are logged again.
     d.draw_rendering(0, w * h, 0x00_AB_CD_00, 2, Some(10_000_000)).unwrap();
-    assert!(d.render().unwrap(), "{kind:?}: the second picture was drawn");
+    // (A picture taken while the guest was already past its last store may have shown
+    // everything: whether this one draws anything depends on timing under KVM.)
+    d.render().unwrap();
     for (x, y) in corners {
         assert_eq!(d.pixel(x, y), 0xAB_CD_01, "{kind:?}: pixel ({x}, {y}) after the third picture");
     }
