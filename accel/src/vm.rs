@@ -62,6 +62,8 @@ pub struct RunStats {
     pub instructions: Option<u64>,
     /// Wall time spent waiting with the CPU halted.
     pub idle: Duration,
+    /// Wall time spent paused by a [`VmControl`].
+    pub paused: Duration,
 }
 
 pub struct Vm {
@@ -234,14 +236,12 @@ impl Vm {
     ) -> Result<RunOutcome, AccelError> {
         let start = Instant::now();
         let mut last_watch = start;
-        let mut stats = RunStats { started: start, instructions: None, idle: Duration::ZERO };
-        // Wall time spent paused, which the timeout does not count.
-        let mut paused = Duration::ZERO;
+        let mut stats = RunStats { started: start, instructions: None, idle: Duration::ZERO, paused: Duration::ZERO };
         let mut force_watch = false;
         let kick = self.backend.watch_interrupts(self.control.0.flag.clone());
         *self.control.0.kick.lock().unwrap_or_else(|e| e.into_inner()) = kick;
         loop {
-            let (end, watch_now) = self.requests(&mut paused)?;
+            let (end, watch_now) = self.requests(&mut stats.paused)?;
             if let Some(outcome) = end {
                 return Ok(outcome);
             }
@@ -267,7 +267,8 @@ impl Vm {
                 }
             }
             let wall = Instant::now();
-            if limits.timeout.is_some_and(|t| wall.duration_since(start).saturating_sub(paused) >= t) {
+            // The timeout does not count time spent paused.
+            if limits.timeout.is_some_and(|t| wall.duration_since(start).saturating_sub(stats.paused) >= t) {
                 return Ok(RunOutcome::Timeout);
             }
             if force_watch || wall.duration_since(last_watch) >= interval {

@@ -203,6 +203,11 @@ impl Session {
         self.vm.backend.name()
     }
 
+    /// Pauses, resumes or stops the guest from another thread (the window's hotkeys).
+    pub fn control(&self) -> accel::VmControl {
+        self.vm.control()
+    }
+
     /// Runs the guest headless to its end and returns the exit status. An error is Ferrite's
     /// own failure while running (its state is reported first).
     pub fn run(self) -> Result<u8> {

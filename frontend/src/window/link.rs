@@ -1,14 +1,14 @@
 //! Between the emulation thread and the window's thread. Frames go to the window through a
 //! one-place mailbox: a new picture replaces one the window has not taken yet (frames are
 //! dropped, never queued, when the window lags), and buffers come back for reuse, so a frame
-//! costs no allocation. Commands (pause, reset, quit) come back through a channel. The
+//! costs no allocation. Commands (reset, quit) come back through a channel; pause and resume go to the run loop directly (`accel::VmControl`). The
 //! emulation side wakes the window with one event per waiting frame.
 
 use accel::{RunStats, Watch};
 use machine::{Frame, Machine};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvError, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,6 @@ const STATUS_INTERVAL: Duration = Duration::from_millis(500);
 /// What the window asks of the emulation thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Pause, or resume if paused.
-    TogglePause,
     Reset,
     /// Stop the guest (the window was closed).
     Quit,
@@ -191,6 +189,7 @@ pub struct GuestSide {
     last_status: Instant,
     last_instructions: Option<u64>,
     last_idle: Duration,
+    last_paused: Duration,
     /// Rendering waits until then: a picture costs the guest at most a quarter of its time.
     next_render: Instant,
     pub render_costs: Costs,
@@ -206,6 +205,7 @@ impl GuestSide {
             last_status: Instant::now(),
             last_instructions: None,
             last_idle: Duration::ZERO,
+            last_paused: Duration::ZERO,
             next_render: Instant::now(),
             render_costs: Costs::default(),
         }
@@ -217,10 +217,6 @@ impl GuestSide {
             match self.commands.try_recv() {
                 Ok(Command::Quit) | Err(TryRecvError::Disconnected) => return Watch::Stop(0),
                 Ok(Command::Reset) => return Watch::Reset,
-                Ok(Command::TogglePause) => match self.pause(m, stats) {
-                    Watch::Continue => {}
-                    other => return other,
-                },
                 Err(TryRecvError::Empty) => break,
             }
         }
@@ -252,28 +248,11 @@ impl GuestSide {
         }
     }
 
-    /// Paused: the guest's clock stands still until the window says go on (or quit, or reset).
-    fn pause(&mut self, m: &mut Machine, stats: &RunStats) -> Watch {
-        let frozen_at = m.now();
-        let status = self.status(stats, true);
-        (self.wake)(UserEvent::Status(status));
-        let next = loop {
-            match self.commands.recv() {
-                Ok(Command::TogglePause) => break Watch::Continue,
-                Ok(Command::Reset) => break Watch::Reset,
-                Ok(Command::Quit) | Err(RecvError) => return Watch::Stop(0),
-            }
-        };
-        m.clock_mut().set(frozen_at);
-        // The pause is not the guest's idle time nor its speed.
-        self.last_status = Instant::now();
-        self.last_instructions = stats.instructions;
-        self.last_idle = stats.idle;
-        next
-    }
-
     fn status(&mut self, stats: &RunStats, paused: bool) -> Status {
-        let wall = self.last_status.elapsed().as_secs_f64().max(1e-6);
+        // A pause (`VmControl`, the run loop's) is not the guest's idle time nor its speed.
+        let pause = stats.paused.saturating_sub(self.last_paused);
+        self.last_paused = stats.paused;
+        let wall = self.last_status.elapsed().saturating_sub(pause).as_secs_f64().max(1e-6);
         let mips = match (stats.instructions, self.last_instructions) {
             (Some(now), Some(before)) => Some(now.saturating_sub(before) as f64 / wall / 1e6),
             _ => None,

@@ -16,6 +16,7 @@ mod soft;
 use crate::cli::{Args, Aspect, Renderer, Scaling};
 use crate::session::{status, Session};
 use anyhow::{anyhow, Result};
+use accel::VmControl;
 use keys::{Hotkey, KeyAction, Keyboard};
 use layout::Rect;
 use link::{Command, Costs, GuestSide, Mailbox, Status, UserEvent};
@@ -67,7 +68,7 @@ fn run_window(args: &Args) -> Result<u8, (u8, anyhow::Error)> {
                     }
                 };
                 let input = session.machine().ps2_input();
-                let _ = ready_tx.send(Ok((input, session.backend_name())));
+                let _ = ready_tx.send(Ok((input, session.backend_name(), session.control())));
                 let wake_proxy = proxy.clone();
                 let wake = Box::new(move |e: UserEvent| {
                     let _ = wake_proxy.send_event(e);
@@ -80,7 +81,7 @@ fn run_window(args: &Args) -> Result<u8, (u8, anyhow::Error)> {
                 let _ = proxy.send_event(UserEvent::Ended(result.map_err(|e| format!("{e:#}"))));
             })
             .map_err(|e| (status::INTERNAL, anyhow!("cannot start the emulation thread: {e}")))?;
-        let (input, backend) = match ready_rx.recv() {
+        let (input, backend, control) = match ready_rx.recv() {
             Ok(Ok(ready)) => ready,
             Ok(Err(e)) => {
                 let _ = emulation.join();
@@ -92,11 +93,12 @@ fn run_window(args: &Args) -> Result<u8, (u8, anyhow::Error)> {
             }
         };
 
-        let mut app = App::new(args, backend, mailbox.clone(), commands.clone(), input);
+        let mut app = App::new(args, backend, mailbox.clone(), commands.clone(), control.clone(), input);
         let result = event_loop.run_app(&mut app);
-        // However the loop ended, the guest stops and its disks are flushed before Ferrite
-        // exits.
+        // However the loop ended, the guest stops (paused or not) and its disks are flushed
+        // before Ferrite exits.
         let _ = commands.send(Command::Quit);
+        control.stop(0);
         let _ = emulation.join();
         if std::env::var_os("FERRITE_FRAME_STATS").is_some() {
             eprintln!("ferrite: frame present (upload and draw): {}", app.present_costs.summary());
@@ -185,6 +187,8 @@ struct App {
     backend: &'static str,
     mailbox: Arc<Mailbox>,
     commands: Sender<Command>,
+    /// Pause and resume, straight to the run loop (the guest's clocks stand still).
+    control: VmControl,
     input: Option<Ps2Input>,
 
     window: Option<Arc<Window>>,
@@ -210,7 +214,7 @@ struct App {
 }
 
 impl App {
-    fn new(args: &Args, backend: &'static str, mailbox: Arc<Mailbox>, commands: Sender<Command>, input: Option<Ps2Input>) -> App {
+    fn new(args: &Args, backend: &'static str, mailbox: Arc<Mailbox>, commands: Sender<Command>, control: VmControl, input: Option<Ps2Input>) -> App {
         App {
             scaling: args.scaling,
             aspect: args.aspect,
@@ -220,6 +224,7 @@ impl App {
             backend,
             mailbox,
             commands,
+            control,
             input,
             window: None,
             presenter: None,
@@ -358,10 +363,22 @@ impl App {
     fn hotkey(&mut self, h: Hotkey, event_loop: &ActiveEventLoop) {
         match h {
             Hotkey::Pause => {
-                let _ = self.commands.send(Command::TogglePause);
+                let paused = !self.control.is_paused();
+                if paused {
+                    self.control.pause();
+                } else {
+                    self.control.resume();
+                }
+                self.status = Status { paused, mips: None, busy: 0.0 };
+                self.update_title();
             }
             Hotkey::Reset => {
+                // Taken by the watcher, which runs at once (and a paused guest goes on).
                 let _ = self.commands.send(Command::Reset);
+                self.control.resume();
+                self.control.interrupt();
+                self.status.paused = false;
+                self.update_title();
             }
             Hotkey::Screenshot => self.screenshot(),
             Hotkey::Fullscreen => {
@@ -418,8 +435,10 @@ impl App {
     }
 
     fn quit(&mut self, event_loop: &ActiveEventLoop) {
-        // The emulation thread stops the guest, flushes the disks and says it ended.
+        // The emulation thread stops the guest (paused or not), flushes the disks and says it
+        // ended.
         let _ = self.commands.send(Command::Quit);
+        self.control.stop(0);
         if self.ended.is_some() {
             event_loop.exit();
         }
@@ -489,7 +508,9 @@ impl ApplicationHandler<UserEvent> for App {
     fn user_event(&mut self, event_loop: &ActiveEventLoop, event: UserEvent) {
         match event {
             UserEvent::Frame => self.take_frame(),
-            UserEvent::Status(s) => {
+            UserEvent::Status(mut s) => {
+                // A status sent just before a pause does not undo it.
+                s.paused = self.control.is_paused();
                 if s != self.status {
                     self.status = s;
                     self.update_title();
