@@ -518,7 +518,8 @@ fn extended_access(b: &mut Bios, r: &mut Regs, t: Target) -> Result<(), u8> {
         0x42 => transfer(b, t, lba, count, addr, false),
         0x43 => transfer(b, t, lba, count, addr, true),
         0x44 => verify(b, t, lba, count),
-        _ => verify(b, t, lba, 1.min(count.max(1))),
+        // 47h, extended seek: the sector sought must exist.
+        _ => verify(b, t, lba, 1),
     };
     if r.ah() != 0x47 {
         b.w16(dap + 2, done as u16);
