@@ -62,6 +62,12 @@ pub struct Vga {
     full_since: u64,
     /// Where the modes drawn whole are drawn, to be compared with the last picture.
     scratch: Frame,
+    /// The last picture of those modes, and per row the generation in which it last changed
+    /// (valid for pictures drawn since `rows_since`), so that a frame learns every row that
+    /// changed since its own picture, whatever was drawn in between.
+    last: Frame,
+    row_changed: Vec<u64>,
+    rows_since: u64,
     /// The blink phases of the last picture drawn.
     blink: Blink,
 }
@@ -102,6 +108,9 @@ impl Vga {
             page_written: vec![0; size.div_ceil(render::DIRTY_PAGE)],
             full_since: 1,
             scratch: Frame::new(),
+            last: Frame::new(),
+            row_changed: Vec::new(),
+            rows_since: 0,
             blink: Blink::default(),
         }
     }
@@ -392,24 +401,38 @@ impl Display for Vga {
                 .then_some(render::Dirty { pages: &self.page_written, since: frame.drawn });
             render::render(&self.regs, &self.dispi, &self.vram, blink, since, frame);
         } else {
-            // The other modes are small and their memory is interleaved: drawn whole, then
-            // only the rows that differ from the last picture (a blinking cursor, a typed
-            // character) are changed in `frame`.
+            // The other modes are small and their memory is interleaved: drawn whole, compared
+            // with the last picture row by row (a blinking cursor, a typed character), and
+            // `frame` gets the rows that changed since its own picture. (Comparing with
+            // `frame` itself would miss a row that changed and changed back while a front end
+            // showed a picture drawn into another buffer.)
+            let g = self.generation;
             let new = &mut self.scratch;
             render::render(&self.regs, &self.dispi, &self.vram, blink, None, new);
-            if frame.drawn != 0 && (frame.width, frame.height) == (new.width, new.height) {
-                let row = new.width as usize * 4;
-                let (mut first, mut end) = (u32::MAX, 0);
-                for (y, (old, new)) in frame.pixels.chunks_exact_mut(row).zip(new.pixels.chunks_exact(row)).enumerate() {
+            let row = new.width as usize * 4;
+            if (self.last.width, self.last.height) == (new.width, new.height) && self.row_changed.len() == new.height as usize {
+                for (y, (old, new)) in self.last.pixels.chunks_exact(row).zip(new.pixels.chunks_exact(row)).enumerate() {
                     if old != new {
-                        old.copy_from_slice(new);
-                        (first, end) = (first.min(y as u32), y as u32 + 1);
+                        self.row_changed[y] = g;
                     }
+                }
+            } else {
+                self.row_changed = vec![g; new.height as usize];
+                self.rows_since = g;
+            }
+            std::mem::swap(&mut self.last, &mut self.scratch);
+            let last = &self.last;
+            if frame.drawn != 0 && frame.drawn >= self.rows_since && (frame.width, frame.height) == (last.width, last.height) {
+                let (mut first, mut end) = (u32::MAX, 0);
+                for (y, _) in self.row_changed.iter().enumerate().filter(|(_, &c)| c > frame.drawn) {
+                    let at = y * row..(y + 1) * row;
+                    frame.pixels[at.clone()].copy_from_slice(&last.pixels[at]);
+                    (first, end) = (first.min(y as u32), y as u32 + 1);
                 }
                 frame.changed_rows = if first < end { first..end } else { 0..0 };
             } else {
-                std::mem::swap(&mut frame.pixels, &mut new.pixels);
-                (frame.width, frame.height) = (new.width, new.height);
+                frame.pixels.clone_from(&last.pixels);
+                (frame.width, frame.height) = (last.width, last.height);
                 frame.changed_rows = 0..frame.height;
             }
         }
@@ -633,6 +656,34 @@ mod tests {
         let frame_ns = b.vga.regs.timing().frame_ps() / 1000;
         assert!(b.vga.render(frame_ns * 9, &mut f));
         assert!(f.changed_rows.len() < 16, "{:?}", f.changed_rows);
+    }
+
+    /// A front end that swaps buffers hands back one holding an older picture: the rows that
+    /// changed since that picture are redrawn and reported even where the newest picture
+    /// equals the buffer's (a character typed, then deleted, while another buffer was shown).
+    #[test]
+    fn swapped_buffers_learn_rows_that_changed_and_changed_back() {
+        let mut b = Bench::new();
+        tables::program(&mut b.vga.regs, &tables::MODE_03);
+        b.outb(0x3C8, 0);
+        let (mut shown, mut spare) = (Frame::new(), Frame::new());
+        assert!(b.vga.render(0, &mut spare));
+        // A character in row 2 (scan lines 32-47), drawn into the other buffer, which the
+        // front end now shows.
+        b.with(|d, cx| d.mmio_write(0x1_8000 + 2 * 160, 2, 0x1741, cx));
+        assert!(b.vga.render(0, &mut shown));
+        // Deleted again; the picture goes to the spare buffer, which never saw it.
+        b.with(|d, cx| d.mmio_write(0x1_8000 + 2 * 160, 2, 0x0720, cx));
+        assert!(b.vga.render(0, &mut spare));
+        let rows = spare.changed_rows.clone();
+        assert!(rows.start <= 32 && rows.end >= 48, "row 2's scan lines must be redrawn: {rows:?}");
+        let mut whole = Frame::new();
+        b.vga.render(0, &mut whole);
+        assert_eq!(spare.pixels, whole.pixels);
+        // And the shown buffer, brought up to date, gets the same rows back.
+        assert!(b.vga.render(0, &mut shown));
+        assert!(shown.changed_rows.start <= 32 && shown.changed_rows.end >= 48);
+        assert_eq!(shown.pixels, whole.pixels);
     }
 
     #[test]
