@@ -52,7 +52,12 @@ const RECENT: usize = 1024;
 /// One decoded block, with the blocks that followed it last (block chaining: the run loop
 /// finds the next block from the one just executed without hashing anything).
 pub(crate) struct Block {
+    /// What the run loop executes: the instructions, with fusable pairs fused
+    /// (`ops::fused`).
     pub(crate) insns: Box<[Insn]>,
+    /// The instructions one by one, for running under debug traps and breakpoints; empty
+    /// when nothing fused (then `insns` are they).
+    pub(crate) plain: Box<[Insn]>,
     /// The decoder's view of each instruction, for reports only: kept apart so that the
     /// `Insn`s the run loop walks stay small.
     instrs: Box<[Instruction]>,
@@ -315,8 +320,8 @@ impl Cpu {
                 return Ok(b);
             }
         }
-        let (insns, instrs, last_byte) = self.decode_block(bus, bits)?;
-        let block = Box::new(Block { insns, instrs, key: key.unwrap_or(u64::MAX), links: [const { Cell::new(NO_LINK) }; LINKS] });
+        let (insns, plain, instrs, last_byte) = self.decode_block(bus, bits)?;
+        let block = Box::new(Block { insns, plain, instrs, key: key.unwrap_or(u64::MAX), links: [const { Cell::new(NO_LINK) }; LINKS] });
         let (Some(k), Some((first_page, _))) = (key, host) else {
             return Ok(self.blocks.adopt(block));
         };
@@ -343,9 +348,10 @@ impl Cpu {
     }
 
     /// Decodes instructions from CS:RIP until a control transfer, a page boundary or the size
-    /// limit. Returns the block and the linear address of its last byte.
+    /// limit. Returns the block's entries (fused), its plain instructions (empty if the same),
+    /// the decoder's view and the linear address of its last byte.
     #[allow(clippy::type_complexity)]
-    fn decode_block(&mut self, bus: &mut dyn Bus, bits: u32) -> Result<(Box<[Insn]>, Box<[Instruction]>, Option<u64>), Fault> {
+    fn decode_block(&mut self, bus: &mut dyn Bus, bits: u32) -> Result<(Box<[Insn]>, Box<[Insn]>, Box<[Instruction]>, Option<u64>), Fault> {
         let cs = self.s.seg[sreg::CS];
         let ip_mask = match bits {
             16 => 0xFFFF,
@@ -411,7 +417,11 @@ impl Cpu {
                 break;
             }
         }
-        Ok((insns.into_boxed_slice(), instrs.into_boxed_slice(), last_byte))
+        let (insns, plain) = match crate::ops::fused::fuse(&mut insns, &instrs, bits) {
+            Some(fused) => (fused.into_boxed_slice(), insns.into_boxed_slice()),
+            None => (insns.into_boxed_slice(), Box::default()),
+        };
+        Ok((insns, plain, instrs.into_boxed_slice(), last_byte))
     }
 }
 

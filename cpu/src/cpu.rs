@@ -124,6 +124,9 @@ pub struct Cpu {
     retired: u64,
     /// PAUSE ends the run with `Stop::Yield` (see `set_yield_on_pause`).
     pub(crate) yield_on_pause: bool,
+    /// Set by a fused pair (`ops::fused`) whose Jcc faulted after its first instruction
+    /// completed: the fault belongs to the Jcc.
+    pub(crate) fused_partial: bool,
 }
 
 impl Default for Cpu {
@@ -166,6 +169,7 @@ impl Cpu {
             user: 0,
             retired: 0,
             yield_on_pause: false,
+            fused_partial: false,
             config: CpuConfig::default(),
         }
     }
@@ -377,8 +381,11 @@ impl Cpu {
 
     fn run_blocks(&mut self, bus: &mut Watched, max_insns: u64) -> RunResult {
         // The block just executed, whose chain links lead to the next; null when there is
-        // none or it may have been freed.
+        // none or it may have been freed. `prev_rip` and `prev_gen`: where and under which
+        // chain generation it was entered (a loop that is one block re-enters it there).
         let mut prev: *const Block = std::ptr::null();
+        let mut prev_rip = 0;
+        let mut prev_gen = u64::MAX;
         loop {
             if self.attention || bus.touched {
                 self.attention = false;
@@ -402,39 +409,48 @@ impl Cpu {
             }
             let rip = self.s.rip;
             let gen = self.blocks.chain_gen;
-            // SAFETY: `prev` is null or a block not freed since it executed (`free_dead` runs
-            // only above, and clears it).
-            let next = if prev.is_null() { None } else { unsafe { &*prev }.successor(rip, gen) };
-            let block = match next {
-                Some(b) => b,
-                None => match self.fetch_block(bus) {
-                    Ok(b) => {
-                        if !prev.is_null() && self.blocks.chain_gen == gen && unsafe { &*b }.key != u64::MAX {
-                            // SAFETY: as above; `b` is cached (not device memory), so it lives
-                            // until the generation moves on.
-                            unsafe { &*prev }.link(rip, gen, b);
+            let block = if rip == prev_rip && gen == prev_gen && !prev.is_null() {
+                // The same block again (a loop): under one chain generation a RIP leads to
+                // one block, as the chain links assume. Not recorded again in the history.
+                prev
+            } else {
+                // SAFETY: `prev` is null or a block not freed since it executed (`free_dead`
+                // runs only above, and clears it).
+                let next = if prev.is_null() { None } else { unsafe { &*prev }.successor(rip, gen) };
+                let block = match next {
+                    Some(b) => b,
+                    None => match self.fetch_block(bus) {
+                        Ok(b) => {
+                            if !prev.is_null() && self.blocks.chain_gen == gen && unsafe { &*b }.key != u64::MAX {
+                                // SAFETY: as above; `b` is cached (not device memory), so it
+                                // lives until the generation moves on.
+                                unsafe { &*prev }.link(rip, gen, b);
+                            }
+                            if self.blocks.has_dead() {
+                                self.attention = true;
+                            }
+                            b
                         }
-                        if self.blocks.has_dead() {
-                            self.attention = true;
+                        Err(f) => {
+                            self.raise(bus, f);
+                            prev = std::ptr::null();
+                            continue;
                         }
-                        b
-                    }
-                    Err(f) => {
-                        self.raise(bus, f);
-                        prev = std::ptr::null();
-                        continue;
-                    }
-                },
+                    },
+                };
+                // SAFETY: `block` was just found in the cache (or adopted by it) and is not
+                // freed before the next pass through `free_dead`.
+                self.record(unsafe { &*block }.key);
+                block
             };
-            // SAFETY: `block` was just found in the cache (or adopted by it) and is not freed
-            // before the next pass through `free_dead`.
-            let block = unsafe { &*block };
-            self.record(block.key);
             // After an interrupt shadow (STI, MOV SS) one instruction runs, then interrupts are
             // looked at again.
-            let insns = if std::mem::take(&mut self.shadow_step) { &block.insns[..1.min(block.insns.len())] } else { &block.insns[..] };
-            self.run_retired += self.exec_block(bus, insns);
+            let shadow = std::mem::take(&mut self.shadow_step);
+            // SAFETY: as above.
+            self.run_retired += self.exec_block(bus, unsafe { &*block }, max_insns, shadow);
             prev = block;
+            prev_rip = rip;
+            prev_gen = gen;
         }
     }
 
@@ -493,11 +509,21 @@ impl Cpu {
         !self.s.halted
     }
 
-    fn exec_block(&mut self, bus: &mut dyn Bus, block: &[Insn]) -> u64 {
-        let mut n = 0;
+    /// Runs a block; returns the guest instructions retired. A block that ends with a taken
+    /// branch to its own start (a loop that is one block) runs again at once while nothing
+    /// asks for a look between blocks and the budget (`max_insns`) allows. `one`: only the
+    /// block's first instruction runs (unfused), after an interrupt shadow.
+    fn exec_block(&mut self, bus: &mut Watched, block: &Block, max_insns: u64, one: bool) -> u64 {
         self.end_block = false;
-        if self.debug_active() {
-            for insn in block.iter() {
+        if one || self.debug_active() {
+            // The instructions one by one, unfused.
+            let plain = if block.plain.is_empty() { &block.insns[..] } else { &block.plain[..] };
+            let plain = if one { &plain[..1.min(plain.len())] } else { plain };
+            if !self.debug_active() {
+                return self.exec_insns(bus, plain);
+            }
+            let mut n = 0;
+            for insn in plain.iter() {
                 let (k, go_on) = self.exec_one_debug(bus, insn);
                 n += k;
                 if !go_on {
@@ -510,11 +536,57 @@ impl Cpu {
             }
             return n;
         }
-        self.block_end = block.len();
+        // The slice itself, not the `Box`: the `Box` lives in a `Block`, which has interior
+        // mutability (its chain links), so its pointer would be reloaded after every call.
+        let insns: &[Insn] = &block.insns;
+        let start = self.s.rip;
+        let gen = self.blocks.chain_gen;
+        let mut retired = 0;
+        loop {
+            self.block_end = insns.len();
+            let mut k = 0;
+            while k < self.block_end {
+                // SAFETY: `block_end` is the block's length or 0 (`stop_block`).
+                let insn = unsafe { insns.get_unchecked(k) };
+                let ip = self.s.rip;
+                self.s.rip = ip.wrapping_add(u64::from(insn.len)) & insn.ip_mask;
+                if let Err(fault) = (insn.exec)(self, bus, insn) {
+                    let mut done = if k == 0 { 0 } else { u64::from(insns[k - 1].pos) };
+                    self.s.rip = ip;
+                    if std::mem::take(&mut self.fused_partial) {
+                        // The Jcc of a fused pair faulted: its first instruction is done.
+                        self.s.rip = ip.wrapping_add(u64::from(insn.len1)) & insn.ip_mask;
+                        done += 1;
+                    }
+                    self.side_exit = false;
+                    self.raise(bus, fault);
+                    return retired + done;
+                }
+                k += 1;
+            }
+            retired += insns.get(k.wrapping_sub(1)).map_or(0, |i| u64::from(i.pos));
+            if !self.end_block {
+                return retired;
+            }
+            // Whatever ended the block (a write to code, the bus, a mode change) but a taken
+            // branch may want a look before the next one.
+            if !std::mem::take(&mut self.side_exit) {
+                self.attention = true;
+                return retired;
+            }
+            if self.s.rip != start || self.attention || bus.touched || self.blocks.chain_gen != gen || self.run_retired + retired >= max_insns {
+                return retired;
+            }
+            self.end_block = false;
+        }
+    }
+
+    /// Runs `insns` once (no loop), for the one instruction after an interrupt shadow.
+    fn exec_insns(&mut self, bus: &mut Watched, insns: &[Insn]) -> u64 {
+        self.block_end = insns.len();
         let mut k = 0;
         while k < self.block_end {
-            // SAFETY: `block_end` is the block's length or 0 (`stop_block`).
-            let insn = unsafe { block.get_unchecked(k) };
+            let insn = &insns[k];
             let ip = self.s.rip;
             self.s.rip = ip.wrapping_add(u64::from(insn.len)) & insn.ip_mask;
             if let Err(fault) = (insn.exec)(self, bus, insn) {
@@ -525,12 +597,8 @@ impl Cpu {
             }
             k += 1;
         }
-        if self.end_block {
-            // Whatever ended the block (a write to code, the bus, a mode change) but a taken
-            // branch may want a look before the next one.
-            if !std::mem::take(&mut self.side_exit) {
-                self.attention = true;
-            }
+        if self.end_block && !std::mem::take(&mut self.side_exit) {
+            self.attention = true;
         }
         k as u64
     }

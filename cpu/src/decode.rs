@@ -53,6 +53,14 @@ pub(crate) struct Insn {
     /// Control transfers, I/O and anything that changes how the following code must be
     /// decoded or interrupted end their block.
     pub ends_block: bool,
+    /// Guest instructions in the block up to and including this one (a fused pair counts
+    /// two): what the block has retired when it leaves after this entry.
+    pub pos: u8,
+    /// A compare or arithmetic fused with the Jcc after it (`ops::fused`): the first
+    /// instruction's length (0 when not fused) and the Jcc's condition code. The Jcc's
+    /// displacement is in `imm2`.
+    pub len1: u8,
+    pub cc: u8,
 }
 
 /// An instruction as text, for reports (blocks keep the decoder's view beside their `Insn`s,
@@ -203,6 +211,9 @@ pub(crate) fn decode_with(bytes: &[u8], bits: u32, ip: u64) -> Option<(Insn, Ins
         imm2: 0,
         ip_mask: u64::MAX,
         ends_block: false,
+        pos: 0,
+        len1: 0,
+        cc: 0,
     };
     let mut has_mem = false;
     let mut has_imm = false;
@@ -306,6 +317,9 @@ fn undefined(instr: &Instruction, bits: u32, len: usize) -> Insn {
         imm2: 0,
         ip_mask: u64::MAX,
         ends_block: true,
+        pos: 0,
+        len1: 0,
+        cc: 0,
     }
 }
 

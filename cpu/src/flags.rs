@@ -108,14 +108,22 @@ impl Cpu {
         let top = ((carries >> (bits - 2)) & 3) << AUX_PO;
         let aux = match op {
             FlagOp::Logic => 0,
-            FlagOp::Inc | FlagOp::Dec => {
-                // CF stays; OF (the XOR of the top two carries) goes into bit 30 with it.
-                let cf = self.lazy.aux & (1 << AUX_CF);
-                let of = (top ^ (top >> 1)) & (1 << AUX_PO);
-                (carries & AUX_AF) | cf | (of ^ (cf >> 1))
-            }
+            FlagOp::Inc | FlagOp::Dec => return self.set_lazy_incdec(op == FlagOp::Inc, size, a, r),
             _ => (carries & AUX_AF) | top,
         };
+        self.lazy = Lazy { res: sext_size(r, size), aux };
+    }
+
+    /// INC (`inc`) or DEC from `a` to `r`: the flags of adding or subtracting one, with CF
+    /// kept. Cheaper than the carry vector: AF is a carry out of (borrow into) the low nibble,
+    /// OF the step across the sign boundary.
+    #[inline(always)]
+    pub(crate) fn set_lazy_incdec(&mut self, inc: bool, size: u8, a: u64, r: u64) {
+        let sb = crate::cpu::sign_bit(size);
+        let mask = crate::cpu::mask(u64::MAX, size);
+        let (af, of) = if inc { (r & 0xF == 0, r & mask == sb) } else { (a & 0xF == 0, a & mask == sb) };
+        let cf = self.lazy.aux & (1 << AUX_CF);
+        let aux = cf | ((u64::from(of) << AUX_PO) ^ (cf >> 1)) | if af { AUX_AF } else { 0 };
         self.lazy = Lazy { res: sext_size(r, size), aux };
     }
 
@@ -305,6 +313,9 @@ mod tests {
                             cpu.set_flag(CF, cf_before);
                             cpu.set_lazy(op, size, a, 1, r);
                             assert_eq!((cpu.cf(), cpu.of(), cpu.zf()), (cf_before, of, r == 0), "{op:?} size {size} {a:#x}");
+                            // AF: a carry out of, or a borrow into, the low nibble.
+                            assert_eq!(cpu.af(), (a ^ 1 ^ r) & 0x10 != 0, "{op:?} size {size} {a:#x}");
+                            assert_eq!(cpu.rflags() & (ZF | SF | PF), cpu.szp(r, size), "{op:?} size {size} {a:#x}");
                         }
                     }
                 }

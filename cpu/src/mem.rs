@@ -11,31 +11,37 @@ use crate::state::{reg, sreg};
 const TLB_ENTRIES: usize = 1024;
 const PAGE: u64 = 4096;
 
-/// Direct-mapped TLB of 1,024 entries. A tag is the linear page number plus one (0 means empty); `host` is the
-/// host address of the page's first byte. Tags are kept per kind of access and per privilege
-/// ([0] supervisor, [1] user), so the permission checks of the page tables are made once, at
-/// fill time: an access whose tag matches is allowed. An entry valid for reads may be invalid
-/// for writes (ROM, pages holding decoded code, pages whose dirty bit is not yet set).
+/// Direct-mapped TLB of 1,024 entries. A tag is the linear page number plus one (0 means
+/// empty); `host` is the host address of the page's first byte. Tags are kept per kind of
+/// access and per privilege (`e[0]` supervisor, `e[1]` user), so the permission checks of the
+/// page tables are made once, at fill time: an access whose tag matches is allowed. An entry
+/// valid for reads may be invalid for writes (ROM, pages holding decoded code, pages whose
+/// dirty bit is not yet set). Each entry holds its tags and host address together, so the
+/// fast path touches one cache line.
 pub(crate) struct Tlb {
-    read: Box<[[u64; TLB_ENTRIES]; 2]>,
-    write: Box<[[u64; TLB_ENTRIES]; 2]>,
-    exec: Box<[[u64; TLB_ENTRIES]; 2]>,
-    host: Box<[usize; TLB_ENTRIES]>,
+    e: Box<[[Entry; TLB_ENTRIES]; 2]>,
     global: Box<[bool; TLB_ENTRIES]>,
     /// Physical page + 1 (0: empty) → its mapping, for page walks (`walk_page`); valid while
     /// the bus's map generation is (flushed with everything else).
     walk: Box<[(u64, PageMapping); WALK_ENTRIES]>,
 }
 
+#[derive(Clone, Copy)]
+struct Entry {
+    read: u64,
+    write: u64,
+    exec: u64,
+    host: usize,
+}
+
+const EMPTY: Entry = Entry { read: 0, write: 0, exec: 0, host: 0 };
+
 const WALK_ENTRIES: usize = 64;
 
 impl Tlb {
     pub(crate) fn new() -> Tlb {
         Tlb {
-            read: Box::new([[0; TLB_ENTRIES]; 2]),
-            write: Box::new([[0; TLB_ENTRIES]; 2]),
-            exec: Box::new([[0; TLB_ENTRIES]; 2]),
-            host: Box::new([0; TLB_ENTRIES]),
+            e: Box::new([[EMPTY; TLB_ENTRIES]; 2]),
             global: Box::new([false; TLB_ENTRIES]),
             walk: Box::new([(0, PageMapping::Mmio); WALK_ENTRIES]),
         }
@@ -43,17 +49,14 @@ impl Tlb {
 
     fn clear_slot(&mut self, i: usize) {
         for u in 0..2 {
-            self.read[u][i] = 0;
-            self.write[u][i] = 0;
-            self.exec[u][i] = 0;
+            let e = &mut self.e[u][i];
+            (e.read, e.write, e.exec) = (0, 0, 0);
         }
     }
 
     pub(crate) fn flush(&mut self) {
         for u in 0..2 {
-            self.read[u].fill(0);
-            self.write[u].fill(0);
-            self.exec[u].fill(0);
+            self.e[u].fill(EMPTY);
         }
         self.walk.fill((0, PageMapping::Mmio));
     }
@@ -69,21 +72,22 @@ impl Tlb {
 
     /// Stops direct writes to one host page (it now holds decoded code).
     pub(crate) fn protect_host_page(&mut self, host_page: usize) {
-        for i in 0..TLB_ENTRIES {
-            if self.host[i] == host_page {
-                self.write[0][i] = 0;
-                self.write[1][i] = 0;
+        for u in 0..2 {
+            for e in self.e[u].iter_mut() {
+                if e.host == host_page {
+                    e.write = 0;
+                }
             }
         }
     }
 }
 
-/// The entry for a linear page: the page number folded on itself, so that pages a power of
-/// two apart (source and destination of a copy 1 MiB apart, say) do not evict each other.
+/// The entry for a linear page: the page number folded on itself, so that pages 4 MiB apart
+/// (a multiple of the TLB's reach) do not evict each other.
 #[inline(always)]
 fn slot(lin: u64) -> usize {
     let vpn = lin / PAGE;
-    ((vpn ^ (vpn >> 10) ^ (vpn >> 20)) as usize) & (TLB_ENTRIES - 1)
+    ((vpn ^ (vpn >> 10)) as usize) & (TLB_ENTRIES - 1)
 }
 
 #[inline(always)]
@@ -136,6 +140,12 @@ impl Cpu {
         self.user & 1
     }
 
+    /// The TLB entry for `lin` at the current privilege.
+    #[inline(always)]
+    fn tlb_entry(&self, lin: u64) -> &Entry {
+        &self.tlb.e[self.user_index()][slot(lin)]
+    }
+
     /// Linear addresses wrap at 4 GiB outside 64-bit mode.
     #[inline(always)]
     pub(crate) fn wrap_lin(&self, a: u64) -> u64 {
@@ -164,33 +174,25 @@ impl Cpu {
             // Accesses to this page must be checked against the data breakpoints.
             return Ok((x.phys, map));
         }
-        self.tlb.host[i] = host;
         self.tlb.global[i] = x.global;
         let smap = x.user && self.s.cr4 & CR4_SMAP != 0;
         let smep = x.user && self.s.cr4 & CR4_SMEP != 0;
+        let writable = matches!(map, PageMapping::Ram { .. }) && !self.blocks.is_code_page(host) && x.dirty;
+        let tag_if = |on: bool| if on { t } else { 0 };
         // A supervisor data access to a user page under SMAP depends on EFLAGS.AC: never
         // cached, so every such access is checked on the slow path.
-        if !smap {
-            self.tlb.read[0][i] = t;
-        }
-        if x.user {
-            self.tlb.read[1][i] = t;
-        }
-        if !x.nx && !smep {
-            self.tlb.exec[0][i] = t;
-        }
-        if !x.nx && x.user {
-            self.tlb.exec[1][i] = t;
-        }
-        let writable_ram = matches!(map, PageMapping::Ram { .. }) && !self.blocks.is_code_page(host);
-        if writable_ram && x.dirty {
-            if x.write_sup && !smap {
-                self.tlb.write[0][i] = t;
-            }
-            if x.user && x.write_user {
-                self.tlb.write[1][i] = t;
-            }
-        }
+        self.tlb.e[0][i] = Entry {
+            read: tag_if(!smap),
+            write: tag_if(writable && x.write_sup && !smap),
+            exec: tag_if(!x.nx && !smep),
+            host,
+        };
+        self.tlb.e[1][i] = Entry {
+            read: tag_if(x.user),
+            write: tag_if(writable && x.user && x.write_user),
+            exec: tag_if(!x.nx && x.user),
+            host,
+        };
         Ok((x.phys, map))
     }
 
@@ -239,19 +241,18 @@ impl Cpu {
     /// for writes), for bulk string operations; `None` means "take the per-element path".
     #[inline]
     pub(crate) fn host_for(&self, lin: u64, write: bool) -> Option<usize> {
-        let i = slot(lin);
-        let u = self.user_index();
-        let t = if write { self.tlb.write[u][i] } else { self.tlb.read[u][i] };
-        (t == tag(lin)).then(|| self.tlb.host[i] + (lin % PAGE) as usize)
+        let e = self.tlb_entry(lin);
+        let t = if write { e.write } else { e.read };
+        (t == tag(lin)).then(|| e.host + (lin % PAGE) as usize)
     }
 
     /// Reads `size` bytes (1, 2, 4 or 8) at a linear address, at the current privilege.
     #[inline(always)]
     pub(crate) fn read(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
-        let i = slot(lin);
+        let e = self.tlb_entry(lin);
         let off = (lin % PAGE) as usize;
-        if self.tlb.read[self.user_index()][i] == tag(lin) && off + size as usize <= PAGE as usize {
-            return Ok(read_host(self.tlb.host[i] + off, size));
+        if e.read == tag(lin) && off + size as usize <= PAGE as usize {
+            return Ok(read_host(e.host + off, size));
         }
         self.read_slow(bus, lin, size)
     }
@@ -275,10 +276,10 @@ impl Cpu {
     /// write fault, raised before anything changes), then reads.
     #[inline(always)]
     pub(crate) fn read_for_write(&mut self, bus: &mut dyn Bus, lin: u64, size: u8) -> Result<u64, Fault> {
-        let i = slot(lin);
+        let e = self.tlb_entry(lin);
         let off = (lin % PAGE) as usize;
-        if self.tlb.write[self.user_index()][i] == tag(lin) && off + size as usize <= PAGE as usize {
-            return Ok(read_host(self.tlb.host[i] + off, size));
+        if e.write == tag(lin) && off + size as usize <= PAGE as usize {
+            return Ok(read_host(e.host + off, size));
         }
         let user = self.user_index() == 1;
         if lin % PAGE + u64::from(size) > PAGE {
@@ -295,10 +296,10 @@ impl Cpu {
     /// Writes `size` bytes at a linear address, at the current privilege.
     #[inline(always)]
     pub(crate) fn write(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, v: u64) -> Result<(), Fault> {
-        let i = slot(lin);
+        let e = self.tlb_entry(lin);
         let off = (lin % PAGE) as usize;
-        if self.tlb.write[self.user_index()][i] == tag(lin) && off + size as usize <= PAGE as usize {
-            write_host(self.tlb.host[i] + off, size, v);
+        if e.write == tag(lin) && off + size as usize <= PAGE as usize {
+            write_host(e.host + off, size, v);
             return Ok(());
         }
         self.write_slow(bus, lin, size, v)
@@ -351,15 +352,18 @@ impl Cpu {
     /// offset in the page, or `None` if it lies in device memory. (Host pages need not be
     /// 4 KiB aligned, so the page is named by its start, never by masking an address.)
     pub(crate) fn code_host(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<Option<(usize, usize)>, Fault> {
-        let i = slot(lin);
-        let u = self.user_index();
-        if self.tlb.exec[u][i] != tag(lin) {
-            let (_, map) = self.fill(bus, lin, Access::Exec, u == 1)?;
-            if map == PageMapping::Mmio {
-                return Ok(None);
-            }
+        let off = (lin % PAGE) as usize;
+        let e = self.tlb_entry(lin);
+        if e.exec == tag(lin) {
+            return Ok(Some((e.host, off)));
         }
-        Ok(Some((self.tlb.host[i], (lin % PAGE) as usize)))
+        let u = self.user_index();
+        // (From the mapping, not the entry: a page with a data breakpoint is not cached.)
+        Ok(match self.fill(bus, lin, Access::Exec, u == 1)?.1 {
+            PageMapping::Ram { host } => Some((host as usize, off)),
+            PageMapping::Rom { host } => Some((host as usize, off)),
+            PageMapping::Mmio => None,
+        })
     }
 
     /// Reads a code byte for the decoder (instruction fetch permissions).

@@ -64,7 +64,8 @@ const fn writes(op: u8) -> bool {
     op != CMP && op != TEST
 }
 
-fn rm_r<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+#[inline]
+pub(crate) fn rm_r<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let b = cpu.reg(i.r1, S);
     if writes(OP) {
         cpu.modify_rm::<MEM>(bus, i, S, |c, a| Some(compute::<OP>(c, a, b, S)))
@@ -75,7 +76,8 @@ fn rm_r<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn
     }
 }
 
-fn r_m<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+#[inline]
+pub(crate) fn r_m<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let b = cpu.read_rm::<true>(bus, i, S)?;
     let a = cpu.reg(i.r0, S);
     let r = compute::<OP>(cpu, a, b, S);
@@ -85,7 +87,8 @@ fn r_m<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) ->
     Ok(())
 }
 
-fn rm_imm<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+#[inline]
+pub(crate) fn rm_imm<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let b = mask(i.imm, S);
     if writes(OP) {
         cpu.modify_rm::<MEM>(bus, i, S, |c, a| Some(compute::<OP>(c, a, b, S)))
@@ -133,6 +136,7 @@ pub(crate) fn rm_imm_handler(op: u8, mem: bool, size: u8) -> Handler {
     }
 }
 
+#[inline]
 pub(crate) fn inc<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.modify_rm::<MEM>(bus, i, S, |c, a| {
         let r = mask(a.wrapping_add(1), S);
@@ -141,6 +145,7 @@ pub(crate) fn inc<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus
     })
 }
 
+#[inline]
 pub(crate) fn dec<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.modify_rm::<MEM>(bus, i, S, |c, a| {
         let r = mask(a.wrapping_sub(1), S);

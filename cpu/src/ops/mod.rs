@@ -9,6 +9,7 @@ pub(crate) mod bits;
 pub(crate) mod branch;
 pub(crate) mod ext;
 pub(crate) mod fastcall;
+pub(crate) mod fused;
 pub(crate) mod io;
 pub(crate) mod misc;
 pub(crate) mod mov;
