@@ -105,7 +105,7 @@ pub(crate) enum Access {
 }
 
 #[inline(always)]
-fn read_host(addr: usize, size: u8) -> u64 {
+pub(crate) fn read_host(addr: usize, size: u8) -> u64 {
     let p = addr as *const u8;
     // SAFETY: callers pass an address inside a 4 KiB page of guest memory that the bus mapped
     // and that stays valid while the machine lives, with the access inside the page.
@@ -120,7 +120,7 @@ fn read_host(addr: usize, size: u8) -> u64 {
 }
 
 #[inline(always)]
-fn write_host(addr: usize, size: u8, v: u64) {
+pub(crate) fn write_host(addr: usize, size: u8, v: u64) {
     let p = addr as *mut u8;
     // SAFETY: as in `read_host`; callers only pass RAM pages.
     unsafe {
@@ -244,6 +244,17 @@ impl Cpu {
         let e = self.tlb_entry(lin);
         let t = if write { e.write } else { e.read };
         (t == tag(lin)).then(|| e.host + (lin % PAGE) as usize)
+    }
+
+    /// The host address of an access of `size` bytes at `lin` that the TLB allows directly
+    /// (RAM or ROM for reads, RAM for writes, within one page); `None` for everything the
+    /// slow path must see.
+    #[inline(always)]
+    pub(crate) fn host_for_access(&self, lin: u64, size: u8, write: bool) -> Option<usize> {
+        let e = self.tlb_entry(lin);
+        let off = (lin % PAGE) as usize;
+        let t = if write { e.write } else { e.read };
+        (t == tag(lin) && off + size as usize <= PAGE as usize).then(|| e.host + off)
     }
 
     /// Reads `size` bytes (1, 2, 4 or 8) at a linear address, at the current privilege.

@@ -5,6 +5,7 @@ use crate::cpu::{mask, Cpu};
 use crate::decode::{Handler, Insn};
 use crate::fault::Fault;
 use crate::flags::FlagOp;
+use crate::mem::{read_host, write_host, Access};
 use crate::state::reg;
 use iced_x86::Mnemonic;
 
@@ -64,21 +65,85 @@ const fn writes(op: u8) -> bool {
     op != CMP && op != TEST
 }
 
-#[inline]
-pub(crate) fn rm_r<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let b = cpu.reg(i.r1, S);
+/// `a OP b` with the memory operand as destination (or source, for CMP and TEST) through the
+/// host pointer, when the TLB allows it (`Cpu::mem_host`); otherwise what `mem_host` found
+/// for the full path.
+#[inline(always)]
+fn mem_fast<const OP: u8, const S: u8>(cpu: &mut Cpu, i: &Insn, b: u64) -> Result<(), Option<u64>> {
+    let h = cpu.mem_host(i, S, acc(OP))?;
+    let a = read_host(h, S);
+    let r = compute::<OP>(cpu, a, b, S);
     if writes(OP) {
-        cpu.modify_rm::<MEM>(bus, i, S, |c, a| Some(compute::<OP>(c, a, b, S)))
+        write_host(h, S, r);
+    }
+    Ok(())
+}
+
+const fn acc(op: u8) -> Access {
+    if writes(op) {
+        Access::Write
     } else {
-        let a = cpu.read_rm::<MEM>(bus, i, S)?;
+        Access::Read
+    }
+}
+
+/// `a OP b` with the memory operand at `lin` (or found again), every case.
+#[inline(always)]
+fn mem_full<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, lin: Option<u64>, b: u64) -> Result<(), Fault> {
+    let lin = cpu.mem_lin_from(i, lin, S, acc(OP))?;
+    if writes(OP) {
+        cpu.modify_mem(bus, lin, S, |c, a| Some(compute::<OP>(c, a, b, S)))
+    } else {
+        let a = cpu.read(bus, lin, S)?;
         compute::<OP>(cpu, a, b, S);
         Ok(())
     }
 }
 
 #[inline]
+pub(crate) fn rm_r<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let b = cpu.reg(i.r1, S);
+    if MEM {
+        return match mem_fast::<OP, S>(cpu, i, b) {
+            Ok(()) => Ok(()),
+            Err(lin) => rm_r_full::<OP, S>(cpu, bus, i, lin),
+        };
+    }
+    if writes(OP) {
+        cpu.modify_rm::<false>(bus, i, S, |c, a| Some(compute::<OP>(c, a, b, S)))
+    } else {
+        let a = cpu.reg(i.r0, S);
+        compute::<OP>(cpu, a, b, S);
+        Ok(())
+    }
+}
+
+/// `rm_r` with a memory operand, every case.
+#[inline(never)]
+fn rm_r_full<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, lin: Option<u64>) -> Result<(), Fault> {
+    let b = cpu.reg(i.r1, S);
+    mem_full::<OP, S>(cpu, bus, i, lin, b)
+}
+
+#[inline]
 pub(crate) fn r_m<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let b = cpu.read_rm::<true>(bus, i, S)?;
+    let b = match cpu.mem_host(i, S, Access::Read) {
+        Ok(h) => read_host(h, S),
+        Err(lin) => return r_m_full::<OP, S>(cpu, bus, i, lin),
+    };
+    let a = cpu.reg(i.r0, S);
+    let r = compute::<OP>(cpu, a, b, S);
+    if writes(OP) {
+        cpu.set_reg(i.r0, S, r);
+    }
+    Ok(())
+}
+
+/// `r_m`, every case.
+#[inline(never)]
+fn r_m_full<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, lin: Option<u64>) -> Result<(), Fault> {
+    let lin = cpu.mem_lin_from(i, lin, S, Access::Read)?;
+    let b = cpu.read(bus, lin, S)?;
     let a = cpu.reg(i.r0, S);
     let r = compute::<OP>(cpu, a, b, S);
     if writes(OP) {
@@ -90,13 +155,25 @@ pub(crate) fn r_m<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i
 #[inline]
 pub(crate) fn rm_imm<const OP: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let b = mask(i.imm, S);
+    if MEM {
+        return match mem_fast::<OP, S>(cpu, i, b) {
+            Ok(()) => Ok(()),
+            Err(lin) => rm_imm_full::<OP, S>(cpu, bus, i, lin),
+        };
+    }
     if writes(OP) {
-        cpu.modify_rm::<MEM>(bus, i, S, |c, a| Some(compute::<OP>(c, a, b, S)))
+        cpu.modify_rm::<false>(bus, i, S, |c, a| Some(compute::<OP>(c, a, b, S)))
     } else {
-        let a = cpu.read_rm::<MEM>(bus, i, S)?;
+        let a = cpu.reg(i.r0, S);
         compute::<OP>(cpu, a, b, S);
         Ok(())
     }
+}
+
+/// `rm_imm` with a memory operand, every case.
+#[inline(never)]
+fn rm_imm_full<const OP: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, lin: Option<u64>) -> Result<(), Fault> {
+    mem_full::<OP, S>(cpu, bus, i, lin, mask(i.imm, S))
 }
 
 /// The instance of `$f::<OP, [MEM,] S>` for a run-time operation and operand size.

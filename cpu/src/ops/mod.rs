@@ -58,6 +58,39 @@ impl Cpu {
         self.lin(i.seg as usize, self.ea(i), size, acc)
     }
 
+    /// The host address of the memory operand when the access needs nothing but the host
+    /// pointer: the segment check passes and the TLB allows it (`host_for_access`). Hot
+    /// handlers try this first and otherwise hand over to their full form, in tail position,
+    /// so that the fast path needs no stack frame.
+    /// Otherwise: the linear address if the segment check passed (the TLB did not serve
+    /// it), `None` if it failed (the full form checks again and raises the fault).
+    #[inline(always)]
+    pub(crate) fn mem_host(&self, i: &Insn, size: u8, acc: Access) -> Result<usize, Option<u64>> {
+        let Ok(lin) = self.mem_lin(i, size, acc) else {
+            return Err(None);
+        };
+        self.host_for_access(lin, size, acc == Access::Write).ok_or(Some(lin))
+    }
+
+    /// The linear address of the memory operand, from `mem_host`'s answer when it has it.
+    #[inline(always)]
+    pub(crate) fn mem_lin_from(&self, i: &Insn, lin: Option<u64>, size: u8, acc: Access) -> Result<u64, Fault> {
+        match lin {
+            Some(l) => Ok(l),
+            None => self.mem_lin(i, size, acc),
+        }
+    }
+
+    /// Read-modify-write of memory at `lin` (see `modify_rm`).
+    #[inline(always)]
+    pub(crate) fn modify_mem(&mut self, bus: &mut dyn Bus, lin: u64, size: u8, f: impl FnOnce(&mut Cpu, u64) -> Option<u64>) -> Result<(), Fault> {
+        let old = self.read_for_write(bus, lin, size)?;
+        if let Some(new) = f(self, old) {
+            self.write(bus, lin, size, new)?;
+        }
+        Ok(())
+    }
+
     /// Reads the r/m operand: register `r0`, or memory.
     #[inline(always)]
     pub(crate) fn read_rm<const MEM: bool>(&mut self, bus: &mut dyn Bus, i: &Insn, size: u8) -> Result<u64, Fault> {

@@ -5,22 +5,66 @@ use crate::bus::Bus;
 use crate::cpu::{mask, sext, Cpu};
 use crate::decode::Insn;
 use crate::fault::Fault;
-use crate::mem::Access;
+use crate::mem::{read_host, write_host, Access};
 use crate::state::{reg, sreg};
 
 pub(crate) fn mov_rm_r<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let v = cpu.reg(i.r1, S);
+    if MEM {
+        return match cpu.mem_host(i, S, Access::Write) {
+            Ok(h) => {
+                write_host(h, S, v);
+                Ok(())
+            }
+            Err(lin) => mov_rm_r_slow::<S>(cpu, bus, i, lin),
+        };
+    }
     cpu.write_rm::<MEM>(bus, i, S, v)
 }
 
+#[inline(never)]
+fn mov_rm_r_slow<const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, lin: Option<u64>) -> Result<(), Fault> {
+    let v = cpu.reg(i.r1, S);
+    let lin = cpu.mem_lin_from(i, lin, S, Access::Write)?;
+    cpu.write(bus, lin, S, v)
+}
+
 pub(crate) fn mov_r_m<const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let v = cpu.read_rm::<true>(bus, i, S)?;
+    match cpu.mem_host(i, S, Access::Read) {
+        Ok(h) => {
+            let v = read_host(h, S);
+            cpu.set_reg(i.r0, S, v);
+            Ok(())
+        }
+        Err(lin) => mov_r_m_slow::<S>(cpu, bus, i, lin),
+    }
+}
+
+#[inline(never)]
+fn mov_r_m_slow<const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, lin: Option<u64>) -> Result<(), Fault> {
+    let lin = cpu.mem_lin_from(i, lin, S, Access::Read)?;
+    let v = cpu.read(bus, lin, S)?;
     cpu.set_reg(i.r0, S, v);
     Ok(())
 }
 
 pub(crate) fn mov_rm_imm<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    if MEM {
+        return match cpu.mem_host(i, S, Access::Write) {
+            Ok(h) => {
+                write_host(h, S, mask(i.imm, S));
+                Ok(())
+            }
+            Err(lin) => mov_rm_imm_slow::<S>(cpu, bus, i, lin),
+        };
+    }
     cpu.write_rm::<MEM>(bus, i, S, mask(i.imm, S))
+}
+
+#[inline(never)]
+fn mov_rm_imm_slow<const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, lin: Option<u64>) -> Result<(), Fault> {
+    let lin = cpu.mem_lin_from(i, lin, S, Access::Write)?;
+    cpu.write(bus, lin, S, mask(i.imm, S))
 }
 
 /// MOV Sreg, r/m16. MOV CS is undefined.
