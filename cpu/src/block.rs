@@ -406,6 +406,7 @@ impl Cpu {
                 let jmp_end = lin.wrapping_add(len - 1) & lin_mask;
                 if t_lin / PAGE == start_lin / PAGE && jmp_end / PAGE == start_lin / PAGE && insns.len() + 1 < MAX_BLOCK {
                     insn.exec = crate::decode::sized!(insn.osz, crate::ops::branch::jmp_on;);
+                    insn.ends_block = false;
                     ip = target;
                     ends = false;
                 }

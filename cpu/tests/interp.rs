@@ -312,3 +312,103 @@ fn port_writes_bring_the_bus_clock_up_to_date_first() {
     assert!(bus.synced.windows(2).all(|w| w[0] < w[1]), "time moves on between OUTs: {:?}", bus.synced);
     assert!(bus.synced[9] >= 18 && bus.synced[9] < r.retired, "{:?} of {}", bus.synced, r.retired);
 }
+
+/// The flags of `a - b` at `bits` bits, tested by condition code `cc` (the Jcc nibble), as
+/// the SDM defines them: the reference for fused compare-and-branch pairs.
+fn sub_condition(a: u64, b: u64, bits: u32, cc: u8) -> bool {
+    let m = if bits == 64 { u64::MAX } else { (1 << bits) - 1 };
+    let sb = 1u64 << (bits - 1);
+    let (a, b) = (a & m, b & m);
+    let r = a.wrapping_sub(b) & m;
+    let cf = a < b;
+    let zf = r == 0;
+    let sf = r & sb != 0;
+    let of = (a ^ b) & (a ^ r) & sb != 0;
+    let pf = (r as u8).count_ones() % 2 == 0;
+    let t = match cc >> 1 {
+        0 => of,
+        1 => cf,
+        2 => zf,
+        3 => cf || zf,
+        4 => sf,
+        5 => pf,
+        6 => sf != of,
+        _ => zf || sf != of,
+    };
+    t ^ (cc & 1 != 0)
+}
+
+/// Runs real-mode `code` at 0x100 to its HLT and returns the CPU.
+fn run_real(code: &[u8]) -> Cpu {
+    let mut bus = FlatBus::new(1 << 20);
+    load(&mut bus, 0x100, code);
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    run_until_halt(&mut cpu, &mut bus);
+    cpu
+}
+
+#[test]
+fn compares_fused_with_their_branch_take_it_as_the_flags_say() {
+    // cmp al, bl / cmp eax, ebx (66 prefix) / test-free forms, each followed by Jcc over a
+    // "mov cl, 0; hlt" to "mov cl, 1; hlt": the pair runs as one fused entry (byte and
+    // dword compares before a Jcc of the code size). Every condition code, operands around
+    // the carry, sign and overflow edges.
+    let edges = [0u64, 1, 2, 0x7F, 0x80, 0x81, 0xFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0x1234_5678];
+    for cc in 0..16u8 {
+        for &a in &edges {
+            for &b in &edges {
+                for dword in [false, true] {
+                    let mut code = Vec::new();
+                    if dword {
+                        code.extend([0x66, 0xB8]); // mov eax, a
+                        code.extend((a as u32).to_le_bytes());
+                        code.extend([0x66, 0xBB]); // mov ebx, b
+                        code.extend((b as u32).to_le_bytes());
+                        code.extend([0x66, 0x39, 0xD8]); // cmp eax, ebx
+                    } else {
+                        code.extend([0xB0, a as u8, 0xB3, b as u8]); // mov al, a; mov bl, b
+                        code.extend([0x38, 0xD8]); // cmp al, bl
+                    }
+                    code.extend([0x70 + cc, 0x03]); // jcc +3
+                    code.extend([0xB1, 0x00, 0xF4]); // mov cl, 0; hlt
+                    code.extend([0xB1, 0x01, 0xF4]); // mov cl, 1; hlt
+                    let cpu = run_real(&code);
+                    let s = cpu.state();
+                    let want = sub_condition(a, b, if dword { 32 } else { 8 }, cc);
+                    assert_eq!(s.gpr[reg::RCX] & 0xFF == 1, want, "cc {cc:#x} a {a:#x} b {b:#x} dword {dword}");
+                    // The flags after the pair are the compare's.
+                    let f = s.rflags;
+                    let m = if dword { 0xFFFF_FFFF } else { 0xFF };
+                    assert_eq!(f & flags::CF != 0, (a & m) < (b & m), "CF after cmp {a:#x}, {b:#x}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dec_and_inc_fused_with_a_branch_or_a_trace_jump() {
+    // mov cx, 5; (loop:) inc al; jmp short $+2 (a JMP inside the block: fused with the INC);
+    // dec cl; jnz loop; hlt. The JNZ side-exits back to "loop", whose block runs again.
+    let code = [
+        0xB9, 0x05, 0x00, // 0x100: mov cx, 5
+        0xB0, 0x00, // 0x103: mov al, 0
+        0xFE, 0xC0, // 0x105: inc al
+        0xEB, 0x00, // 0x107: jmp short 0x109
+        0xFE, 0xC9, // 0x109: dec cl
+        0x75, 0xF8, // 0x10B: jnz 0x105
+        0xF4, // 0x10D: hlt
+    ];
+    let mut bus = FlatBus::new(1 << 20);
+    load(&mut bus, 0x100, &code);
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    let n = run_until_halt(&mut cpu, &mut bus);
+    let s = cpu.state();
+    assert_eq!(s.gpr[reg::RAX] & 0xFF, 5);
+    assert_eq!(s.gpr[reg::RCX] & 0xFF, 0);
+    assert_eq!(s.rip, 0x10E);
+    // Every instruction counts once, fused or not: 2 + 5 * 4 + HLT.
+    assert_eq!(n, 2 + 5 * 4 + 1);
+}

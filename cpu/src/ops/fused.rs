@@ -1,6 +1,6 @@
 //! Macro-op fusion at decode time: a compare, a test or register arithmetic followed by a Jcc
-//! (`cmp eax, ebx; jb`, `dec ecx; jnz`) runs as one block entry, so the pair costs one
-//! dispatch. The first instruction runs as its own handler would (flags recorded lazily as
+//! (`cmp eax, ebx; jb`, `dec ecx; jnz`), or by the JMP of a trace, runs as one block entry, so
+//! the pair costs one dispatch. The first instruction runs as its own handler would (flags recorded lazily as
 //! always, since code after the branch may read them); the Jcc then tests its condition.
 //!
 //! Only pairs whose first instruction writes no memory are fused (a write could hit the Jcc's
@@ -20,8 +20,23 @@ use iced_x86::{Instruction, Mnemonic, OpKind};
 /// The Jcc half: the condition pair `CC2` (`cc >> 1`, a constant, so that the condition
 /// folds into the flag computation just made), its sense from `i.cc` bit 0, and the
 /// displacement in `i.imm2`, relative to the end of the pair.
+/// `CC2` = `TRACE`: the JMP of a trace (see `branch::jmp_on`), which leaves the block only
+/// when the target wraps.
 #[inline(always)]
 fn jcc<const CC2: u8>(cpu: &mut Cpu, i: &Insn) -> Result<(), Fault> {
+    if CC2 == TRACE {
+        let t = cpu.s.rip.wrapping_add(i.imm2);
+        let tm = t & i.ip_mask;
+        if cpu.check_near_target(tm).is_err() {
+            cpu.fused_partial = true;
+            return Err(Fault::gp(0));
+        }
+        cpu.s.rip = tm;
+        if tm != t {
+            cpu.side_exit();
+        }
+        return Ok(());
+    }
     if cpu.cond(CC2 << 1) ^ (i.cc & 1 != 0) {
         let t = cpu.s.rip.wrapping_add(i.imm2) & i.ip_mask;
         if cpu.check_near_target(t).is_err() {
@@ -72,11 +87,16 @@ fn dec<const S: u8, const CC2: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -
     jcc::<CC2>(cpu, i)
 }
 
+/// The `CC2` of a trace's JMP.
+const TRACE: u8 = 8;
+/// A trace's JMP as a condition code (those of Jcc are 0-15).
+const TRACE_CC: u8 = 16;
+
 /// `$f::<$g.., S, CC2>` for a run-time operand size (1, 4 or 8: other sizes are not fused)
 /// and condition code.
 macro_rules! inst {
     (@cc $cc:expr, $f:ident; $($g:tt),*) => {
-        match ($cc >> 1) & 7 {
+        match if $cc == TRACE_CC { TRACE } else { ($cc >> 1) & 7 } {
             0 => $f::<$($g,)* 0> as Handler,
             1 => $f::<$($g,)* 1> as Handler,
             2 => $f::<$($g,)* 2> as Handler,
@@ -84,7 +104,8 @@ macro_rules! inst {
             4 => $f::<$($g,)* 4> as Handler,
             5 => $f::<$($g,)* 5> as Handler,
             6 => $f::<$($g,)* 6> as Handler,
-            _ => $f::<$($g,)* 7> as Handler,
+            7 => $f::<$($g,)* 7> as Handler,
+            _ => $f::<$($g,)* TRACE> as Handler,
         }
     };
     ($size:expr, $cc:expr, $f:ident; $($g:tt),*) => {
@@ -120,14 +141,15 @@ fn handler(first: &Insn, fi: &Instruction, jcc: &Insn, ji: &Instruction, bits: u
     if !matches!(ji.op0_kind(), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64) {
         return None;
     }
-    if !matches!(
-        ji.mnemonic(),
-        M::Jo | M::Jno | M::Jb | M::Jae | M::Je | M::Jne | M::Jbe | M::Ja | M::Js | M::Jns | M::Jp | M::Jnp | M::Jl | M::Jge | M::Jle | M::Jg
-    ) {
-        return None;
-    }
+    let cc = match ji.mnemonic() {
+        M::Jo | M::Jno | M::Jb | M::Jae | M::Je | M::Jne | M::Jbe | M::Ja | M::Js | M::Jns | M::Jp | M::Jnp | M::Jl | M::Jge | M::Jle | M::Jg => {
+            jcc.imm2 as u8
+        }
+        // A JMP that does not end its block is a trace's (`block.rs`).
+        M::Jmp => TRACE_CC,
+        _ => return None,
+    };
     let size = first.osz;
-    let cc = jcc.imm2 as u8;
     if fi.op_count() == 0 {
         return None;
     }
@@ -173,7 +195,7 @@ pub(crate) fn fuse(insns: &mut [Insn], instrs: &[Instruction], bits: u32) -> Opt
             if let Some(h) = handler(&insns[k], &instrs[k], &insns[k + 1], &instrs[k + 1], bits) {
                 let (first, jcc) = (&insns[k], &insns[k + 1]);
                 let len = first.len + jcc.len;
-                let cc = jcc.imm2 as u8;
+                let cc = if instrs[k + 1].mnemonic() == Mnemonic::Jmp { TRACE_CC } else { jcc.imm2 as u8 };
                 // RIP-relative operands are relative to the first instruction's end; the pair
                 // runs with RIP past the Jcc.
                 let disp = if first.base == crate::decode::RIP { first.disp.wrapping_sub(u64::from(jcc.len)) } else { first.disp };
