@@ -324,7 +324,7 @@ fn sub_condition(a: u64, b: u64, bits: u32, cc: u8) -> bool {
     let zf = r == 0;
     let sf = r & sb != 0;
     let of = (a ^ b) & (a ^ r) & sb != 0;
-    let pf = (r as u8).count_ones() % 2 == 0;
+    let pf = (r as u8).count_ones().is_multiple_of(2);
     let t = match cc >> 1 {
         0 => of,
         1 => cf,
