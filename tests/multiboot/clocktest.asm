@@ -110,33 +110,6 @@ halt:
 
 %include "kvmclock.inc"
 
-puthex_nl:
-    call puthex
-    mov al, 10
-    jmp putc
-
-; puthex: EAX as eight hex digits.
-puthex:
-    push ecx
-    push eax
-    mov ecx, 8
-.digit:
-    rol eax, 4
-    push eax
-    and al, 0xF
-    add al, '0'
-    cmp al, '9'
-    jbe .out
-    add al, 'a' - '0' - 10
-.out:
-    call putc
-    pop eax
-    dec ecx
-    jnz .digit
-    pop eax
-    pop ecx
-    ret
-
 align 4, db 0
 file_end:
 

@@ -545,34 +545,6 @@ check_kvmclock:
 s_pass: db "PASS ", 0
 s_fail: db "FAIL ", 0
 
-puthex_nl:
-    call puthex
-newline:
-    mov al, 10
-    jmp putc
-
-; puthex: EAX as eight hex digits.
-puthex:
-    push ecx
-    push eax
-    mov ecx, 8
-.digit:
-    rol eax, 4
-    push eax
-    and al, 0xF
-    add al, '0'
-    cmp al, '9'
-    jbe .out
-    add al, 'a' - '0' - 10
-.out:
-    call putc
-    pop eax
-    dec ecx
-    jnz .digit
-    pop eax
-    pop ecx
-    ret
-
 align 4, db 0
 file_end:
 
