@@ -203,13 +203,20 @@ fn el_torito(code: &[u8]) -> Vec<u8> {
     iso
 }
 
+/// Debian's SeaBIOS image, or `None` (the test named says it skips) where it is missing.
+fn seabios(test: &str) -> Option<&'static str> {
+    let seabios = "/usr/share/seabios/bios-256k.bin";
+    if Path::new(seabios).exists() {
+        Some(seabios)
+    } else {
+        eprintln!("skipping {test}: {seabios} is missing (apt-get install seabios)");
+        None
+    }
+}
+
 #[test]
 fn seabios_boots_a_disk_and_a_cd_through_the_ide_controller() {
-    let seabios = "/usr/share/seabios/bios-256k.bin";
-    if !Path::new(seabios).exists() {
-        eprintln!("skipping seabios_boots_a_disk_and_a_cd_through_the_ide_controller: {seabios} is missing (apt-get install seabios)");
-        return;
-    }
+    let Some(seabios) = seabios("seabios_boots_a_disk_and_a_cd_through_the_ide_controller") else { return };
     let dir = Scratch::new("seabios");
     let mut disk = vec![0u8; 4 << 20];
     let mbr = boot_code("DISK BOOT OK", 0x42);
@@ -238,11 +245,7 @@ fn seabios_boots_a_disk_and_a_cd_through_the_ide_controller() {
 /// interrupt got through: "Timeout at floppy_wait_irq").
 #[test]
 fn seabios_boots_a_floppy_and_reads_it_through_int_13h() {
-    let seabios = "/usr/share/seabios/bios-256k.bin";
-    if !Path::new(seabios).exists() {
-        eprintln!("skipping seabios_boots_a_floppy_and_reads_it_through_int_13h: {seabios} is missing (apt-get install seabios)");
-        return;
-    }
+    let Some(seabios) = seabios("seabios_boots_a_floppy_and_reads_it_through_int_13h") else { return };
     let dir = Scratch::new("seabios-floppy");
     #[rustfmt::skip]
     let boot = [
