@@ -361,7 +361,8 @@ impl Cpu {
         // Linear addresses wrap at 4 GiB outside 64-bit mode.
         let lin_mask = if bits == 64 { u64::MAX } else { 0xFFFF_FFFF };
         let start_lin = cs.base.wrapping_add(self.s.rip) & lin_mask;
-        let mut ip = self.s.rip;
+        let start_ip = self.s.rip;
+        let mut ip = start_ip;
         let mut insns = Vec::new();
         let mut instrs = Vec::new();
         let mut last_byte = None;
@@ -394,8 +395,9 @@ impl Cpu {
             let len = u64::from(insn.len);
             last_byte = Some(lin.wrapping_add(len - 1) & lin_mask);
             let mut ends = insn.ends_block;
-            let mut insn = Insn { ip_mask, ..insn };
             ip = (ip + len) & ip_mask;
+            // A block lies within a page (and the instruction that ends it): small offsets.
+            let mut insn = Insn { ip_mask, next: ip.wrapping_sub(start_ip) as i32, ..insn };
             // A direct JMP to the block's own page: the block goes on at the target (a trace),
             // with a JMP that leaves the block should the target come out differently when
             // the bytes run at another address (see `branch::jmp_on`).

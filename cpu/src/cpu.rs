@@ -548,10 +548,13 @@ impl Cpu {
             while k < self.block_end {
                 // SAFETY: `block_end` is the block's length or 0 (`stop_block`).
                 let insn = unsafe { insns.get_unchecked(k) };
-                let ip = self.s.rip;
-                self.s.rip = ip.wrapping_add(u64::from(insn.len)) & insn.ip_mask;
+                // From the block's start, not from the RIP the last instruction left: no
+                // chain through memory from one instruction to the next.
+                let next = start.wrapping_add(insn.next as i64 as u64) & insn.ip_mask;
+                self.s.rip = next;
                 if let Err(fault) = (insn.exec)(self, bus, insn) {
                     let mut done = if k == 0 { 0 } else { u64::from(insns[k - 1].pos) };
+                    let ip = next.wrapping_sub(u64::from(insn.len)) & insn.ip_mask;
                     self.s.rip = ip;
                     if std::mem::take(&mut self.fused_partial) {
                         // The Jcc of a fused pair faulted: its first instruction is done.

@@ -50,6 +50,10 @@ pub(crate) struct Insn {
     pub imm2: u64,
     /// Where RIP wraps: 0xFFFF for 16-bit code, 0xFFFF_FFFF for 32-bit code.
     pub ip_mask: u64,
+    /// RIP after this entry, as an offset from the RIP its block started at (wrapping, then
+    /// masked with `ip_mask`): the run loop sets RIP from the block's start without reading
+    /// the RIP the previous instruction left (`Cpu::exec_block`). Set by `decode_block`.
+    pub next: i32,
     /// Control transfers, I/O and anything that changes how the following code must be
     /// decoded or interrupted end their block.
     pub ends_block: bool,
@@ -62,6 +66,9 @@ pub(crate) struct Insn {
     pub len1: u8,
     pub cc: u8,
 }
+
+// The run loop walks arrays of these: keep one a cache line.
+const _: () = assert!(std::mem::size_of::<Insn>() <= 64);
 
 /// An instruction as text, for reports (blocks keep the decoder's view beside their `Insn`s,
 /// out of the way of execution: see `Block::instrs`).
@@ -210,6 +217,7 @@ pub(crate) fn decode_with(bytes: &[u8], bits: u32, ip: u64) -> Option<(Insn, Ins
         imm: 0,
         imm2: 0,
         ip_mask: u64::MAX,
+        next: 0,
         ends_block: false,
         pos: 0,
         len1: 0,
@@ -316,6 +324,7 @@ fn undefined(instr: &Instruction, bits: u32, len: usize) -> Insn {
         imm: 0,
         imm2: 0,
         ip_mask: u64::MAX,
+        next: 0,
         ends_block: true,
         pos: 0,
         len1: 0,

@@ -199,7 +199,7 @@ pub(crate) fn fuse(insns: &mut [Insn], instrs: &[Instruction], bits: u32) -> Opt
                 // RIP-relative operands are relative to the first instruction's end; the pair
                 // runs with RIP past the Jcc.
                 let disp = if first.base == crate::decode::RIP { first.disp.wrapping_sub(u64::from(jcc.len)) } else { first.disp };
-                let f = Insn { exec: h, len, len1: first.len, cc, imm2: jcc.imm, disp, pos: pos + 1, ..first.clone() };
+                let f = Insn { exec: h, len, len1: first.len, cc, imm2: jcc.imm, disp, next: jcc.next, pos: pos + 1, ..first.clone() };
                 out.push(f);
                 pos += 1;
                 insns[k + 1].pos = pos;
