@@ -405,8 +405,8 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
         M::Idiv => by_mem!(mem, muldiv::idiv),
         M::Imul => match instr.op_count() {
             1 => by_mem!(mem, muldiv::imul1),
-            2 => by_mem!(mem, muldiv::imul2),
-            _ => by_mem!(mem, muldiv::imul3),
+            2 => by_mem_size!(mem, i.osz, muldiv::imul2),
+            _ => by_mem_size!(mem, i.osz, muldiv::imul3),
         },
         M::Mov => match (instr.op_kind(0), instr.op_count() > 1) {
             _ if instr.op0_register().is_segment_register() => {

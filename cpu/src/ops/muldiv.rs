@@ -57,29 +57,45 @@ pub(crate) fn imul1<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn)
     Ok(())
 }
 
-fn imul_trunc(cpu: &mut Cpu, a: u64, b: u64, size: u8) -> u64 {
-    let p = (sext(a, size) as i64 as i128) * (sext(b, size) as i64 as i128);
-    let lo = mask(p as u64, size);
-    mul_flags(cpu, lo, size, sext(lo, size) as i64 as i128 != p);
+/// `a * b` truncated to `S` bytes, with CF = OF = "the signed product did not fit".
+#[inline(always)]
+fn imul_trunc<const S: u8>(cpu: &mut Cpu, a: u64, b: u64) -> u64 {
+    let (lo, overflow) = match S {
+        1 => {
+            let (r, o) = (a as i8).overflowing_mul(b as i8);
+            (u64::from(r as u8), o)
+        }
+        2 => {
+            let (r, o) = (a as i16).overflowing_mul(b as i16);
+            (u64::from(r as u16), o)
+        }
+        4 => {
+            let (r, o) = (a as i32).overflowing_mul(b as i32);
+            (u64::from(r as u32), o)
+        }
+        _ => {
+            let (r, o) = (a as i64).overflowing_mul(b as i64);
+            (r as u64, o)
+        }
+    };
+    mul_flags(cpu, lo, S, overflow);
     lo
 }
 
 /// IMUL r, r/m.
-pub(crate) fn imul2<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let size = i.osz;
-    let b = if MEM { cpu.read_rm::<true>(bus, i, size)? } else { cpu.reg(i.r1, size) };
-    let a = cpu.reg(i.r0, size);
-    let r = imul_trunc(cpu, a, b, size);
-    cpu.set_reg(i.r0, size, r);
+pub(crate) fn imul2<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let b = if MEM { cpu.read_rm::<true>(bus, i, S)? } else { cpu.reg(i.r1, S) };
+    let a = cpu.reg(i.r0, S);
+    let r = imul_trunc::<S>(cpu, a, b);
+    cpu.set_reg(i.r0, S, r);
     Ok(())
 }
 
 /// IMUL r, r/m, imm.
-pub(crate) fn imul3<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    let size = i.osz;
-    let a = if MEM { cpu.read_rm::<true>(bus, i, size)? } else { cpu.reg(i.r1, size) };
-    let r = imul_trunc(cpu, a, i.imm, size);
-    cpu.set_reg(i.r0, size, r);
+pub(crate) fn imul3<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    let a = if MEM { cpu.read_rm::<true>(bus, i, S)? } else { cpu.reg(i.r1, S) };
+    let r = imul_trunc::<S>(cpu, a, i.imm);
+    cpu.set_reg(i.r0, S, r);
     Ok(())
 }
 

@@ -42,14 +42,12 @@ fn compute(cpu: &mut Cpu, op: u64, v: u64, count: u64, size: u8) -> Option<u64> 
     let cf_in = cpu.cf();
     let (r, cf, of, szp) = match op {
         ROL => {
-            let k = c % bits;
-            let r = if k == 0 { v } else { mask((v << k) | (v >> (bits - k)), size) };
+            let r = rotate_left(v, c % bits, size);
             let cf = r & 1 != 0;
             (r, cf, (r & sb != 0) != cf, None)
         }
         ROR => {
-            let k = c % bits;
-            let r = if k == 0 { v } else { mask((v >> k) | (v << (bits - k)), size) };
+            let r = rotate_left(v, (bits - c % bits) % bits, size);
             let cf = r & sb != 0;
             (r, cf, ((r ^ (r << 1)) & sb) != 0, None)
         }
@@ -102,6 +100,18 @@ fn compute(cpu: &mut Cpu, op: u64, v: u64, count: u64, size: u8) -> Option<u64> 
         None => cpu.set_cf_of(cf, of),
     }
     Some(r)
+}
+
+/// `v` (of `size` bytes) rotated left by `k` (below the width): the host's rotate.
+#[inline(always)]
+fn rotate_left(v: u64, k: u64, size: u8) -> u64 {
+    let k = k as u32;
+    match size {
+        1 => u64::from((v as u8).rotate_left(k)),
+        2 => u64::from((v as u16).rotate_left(k)),
+        4 => u64::from((v as u32).rotate_left(k)),
+        _ => v.rotate_left(k),
+    }
 }
 
 /// A 32-bit register destination is written (its upper half cleared) even when the count
