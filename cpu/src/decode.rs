@@ -432,8 +432,17 @@ fn select(i: &mut Insn, instr: &Instruction, mem: bool, has_imm: bool) {
                 }
             }
             _ if has_imm => by_mem_size!(mem, i.osz, mov::mov_rm_imm),
-            (OpKind::Register, _) if mem => sized!(i.osz, mov::mov_r_m;),
-            _ => by_mem_size!(mem, i.osz, mov::mov_rm_r),
+            (OpKind::Register, _) if mem => match ops::ea_kind(i) {
+                ops::EA_BASE32 => sized!(i.osz, mov::mov_r_m; 1),
+                ops::EA_BASE64 => sized!(i.osz, mov::mov_r_m; 2),
+                _ => sized!(i.osz, mov::mov_r_m; 0),
+            },
+            _ if mem => match ops::ea_kind(i) {
+                ops::EA_BASE32 => sized!(i.osz, mov::mov_rm_r, true; 1),
+                ops::EA_BASE64 => sized!(i.osz, mov::mov_rm_r, true; 2),
+                _ => sized!(i.osz, mov::mov_rm_r, true; 0),
+            },
+            _ => sized!(i.osz, mov::mov_rm_r, false; 0),
         },
         M::Movzx => {
             i.imm2 = src_size(instr);

@@ -34,6 +34,22 @@ pub(crate) fn nop(_cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), F
     Ok(())
 }
 
+/// How a memory operand's effective address is formed, for handlers generic over it (the
+/// commonest forms of the hottest handlers skip the general computation's tests): any form;
+/// a register plus a displacement with 32-bit or with 64-bit addressing.
+pub(crate) const EA_ANY: u8 = 0;
+pub(crate) const EA_BASE32: u8 = 1;
+pub(crate) const EA_BASE64: u8 = 2;
+
+/// The `EA_*` form of `i`'s memory operand.
+pub(crate) fn ea_kind(i: &Insn) -> u8 {
+    match (i.base < 16, i.index < 16, i.asz) {
+        (true, false, 4) => EA_BASE32,
+        (true, false, 8) => EA_BASE64,
+        _ => EA_ANY,
+    }
+}
+
 impl Cpu {
     /// The effective address (offset within the segment) of the memory operand.
     #[inline(always)]
@@ -52,6 +68,16 @@ impl Cpu {
         a & (u64::MAX >> ((64 - u32::from(i.asz) * 8) & 63))
     }
 
+    /// The effective address by the form `K` the decoder found (`EA_*`, `ea_kind`).
+    #[inline(always)]
+    pub(crate) fn ea_k<const K: u8>(&self, i: &Insn) -> u64 {
+        match K {
+            EA_BASE32 => self.s.gpr[usize::from(i.base & 15)].wrapping_add(i.disp) & 0xFFFF_FFFF,
+            EA_BASE64 => self.s.gpr[usize::from(i.base & 15)].wrapping_add(i.disp),
+            _ => self.ea(i),
+        }
+    }
+
     /// The linear address of the memory operand, checked for an access of `size` bytes.
     #[inline(always)]
     pub(crate) fn mem_lin(&self, i: &Insn, size: u8, acc: Access) -> Result<u64, Fault> {
@@ -66,7 +92,13 @@ impl Cpu {
     /// it), `None` if it failed (the full form checks again and raises the fault).
     #[inline(always)]
     pub(crate) fn mem_host(&self, i: &Insn, size: u8, acc: Access) -> Result<usize, Option<u64>> {
-        let Ok(lin) = self.mem_lin(i, size, acc) else {
+        self.mem_host_k::<EA_ANY>(i, size, acc)
+    }
+
+    /// `mem_host` with the effective address formed as `K` says (`ea_kind`).
+    #[inline(always)]
+    pub(crate) fn mem_host_k<const K: u8>(&self, i: &Insn, size: u8, acc: Access) -> Result<usize, Option<u64>> {
+        let Ok(lin) = self.lin(i.seg as usize, self.ea_k::<K>(i), size, acc) else {
             return Err(None);
         };
         self.host_for_access(lin, size, acc == Access::Write).ok_or(Some(lin))

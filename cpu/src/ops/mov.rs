@@ -8,10 +8,11 @@ use crate::fault::Fault;
 use crate::mem::{read_host, write_host, Access};
 use crate::state::{reg, sreg};
 
-pub(crate) fn mov_rm_r<const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+/// MOV r/m, r; `K`: how the memory operand's address is formed (`ops::ea_kind`).
+pub(crate) fn mov_rm_r<const K: u8, const MEM: bool, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let v = cpu.reg(i.r1, S);
     if MEM {
-        return match cpu.mem_host(i, S, Access::Write) {
+        return match cpu.mem_host_k::<K>(i, S, Access::Write) {
             Ok(h) => {
                 write_host(h, S, v);
                 Ok(())
@@ -29,8 +30,9 @@ fn mov_rm_r_slow<const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn, lin: O
     cpu.write(bus, lin, S, v)
 }
 
-pub(crate) fn mov_r_m<const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
-    match cpu.mem_host(i, S, Access::Read) {
+/// MOV r, m; `K`: how the memory operand's address is formed (`ops::ea_kind`).
+pub(crate) fn mov_r_m<const K: u8, const S: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
+    match cpu.mem_host_k::<K>(i, S, Access::Read) {
         Ok(h) => {
             let v = read_host(h, S);
             cpu.set_reg(i.r0, S, v);
