@@ -95,9 +95,11 @@ pub struct Args {
     #[arg(long)]
     pub fullscreen: bool,
 
-    /// How the window draws: `auto` (wgpu on any graphics adapter, else the CPU), `vulkan` or
-    /// `gl` (wgpu on that API only, else the CPU), `soft` (the CPU, through softbuffer)
-    #[arg(long, value_enum, value_name = "auto|vulkan|gl|soft", env = "FERRITE_RENDERER", default_value_t = Renderer::Auto)]
+    /// How the window draws: `auto` (wgpu on a hardware graphics adapter, else the CPU),
+    /// `vulkan` or `gl` (wgpu on that API only, else the CPU), `x11` (the CPU), `soft` (the CPU,
+    /// through softbuffer). The CPU draws through the X server's shared memory where it can
+    /// (X11, MIT-SHM), else through softbuffer
+    #[arg(long, value_enum, value_name = "auto|vulkan|gl|x11|soft", env = "FERRITE_RENDERER", default_value_t = Renderer::Auto)]
     pub renderer: Renderer,
 
     /// Stop after this many seconds of wall time (fractions allowed), print the CPU state and
@@ -190,6 +192,7 @@ pub enum Renderer {
     Auto,
     Vulkan,
     Gl,
+    X11,
     Soft,
 }
 

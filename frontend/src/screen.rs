@@ -100,7 +100,7 @@ pub fn encode_png(frame: &Frame) -> Result<Vec<u8>, png::EncodingError> {
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_compression(png::Compression::Fast);
     let mut writer = encoder.write_header()?;
-    writer.write_image_data(&frame.pixels)?;
+    writer.write_image_data(&frame.rgba())?;
     writer.finish()?;
     Ok(out)
 }

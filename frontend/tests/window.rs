@@ -58,7 +58,8 @@ struct Xvfb {
 }
 
 impl Xvfb {
-    fn start() -> Option<Xvfb> {
+    /// An X server started with `args` besides the display and screen.
+    fn start_with(args: &[&str]) -> Option<Xvfb> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         for _ in 0..20 {
             // Displays 100 and up, ten a process, so test binaries running at once differ.
@@ -69,6 +70,7 @@ impl Xvfb {
             let display = format!(":{n}");
             let mut child = Command::new("Xvfb")
                 .args([&display, "-screen", "0", "2048x1536x24", "-nolisten", "tcp"])
+                .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -104,11 +106,16 @@ impl Drop for Xvfb {
 
 /// The X server, or None after saying why the test skips.
 fn x_server(test: &str) -> Option<Xvfb> {
+    x_server_with(test, &[])
+}
+
+/// The X server started with `args`, or None after saying why the test skips.
+fn x_server_with(test: &str, args: &[&str]) -> Option<Xvfb> {
     if let Some(what) = missing() {
         eprintln!("skipped: {test} needs {what}");
         return None;
     }
-    let x = Xvfb::start();
+    let x = Xvfb::start_with(args);
     if x.is_none() {
         eprintln!("skipped: {test}: Xvfb did not start an X server");
     }
@@ -361,12 +368,23 @@ fn window_matches_screenshot(
     env: &[(&str, &str)],
     size: (u32, u32),
 ) -> Option<(Picture, String)> {
-    let x = x_server(test)?;
+    window_matches_screenshot_on(&x_server(test)?, test, variant, renderer, env, size)
+}
+
+/// `window_matches_screenshot` on X server `x`.
+fn window_matches_screenshot_on(
+    x: &Xvfb,
+    test: &str,
+    variant: &str,
+    renderer: &str,
+    env: &[(&str, &str)],
+    size: (u32, u32),
+) -> Option<(Picture, String)> {
     let png = scratch(&format!("{test}.png"));
     let _ = std::fs::remove_file(&png);
     let png_arg = png.to_str().unwrap().to_string();
     let guest = Guest::start_with_env(
-        &x,
+        x,
         test,
         variant,
         &["--renderer", renderer, "--aspect", "square", "--window-scale", "1", "--screenshot", &png_arg],
@@ -374,12 +392,14 @@ fn window_matches_screenshot(
     );
     let mut last = String::from("no photograph of the window");
     for _ in 0..POLLS {
-        if let (Some(shot), Some(window)) = (read_screenshot(&png), photograph(&x, &guest.window)) {
+        if let (Some(shot), Some(window)) = (read_screenshot(&png), photograph(x, &guest.window)) {
             if (shot.width, shot.height) == size && window == shot {
-                let stderr = std::fs::read_to_string(&guest.stderr).unwrap_or_default();
+                let path = guest.stderr.clone();
+                let status = guest.close(x);
+                // What Ferrite said, to its exit.
+                let stderr = std::fs::read_to_string(&path).unwrap_or_default();
                 eprintln!("{test}: {}", stderr.lines().find(|l| l.contains("window drawn by")).unwrap_or("?"));
-                let status = guest.close(&x);
-                assert!(status.success(), "ferrite's exit status after the window closed: {status}");
+                assert!(status.success(), "ferrite's exit status after the window closed: {status}\n{stderr}");
                 return Some((shot, stderr));
             }
             last = first_difference(&window, &shot);
@@ -405,14 +425,37 @@ fn without_a_desktop_the_window_is_refused_before_the_guest_starts() {
     assert!(!err.contains("accelerator"), "the guest was not set up: {err}");
 }
 
+/// Under Xvfb the CPU draws through the X server's shared memory: the frames the emulation
+/// thread renders are segments the server reads, shown at one window pixel per guest pixel.
 #[test]
 fn window_shows_text_mode() {
-    let Some((shot, _)) = window_matches_screenshot("window_shows_text_mode", "TEXT", "soft", &[], (720, 400)) else {
+    let Some((shot, stderr)) = window_matches_screenshot("window_shows_text_mode", "TEXT", "x11", &[], (720, 400)) else {
         return;
     };
+    assert!(stderr.contains("window drawn by CPU (X11 shared memory)"), "{stderr}");
     // White on blue in the first row: the guest's text, not a blank window.
     assert!(shot.rgb[..720 * 16 * 3].chunks(3).any(|p| p == [0xFF, 0xFF, 0xFF]));
     assert!(shot.rgb[..720 * 16 * 3].chunks(3).any(|p| p == [0, 0, 0xAA]));
+}
+
+/// `--renderer soft` forces the fallback where X11 shared memory is not to be had: softbuffer.
+#[test]
+fn window_shows_text_mode_through_softbuffer() {
+    let test = "window_shows_text_mode_through_softbuffer";
+    let Some((shot, stderr)) = window_matches_screenshot(test, "TEXT", "soft", &[], (720, 400)) else { return };
+    assert!(stderr.contains("window drawn by CPU (softbuffer)"), "{stderr}");
+    assert!(shot.rgb[..720 * 16 * 3].chunks(3).any(|p| p == [0xFF, 0xFF, 0xFF]));
+}
+
+/// An X server without MIT-SHM (as a remote one is, in effect): `--renderer x11` says so and
+/// draws with softbuffer, the window showing the same picture.
+#[test]
+fn without_mit_shm_the_window_draws_with_softbuffer() {
+    let test = "without_mit_shm_the_window_draws_with_softbuffer";
+    let Some(x) = x_server_with(test, &["-extension", "MIT-SHM"]) else { return };
+    let Some((_, stderr)) = window_matches_screenshot_on(&x, test, "MODE13", "x11", &[], (320, 200)) else { return };
+    assert!(stderr.contains("no X11 shared memory: no MIT-SHM extension"), "{stderr}");
+    assert!(stderr.contains("window drawn by CPU (softbuffer)"), "{stderr}");
 }
 
 /// wgpu asked for an API this host does not have (WGPU_BACKEND=metal on Linux) finds no
@@ -425,7 +468,7 @@ fn window_shows_mode_13h_where_wgpu_finds_no_adapter() {
         return;
     };
     assert!(stderr.contains("drawing with the CPU instead"), "{stderr}");
-    assert!(stderr.contains("window drawn by CPU (softbuffer)"), "{stderr}");
+    assert!(stderr.contains("window drawn by CPU (X11 shared memory)"), "{stderr}");
     // Pixel (x, y) has colour x + 2y of the VGA BIOS's default palette.
     let px = |x: usize, y: usize| &shot.rgb[(y * 320 + x) * 3..][..3];
     assert_eq!(px(1, 0), [0, 0, 0xAA], "colour 1: blue");
@@ -439,6 +482,26 @@ fn window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback() {
     let test = "window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback";
     // Vulkan asked for by name: Mesa's lavapipe where there is no GPU (auto would skip it).
     let Some((shot, _)) = window_matches_screenshot(test, "VBE", "vulkan", &[], (1920, 1080)) else { return };
+    let px = |x: usize, y: usize| &shot.rgb[(y * 1920 + x) * 3..][..3];
+    assert_eq!(px(5, 7), [1, 7, 5], "red (x + y) / 8, green y, blue x");
+    assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
+}
+
+/// The 1920x1080 picture through X11 shared memory: video memory converted straight into the
+/// segment the X server reads.
+#[test]
+fn window_shows_a_1920x1080_vbe_mode_through_x11_shared_memory() {
+    let test = "window_shows_a_1920x1080_vbe_mode_through_x11_shared_memory";
+    let Some((shot, stderr)) = window_matches_screenshot(test, "VBE", "x11", &[("FERRITE_FRAME_STATS", "1")], (1920, 1080))
+    else {
+        return;
+    };
+    assert!(stderr.contains("window drawn by CPU (X11 shared memory)"), "{stderr}");
+    // Once the window's segments went round, pictures went to the X server from them as the
+    // emulation thread rendered them.
+    let sent = stderr.lines().find_map(|l| l.strip_prefix("ferrite: X11 shared memory: ")).expect("the presenter's figures");
+    let direct: u64 = sent.split(' ').next().unwrap().parse().unwrap();
+    assert!(direct > 0, "{stderr}");
     let px = |x: usize, y: usize| &shot.rgb[(y * 1920 + x) * 3..][..3];
     assert_eq!(px(5, 7), [1, 7, 5], "red (x + y) / 8, green y, blue x");
     assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
@@ -699,7 +762,7 @@ fn frame_cost_and_idle_cpu_benchmark() {
 pub fn frame_cost_and_idle_cpu() {
     let Some(x) = x_server("frame_cost_and_idle_cpu_benchmark") else { return };
     println!("a frame from guest memory to the window under Xvfb, means per frame (wall, and the thread's CPU):");
-    for renderer in ["soft", "vulkan"] {
+    for renderer in ["x11", "soft", "vulkan"] {
         for (w, h) in [(640, 480), (1920, 1080)] {
             for (change, defines) in [("one pixel", ""), ("whole picture", " WHOLE")] {
                 let test = format!("bench-{w}x{h}-{renderer}{}", defines.replace(' ', "-"));
@@ -742,7 +805,7 @@ pub fn frame_cost_and_idle_cpu() {
             }
         }
     }
-    for renderer in ["soft", "vulkan"] {
+    for renderer in ["x11", "soft", "vulkan"] {
         let test = format!("bench-idle-{renderer}");
         let guest = Guest::start(&x, &test, "TEXT", &["--renderer", renderer]);
         std::thread::sleep(Duration::from_secs(3));
@@ -771,15 +834,24 @@ fn nearest(i: u32, from: u32, to: u32) -> u32 {
     ((u64::from(i) * u64::from(from) + u64::from(from) / 2) / u64::from(to)).min(u64::from(from - 1)) as u32
 }
 
+/// Scaled pictures: mode 13h at twice 320x240, through X11 shared memory (scaled into a
+/// segment of the window's) and through softbuffer.
 #[test]
 fn mode_13h_fills_a_four_by_three_window() {
-    let test = "mode_13h_fills_a_four_by_three_window";
+    for renderer in ["x11", "soft"] {
+        mode_13h_fills_a_four_by_three_window_with(renderer);
+    }
+}
+
+fn mode_13h_fills_a_four_by_three_window_with(renderer: &str) {
+    let test = format!("mode_13h_fills_a_four_by_three_window_{renderer}");
+    let test = test.as_str();
     let Some(x) = x_server(test) else { return };
     let png = scratch(&format!("{test}.png"));
     let _ = std::fs::remove_file(&png);
     let png_arg = png.to_str().unwrap().to_string();
     // --aspect auto: 320x200 is shown 320x240 (times 2 here), as a 4:3 monitor shows it.
-    let guest = Guest::start(&x, test, "MODE13", &["--renderer", "soft", "--window-scale", "2", "--screenshot", &png_arg]);
+    let guest = Guest::start(&x, test, "MODE13", &["--renderer", renderer, "--window-scale", "2", "--screenshot", &png_arg]);
     let mut last = String::from("no photograph of the window");
     for _ in 0..POLLS {
         if let (Some(shot), Some(window)) = (read_screenshot(&png), photograph(&x, &guest.window)) {
@@ -792,8 +864,11 @@ fn mode_13h_fills_a_four_by_three_window() {
                     })
                     .collect();
                 if window.rgb == expected {
+                    let stderr = std::fs::read_to_string(&guest.stderr).unwrap_or_default();
                     let status = guest.close(&x);
                     assert!(status.success(), "ferrite's exit status after the window closed: {status}");
+                    let drawn_by = if renderer == "x11" { "X11 shared memory" } else { "softbuffer" };
+                    assert!(stderr.contains(&format!("window drawn by CPU ({drawn_by})")), "{stderr}");
                     return;
                 }
                 last = first_difference(&window, &Picture { width: 640, height: 480, rgb: expected });

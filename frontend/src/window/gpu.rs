@@ -7,7 +7,7 @@
 
 use super::layout::Rect;
 use crate::cli::Renderer;
-use machine::Frame;
+use machine::{Frame, PixelFormat};
 use std::sync::Arc;
 use winit::window::Window;
 
@@ -298,6 +298,17 @@ impl GpuPresenter {
             return;
         }
         let row_bytes = size.0 as usize * 4;
+        // The texture is RGBA: a frame in another byte order (none the window gives this
+        // presenter, but any frame shows right) is converted on the way.
+        let rgba = match frame.format {
+            PixelFormat::Rgba => None,
+            other => {
+                let src = &frame.pixels[rows.start as usize * row_bytes..rows.end as usize * row_bytes];
+                let mut out = vec![0; src.len()];
+                other.convert_rgba(src, &mut out);
+                Some(out)
+            }
+        };
         self.queue.write_texture(
             wgpu::ImageCopyTexture {
                 texture,
@@ -305,7 +316,7 @@ impl GpuPresenter {
                 origin: wgpu::Origin3d { x: 0, y: rows.start, z: 0 },
                 aspect: wgpu::TextureAspect::All,
             },
-            &frame.pixels[rows.start as usize * row_bytes..rows.end as usize * row_bytes],
+            rgba.as_deref().unwrap_or(&frame.pixels[rows.start as usize * row_bytes..rows.end as usize * row_bytes]),
             wgpu::ImageDataLayout { offset: 0, bytes_per_row: Some(size.0 * 4), rows_per_image: Some(rows.len() as u32) },
             wgpu::Extent3d { width: size.0, height: rows.len() as u32, depth_or_array_layers: 1 },
         );

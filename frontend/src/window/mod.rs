@@ -1,5 +1,7 @@
 //! `--display window`: the guest's screen in a desktop window (winit), drawn with wgpu or,
-//! where wgpu finds no adapter, with the CPU (softbuffer); the host keyboard and mouse as the
+//! where wgpu finds no hardware adapter, with the CPU: through the X server's shared memory
+//! (`shm`, the emulation thread rendering straight into it) or, where there is none (Wayland,
+//! a remote X server), through softbuffer; the host keyboard and mouse as the
 //! guest's PS/2 keyboard and mouse; hotkeys and a title that says how the guest runs.
 //!
 //! The window's event loop owns the main thread (some platforms insist). The session is
@@ -11,6 +13,7 @@ mod gpu;
 mod keys;
 mod layout;
 mod link;
+mod shm;
 mod soft;
 
 use crate::cli::{Args, Aspect, Renderer, Scaling};
@@ -103,6 +106,12 @@ fn run_window(args: &Args) -> Result<u8, (u8, anyhow::Error)> {
         if std::env::var_os("FERRITE_FRAME_STATS").is_some() {
             eprintln!("ferrite: frame present (upload and draw): {}", app.present_costs.summary());
             eprintln!("ferrite: frames dropped while the window lagged: {}", mailbox.dropped());
+            if let Some(Presenter::Shm(p)) = &app.presenter {
+                app.shm_summary = Some(p.summary());
+            }
+            if let Some(summary) = &app.shm_summary {
+                eprintln!("ferrite: X11 shared memory: {summary}");
+            }
         }
         result.map_err(|e| (status::INTERNAL, anyhow!("the window's event loop failed: {e}")))?;
         match app.ended.take() {
@@ -125,12 +134,15 @@ fn winit_message(e: &dyn std::fmt::Display) -> String {
 /// How the window draws.
 enum Presenter {
     Gpu(gpu::GpuPresenter),
+    Shm(shm::ShmPresenter),
     Soft(soft::SoftPresenter),
 }
 
 impl Presenter {
+    /// wgpu unless `choice` asks for the CPU (and, for `auto`, only on a hardware adapter);
+    /// then the X server's shared memory unless `choice` is `soft`; then softbuffer.
     fn new(window: Arc<Window>, choice: Renderer, size: (u32, u32)) -> Result<Presenter, String> {
-        if choice != Renderer::Soft {
+        if !matches!(choice, Renderer::Soft | Renderer::X11) {
             // A broken driver may panic inside wgpu rather than fail: the CPU draws then too.
             let gpu = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 gpu::GpuPresenter::new(window.clone(), choice, size)
@@ -141,12 +153,23 @@ impl Presenter {
                 Err(e) => eprintln!("ferrite: {e}; drawing with the CPU instead"),
             }
         }
+        if choice != Renderer::Soft {
+            match shm::x11_window(&window) {
+                Some(id) => match shm::ShmPresenter::new(id, size) {
+                    Ok(p) => return Ok(Presenter::Shm(p)),
+                    Err(e) => eprintln!("ferrite: no X11 shared memory: {e}; drawing with softbuffer"),
+                },
+                None if choice == Renderer::X11 => eprintln!("ferrite: not an X11 window; drawing with softbuffer"),
+                None => {}
+            }
+        }
         soft::SoftPresenter::new(window, size).map(Presenter::Soft)
     }
 
     fn name(&self) -> &str {
         match self {
             Presenter::Gpu(p) => p.name(),
+            Presenter::Shm(p) => p.name(),
             Presenter::Soft(p) => p.name(),
         }
     }
@@ -154,6 +177,7 @@ impl Presenter {
     fn resize(&mut self, size: (u32, u32)) {
         match self {
             Presenter::Gpu(p) => p.resize(size),
+            Presenter::Shm(p) => p.resize(size),
             Presenter::Soft(p) => p.resize(size),
         }
     }
@@ -173,7 +197,18 @@ impl Presenter {
             // picture already, and a draw costs a whole window's pixels on a software adapter.
             Presenter::Gpu(_) if rows.as_ref().is_some_and(|r| r.is_empty()) => Ok(()),
             Presenter::Gpu(p) => p.draw(rect),
+            Presenter::Shm(p) => p.draw(frame, rect, rows),
             Presenter::Soft(p) => p.draw(frame, rect, rows),
+        }
+    }
+
+    /// A frame the window no longer shows, made ready to go back to the emulation thread:
+    /// the X server done reading it, and (where the presenter wants) memory of the
+    /// presenter's in the byte order it takes.
+    fn recycle(&mut self, old: Frame) -> Frame {
+        match self {
+            Presenter::Shm(p) => p.recycle(old),
+            Presenter::Gpu(_) | Presenter::Soft(_) => old,
         }
     }
 }
@@ -210,6 +245,8 @@ struct App {
     status: Status,
     screenshots: u32,
     present_costs: Costs,
+    /// How the X11 shared memory presenter sent its pictures (kept when the window goes).
+    shm_summary: Option<String>,
     ended: Option<Result<u8, String>>,
 }
 
@@ -240,6 +277,7 @@ impl App {
             status: Status { paused: false, mips: None, busy: 0.0 },
             screenshots: 0,
             present_costs: Costs::default(),
+            shm_summary: None,
             ended: None,
         }
     }
@@ -298,6 +336,10 @@ impl App {
             None => frame.changed_rows.clone(),
         };
         let old = std::mem::replace(&mut self.frame, frame);
+        let old = match &mut self.presenter {
+            Some(p) => p.recycle(old),
+            None => old,
+        };
         self.mailbox.give_back(old);
         self.fresh = Some(rows);
         self.fit_window();
@@ -530,7 +572,9 @@ impl ApplicationHandler<UserEvent> for App {
             // configuring it again would fail (wgpu treats that as fatal).
             WindowEvent::CloseRequested => self.quit(event_loop),
             WindowEvent::Destroyed => {
-                self.presenter = None;
+                if let Some(Presenter::Shm(p)) = self.presenter.take() {
+                    self.shm_summary = Some(p.summary());
+                }
                 self.quit(event_loop);
             }
             WindowEvent::Resized(size) => self.resized((size.width, size.height)),

@@ -4,7 +4,7 @@
 //! copied from the row above.
 
 use super::layout::Rect;
-use machine::Frame;
+use machine::{Frame, PixelFormat};
 use std::num::NonZeroU32;
 use std::ops::Range;
 use std::sync::Arc;
@@ -98,10 +98,10 @@ impl SoftPresenter {
             }
             let src = &frame.pixels[(sy * frame.width * 4) as usize..][..(frame.width * 4) as usize];
             if rect.w == frame.width {
-                rgba_to_xrgb(src, middle);
+                to_xrgb(frame.format, src, middle);
             } else {
                 self.row.resize(frame.width as usize, 0);
-                rgba_to_xrgb(src, &mut self.row);
+                to_xrgb(frame.format, src, &mut self.row);
                 for (out, &sx) in middle.iter_mut().zip(&self.columns) {
                     *out = self.row[sx as usize];
                 }
@@ -122,17 +122,27 @@ impl SoftPresenter {
     }
 }
 
-/// RGBA pixels as the window's 0RGB words: one straight loop over 4-byte pieces, which the
-/// compiler turns into vector code (a 1920x1080 picture converts as fast as it copies).
-fn rgba_to_xrgb(src: &[u8], out: &mut [u32]) {
-    for (o, s) in out.iter_mut().zip(src.chunks_exact(4)) {
-        let v = u32::from_le_bytes(s.try_into().expect("4 bytes"));
-        *o = (v & 0xFF) << 16 | (v & 0xFF00) | (v >> 16 & 0xFF);
+/// A frame's pixels as the window's 0RGB words: one straight loop over 4-byte pieces, which
+/// the compiler turns into vector code (a 1920x1080 picture converts as fast as it copies).
+/// BGRA bytes are those words already (alpha in the unused byte).
+fn to_xrgb(format: PixelFormat, src: &[u8], out: &mut [u32]) {
+    match format {
+        PixelFormat::Rgba => {
+            for (o, s) in out.iter_mut().zip(src.chunks_exact(4)) {
+                let v = u32::from_le_bytes(s.try_into().expect("4 bytes"));
+                *o = (v & 0xFF) << 16 | (v & 0xFF00) | (v >> 16 & 0xFF);
+            }
+        }
+        PixelFormat::Bgra => {
+            for (o, s) in out.iter_mut().zip(src.chunks_exact(4)) {
+                *o = u32::from_le_bytes(s.try_into().expect("4 bytes")) & 0xFF_FFFF;
+            }
+        }
     }
 }
 
 /// The source index for output index `i` when `from` pixels are stretched over `to`.
-fn scaled(i: u32, from: u32, to: u32) -> u32 {
+pub fn scaled(i: u32, from: u32, to: u32) -> u32 {
     ((u64::from(i) * u64::from(from) + u64::from(from) / 2) / u64::from(to.max(1))).min(u64::from(from.saturating_sub(1)))
         as u32
 }
@@ -140,11 +150,14 @@ fn scaled(i: u32, from: u32, to: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::scaled;
+    use machine::PixelFormat;
 
     #[test]
     fn rgba_becomes_xrgb() {
         let mut out = [0u32; 2];
-        super::rgba_to_xrgb(&[0x11, 0x22, 0x33, 0xFF, 0xAA, 0xBB, 0xCC, 0x00], &mut out);
+        super::to_xrgb(PixelFormat::Rgba, &[0x11, 0x22, 0x33, 0xFF, 0xAA, 0xBB, 0xCC, 0x00], &mut out);
+        assert_eq!(out, [0x0011_2233, 0x00AA_BBCC]);
+        super::to_xrgb(PixelFormat::Bgra, &[0x33, 0x22, 0x11, 0xFF, 0xCC, 0xBB, 0xAA, 0xFF], &mut out);
         assert_eq!(out, [0x0011_2233, 0x00AA_BBCC]);
     }
 

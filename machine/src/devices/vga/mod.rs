@@ -426,13 +426,13 @@ impl Display for Vga {
                 let (mut first, mut end) = (u32::MAX, 0);
                 for (y, _) in self.row_changed.iter().enumerate().filter(|(_, &c)| c > frame.drawn) {
                     let at = y * row..(y + 1) * row;
-                    frame.pixels[at.clone()].copy_from_slice(&last.pixels[at]);
+                    frame.format.convert_rgba(&last.pixels[at.clone()], &mut frame.pixels[at]);
                     (first, end) = (first.min(y as u32), y as u32 + 1);
                 }
                 frame.changed_rows = if first < end { first..end } else { 0..0 };
             } else {
-                frame.pixels.clone_from(&last.pixels);
-                (frame.width, frame.height) = (last.width, last.height);
+                frame.resize(last.width, last.height);
+                frame.format.convert_rgba(&last.pixels, &mut frame.pixels);
                 frame.changed_rows = 0..frame.height;
             }
         }
@@ -684,6 +684,40 @@ mod tests {
         assert!(b.vga.render(0, &mut shown));
         assert!(shown.changed_rows.start <= 32 && shown.changed_rows.end >= 48);
         assert_eq!(shown.pixels, whole.pixels);
+    }
+
+    /// A front end that draws in BGRA (X11's byte order) gets the same pictures, in whole and
+    /// in the rows that changed.
+    #[test]
+    fn bgra_frames_get_the_same_pictures_and_changed_rows() {
+        use crate::display::PixelFormat;
+        let mut b = Bench::new();
+        tables::program(&mut b.vga.regs, &tables::MODE_03);
+        b.outb(0x3C8, 0);
+        for c in [0u8, 0x2A, 0x3F, 0x3F, 0, 0x15] {
+            b.outb(0x3C9, c);
+        }
+        let bgra = || Frame { format: PixelFormat::Bgra, ..Frame::new() };
+        let (mut f, mut whole) = (bgra(), Frame::new());
+        assert!(b.vga.render(0, &mut f));
+        b.with(|d, cx| d.mmio_write(0x1_8000 + 2 * 160, 2, 0x1741, cx));
+        assert!(b.vga.render(0, &mut f));
+        assert!(f.changed_rows.start >= 32 && f.changed_rows.end <= 48, "{:?}", f.changed_rows);
+        b.vga.render(0, &mut whole);
+        assert_eq!(&f.rgba()[..], &whole.pixels[..]);
+        for (i, v) in [(vbe::XRES, 640), (vbe::YRES, 480), (vbe::BPP, 32), (vbe::ENABLE, vbe::ENABLED | vbe::LFB_ENABLED)] {
+            b.outw(vbe::INDEX_PORT, i as u16);
+            b.outw(vbe::DATA_PORT, v);
+        }
+        let (mut f, mut whole) = (bgra(), Frame::new());
+        assert!(b.vga.render(0, &mut f));
+        b.with(|d, cx| d.bar_write(BAR_LFB, 200 * 640 * 4 + 8, 4, 0x0012_3456, cx));
+        assert!(b.vga.render(0, &mut f));
+        assert!(f.changed_rows.contains(&200) && f.changed_rows.len() <= 2, "the 4 KiB page's rows: {:?}", f.changed_rows);
+        assert_eq!(f.pixel(2, 200), Some([0x12, 0x34, 0x56, 0xFF]));
+        assert_eq!(&f.pixels[(200 * 640 + 2) * 4..][..4], &[0x56, 0x34, 0x12, 0xFF], "BGRA in memory");
+        b.vga.render(0, &mut whole);
+        assert_eq!(&f.rgba()[..], &whole.pixels[..]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The VGA's picture: what the CRTC scans out of video memory, through the attribute
-//! controller and the DAC, as an RGBA frame (FreeVGA "CRTC Operation" and "Attribute
+//! controller and the DAC, as a frame of RGBA or BGRA pixels (FreeVGA "CRTC Operation" and "Attribute
 //! Controller"). Text modes draw glyphs from plane 2 (8 or 9 dots wide, any height, with the
 //! line-graphics 9th column, cursor, blink and mono underline); graphics modes draw planar
 //! 16-colour, CGA 4-colour (shift register interleave), 256-colour chained or unchained, and
@@ -10,7 +10,7 @@
 use super::memory::PLANE_SIZE;
 use super::regs::{ac, crtc, gc, seq, Timing, VgaRegs};
 use super::vbe::{Dispi, VbeMode};
-use crate::display::Frame;
+use crate::display::{Frame, PixelFormat};
 
 /// Size of the black frame shown while nothing is displayed.
 const OFF_SIZE: (u32, u32) = (640, 480);
@@ -260,7 +260,8 @@ fn render_text(r: &VgaRegs, vram: &[u8], blink: Blink, frame: &mut Frame) {
     let div = if s.double_scan { 2 } else { 1 };
     let (width, height) = (s.hde * cw, s.vde / div);
     frame.resize(width, height);
-    let colours: [[u8; 4]; 16] = std::array::from_fn(|v| r.dac.rgba(attribute_colour(r, v as u8)));
+    let format = frame.format;
+    let colours: [[u8; 4]; 16] = std::array::from_fn(|v| format.from_rgba(r.dac.rgba(attribute_colour(r, v as u8))));
     let sr3 = r.seq[seq::CHAR_MAP];
     let font_a = FONT_OFFSETS[usize::from((sr3 >> 5 & 1) << 2 | (sr3 >> 2 & 3))];
     let font_b = FONT_OFFSETS[usize::from((sr3 >> 4 & 1) << 2 | (sr3 & 3))];
@@ -315,7 +316,8 @@ fn render_graphics(r: &VgaRegs, vram: &[u8], width: u32, height: u32, frame: &mu
     frame.resize(width, height);
     let div = s.graphics_divisor();
     let mode = r.gc[gc::MODE];
-    let dac: [[u8; 4]; 256] = std::array::from_fn(|v| r.dac.rgba(v as u8));
+    let format = frame.format;
+    let dac: [[u8; 4]; 256] = std::array::from_fn(|v| format.from_rgba(r.dac.rgba(v as u8)));
     let colours: [[u8; 4]; 16] = std::array::from_fn(|v| dac[usize::from(attribute_colour(r, v as u8))]);
     let row_bytes = width as usize * 4;
     s.lines(|y, row_start, rowscan| {
@@ -362,11 +364,12 @@ fn render_vbe(r: &VgaRegs, vram: &[u8], m: VbeMode, dirty: Option<Dirty>, frame:
     let dirty = dirty.filter(|_| frame.drawn != 0);
     let bytes = (m.bpp as usize).div_ceil(8);
     let row_bytes = m.width as usize * bytes;
-    // The DAC as little-endian RGBA words (only 8 bpp looks colours up).
+    let format = frame.format;
+    // The DAC as little-endian words in the frame's format (only 8 bpp looks colours up).
     let mut dac = [0u32; 256];
     if m.bpp == 8 {
         for (i, c) in dac.iter_mut().enumerate() {
-            *c = u32::from_le_bytes(r.dac.rgba(i as u8));
+            *c = u32::from_le_bytes(format.from_rgba(r.dac.rgba(i as u8)));
         }
     }
     let (mut first, mut end) = (u32::MAX, 0);
@@ -382,12 +385,16 @@ fn render_vbe(r: &VgaRegs, vram: &[u8], m: VbeMode, dirty: Option<Dirty>, frame:
         let (inside, outside) = row.split_at_mut(whole * 4);
         if whole > 0 {
             let src = &vram[line..line + whole * bytes];
-            match m.bpp {
-                8 => indexed_to_rgba(src, &dac, inside),
-                15 => rgb555_to_rgba(src, inside),
-                16 => rgb565_to_rgba(src, inside),
-                24 => bgr_to_rgba(src, inside),
-                _ => bgrx_to_rgba(src, inside),
+            match (m.bpp, format) {
+                (8, _) => indexed(src, &dac, inside),
+                (15, PixelFormat::Rgba) => rgb555::<false>(src, inside),
+                (15, PixelFormat::Bgra) => rgb555::<true>(src, inside),
+                (16, PixelFormat::Rgba) => rgb565::<false>(src, inside),
+                (16, PixelFormat::Bgra) => rgb565::<true>(src, inside),
+                (24, PixelFormat::Rgba) => bgr::<false>(src, inside),
+                (24, PixelFormat::Bgra) => bgr::<true>(src, inside),
+                (_, PixelFormat::Rgba) => bgrx::<false>(src, inside),
+                (_, PixelFormat::Bgra) => bgrx::<true>(src, inside),
             }
         }
         for px in outside.chunks_exact_mut(4) {
@@ -397,28 +404,39 @@ fn render_vbe(r: &VgaRegs, vram: &[u8], m: VbeMode, dirty: Option<Dirty>, frame:
     frame.changed_rows = if first < end { first..end } else { 0..0 };
 }
 
-// The conversions of a line of a linear mode's memory to RGBA. Each is one straight loop over
-// fixed-size pieces (`chunks_exact` with `try_into`, which the compiler turns into vector
-// code: a 1920x1080 32-bit picture converts as fast as it copies), writing whole words.
+// The conversions of a line of a linear mode's memory to the frame's format: RGBA, or with
+// `BGRA` BGRA. Each is one straight loop over fixed-size pieces (`chunks_exact` with
+// `try_into`, which the compiler turns into vector code: a 1920x1080 32-bit picture converts
+// as fast as it copies), writing whole words.
 
-/// 32-bit BGRX pixels as RGBA.
-fn bgrx_to_rgba(src: &[u8], out: &mut [u8]) {
+/// 8-bit channels as a pixel word of the format, alpha 0xFF.
+#[inline(always)]
+fn word<const BGRA: bool>(r: u32, g: u32, b: u32) -> u32 {
+    if BGRA {
+        b | g << 8 | r << 16 | 0xFF00_0000
+    } else {
+        r | g << 8 | b << 16 | 0xFF00_0000
+    }
+}
+
+/// 32-bit BGRX pixels (for BGRA only the unused byte becomes alpha).
+fn bgrx<const BGRA: bool>(src: &[u8], out: &mut [u8]) {
     for (o, s) in out.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
         let v = u32::from_le_bytes(s.try_into().expect("4 bytes"));
-        let rgba = (v >> 16 & 0xFF) | (v & 0xFF00) | (v & 0xFF) << 16 | 0xFF00_0000;
-        o.copy_from_slice(&rgba.to_le_bytes());
+        let px = if BGRA { v | 0xFF00_0000 } else { word::<false>(v >> 16 & 0xFF, v >> 8 & 0xFF, v & 0xFF) };
+        o.copy_from_slice(&px.to_le_bytes());
     }
 }
 
-/// 24-bit BGR pixels as RGBA.
-fn bgr_to_rgba(src: &[u8], out: &mut [u8]) {
+/// 24-bit BGR pixels.
+fn bgr<const BGRA: bool>(src: &[u8], out: &mut [u8]) {
     for (o, s) in out.chunks_exact_mut(4).zip(src.chunks_exact(3)) {
-        o.copy_from_slice(&[s[2], s[1], s[0], 0xFF]);
+        o.copy_from_slice(&if BGRA { [s[0], s[1], s[2], 0xFF] } else { [s[2], s[1], s[0], 0xFF] });
     }
 }
 
-/// 8-bit pixels through the DAC (`dac`: RGBA words).
-fn indexed_to_rgba(src: &[u8], dac: &[u32; 256], out: &mut [u8]) {
+/// 8-bit pixels through the DAC (`dac`: words in the frame's format).
+fn indexed(src: &[u8], dac: &[u32; 256], out: &mut [u8]) {
     for (o, &s) in out.chunks_exact_mut(4).zip(src) {
         o.copy_from_slice(&dac[usize::from(s)].to_le_bytes());
     }
@@ -430,21 +448,19 @@ fn widen(v: u32, bits: u32) -> u32 {
     v << (8 - bits) | v >> (2 * bits - 8)
 }
 
-/// 16-bit 5:6:5 pixels as RGBA.
-fn rgb565_to_rgba(src: &[u8], out: &mut [u8]) {
+/// 16-bit 5:6:5 pixels.
+fn rgb565<const BGRA: bool>(src: &[u8], out: &mut [u8]) {
     for (o, s) in out.chunks_exact_mut(4).zip(src.chunks_exact(2)) {
         let v = u32::from(u16::from_le_bytes(s.try_into().expect("2 bytes")));
-        let rgba = widen(v >> 11, 5) | widen(v >> 5, 6) << 8 | widen(v, 5) << 16 | 0xFF00_0000;
-        o.copy_from_slice(&rgba.to_le_bytes());
+        o.copy_from_slice(&word::<BGRA>(widen(v >> 11, 5), widen(v >> 5, 6), widen(v, 5)).to_le_bytes());
     }
 }
 
-/// 15-bit 5:5:5 pixels as RGBA.
-fn rgb555_to_rgba(src: &[u8], out: &mut [u8]) {
+/// 15-bit 5:5:5 pixels.
+fn rgb555<const BGRA: bool>(src: &[u8], out: &mut [u8]) {
     for (o, s) in out.chunks_exact_mut(4).zip(src.chunks_exact(2)) {
         let v = u32::from(u16::from_le_bytes(s.try_into().expect("2 bytes")));
-        let rgba = widen(v >> 10, 5) | widen(v >> 5, 5) << 8 | widen(v, 5) << 16 | 0xFF00_0000;
-        o.copy_from_slice(&rgba.to_le_bytes());
+        o.copy_from_slice(&word::<BGRA>(widen(v >> 10, 5), widen(v >> 5, 5), widen(v, 5)).to_le_bytes());
     }
 }
 
@@ -764,37 +780,87 @@ mod tests {
 
     #[test]
     fn linear_conversions_match_the_pixel_formats() {
-        // Every 16-bit value, as 5:6:5 and as 5:5:5, against the channels widened one by one.
+        // Every 16-bit value, as 5:6:5 and as 5:5:5, against the channels widened one by one;
+        // as RGBA and as BGRA.
         let src: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
-        let mut out = vec![0u8; 65536 * 4];
+        let (mut out, mut bgra) = (vec![0u8; 65536 * 4], vec![0u8; 65536 * 4]);
         let w = |v: u16, bits: u32| {
             let v = v & ((1 << bits) - 1);
             (v << (8 - bits) | v >> (2 * bits - 8)) as u8
         };
-        rgb565_to_rgba(&src, &mut out);
+        let swapped = |p: &[u8]| [p[2], p[1], p[0], p[3]];
+        rgb565::<false>(&src, &mut out);
+        rgb565::<true>(&src, &mut bgra);
         for v in 0..=u16::MAX {
             let want = [w(v >> 11, 5), w(v >> 5, 6), w(v, 5), 0xFF];
             assert_eq!(out[usize::from(v) * 4..][..4], want, "5:6:5 {v:#06x}");
+            assert_eq!(swapped(&bgra[usize::from(v) * 4..][..4]), want, "5:6:5 {v:#06x} BGRA");
         }
-        rgb555_to_rgba(&src, &mut out);
+        rgb555::<false>(&src, &mut out);
+        rgb555::<true>(&src, &mut bgra);
         for v in 0..=u16::MAX {
             let want = [w(v >> 10, 5), w(v >> 5, 5), w(v, 5), 0xFF];
             assert_eq!(out[usize::from(v) * 4..][..4], want, "5:5:5 {v:#06x}");
+            assert_eq!(swapped(&bgra[usize::from(v) * 4..][..4]), want, "5:5:5 {v:#06x} BGRA");
         }
         // 32 and 24 bits: blue, green, red (and an ignored byte) in memory order.
         let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        bgrx_to_rgba(&bytes, &mut out[..4096]);
-        for (o, s) in out[..4096].chunks_exact(4).zip(bytes.chunks_exact(4)) {
+        bgrx::<false>(&bytes, &mut out[..4096]);
+        bgrx::<true>(&bytes, &mut bgra[..4096]);
+        for ((o, b), s) in out[..4096].chunks_exact(4).zip(bgra.chunks_exact(4)).zip(bytes.chunks_exact(4)) {
             assert_eq!(o, [s[2], s[1], s[0], 0xFF]);
+            assert_eq!(b, [s[0], s[1], s[2], 0xFF]);
         }
-        bgr_to_rgba(&bytes[..3 * 1000], &mut out[..4000]);
-        for (o, s) in out[..4000].chunks_exact(4).zip(bytes.chunks_exact(3)) {
+        bgr::<false>(&bytes[..3 * 1000], &mut out[..4000]);
+        bgr::<true>(&bytes[..3 * 1000], &mut bgra[..4000]);
+        for ((o, b), s) in out[..4000].chunks_exact(4).zip(bgra.chunks_exact(4)).zip(bytes.chunks_exact(3)) {
             assert_eq!(o, [s[2], s[1], s[0], 0xFF]);
+            assert_eq!(b, [s[0], s[1], s[2], 0xFF]);
         }
         let dac: [u32; 256] = std::array::from_fn(|i| (i as u32).wrapping_mul(0x0103_0507));
-        indexed_to_rgba(&bytes[..1024], &dac, &mut out[..4096]);
+        indexed(&bytes[..1024], &dac, &mut out[..4096]);
         for (o, &s) in out[..4096].chunks_exact(4).zip(&bytes[..1024]) {
             assert_eq!(o, dac[usize::from(s)].to_le_bytes());
+        }
+    }
+
+    /// Every mode drawn into a BGRA frame is the RGBA picture with red and blue swapped.
+    #[test]
+    fn bgra_frames_hold_the_same_pictures() {
+        use crate::display::PixelFormat;
+        let mut v = mode(&tables::MODE_03);
+        load_font(&mut v);
+        for i in 0..256 {
+            v.regs.dac.palette[i * 3..][..3].copy_from_slice(&[i as u8 & 0x3F, (i as u8) >> 2, 0x3F - (i as u8 & 0x3F)]);
+        }
+        for (i, b) in v.vram.iter_mut().enumerate().take(0x1_0000 * 4) {
+            if i % 4 < 2 {
+                *b = (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3];
+            }
+        }
+        let compare = |v: &Vga, what: &str| {
+            let (mut rgba, mut bgra) = (Frame::new(), Frame { format: PixelFormat::Bgra, ..Frame::new() });
+            let on = Blink { cursor_on: true, text_on: true };
+            render(&v.regs, &v.dispi, &v.vram, on, None, &mut rgba);
+            render(&v.regs, &v.dispi, &v.vram, on, None, &mut bgra);
+            assert_eq!((rgba.width, rgba.height), (bgra.width, bgra.height), "{what}");
+            assert!(rgba.pixels.chunks(4).any(|p| p[0] != p[2]), "{what}: a picture with colours");
+            assert_eq!(&bgra.rgba()[..], &rgba.pixels[..], "{what}");
+        };
+        compare(&v, "text");
+        for table in [&tables::MODE_13, &tables::MODE_12, &tables::MODE_04] {
+            let mut g = mode(table);
+            g.vram.copy_from_slice(&v.vram);
+            g.regs.dac.palette.copy_from_slice(&v.regs.dac.palette);
+            compare(&g, "graphics");
+        }
+        use crate::devices::vga::vbe::*;
+        for bpp in [8u16, 15, 16, 24, 32] {
+            for (i, val) in [(XRES, 320u16), (YRES, 200), (BPP, bpp), (ENABLE, ENABLED | LFB_ENABLED)] {
+                v.dispi.index = i as u16;
+                v.dispi.write_data(val, &mut v.vram);
+            }
+            compare(&v, &format!("VBE {bpp} bpp"));
         }
     }
 
