@@ -635,7 +635,10 @@ fn wait_for_title(x: &Xvfb, guest: &Guest, text: &str) {
 fn hotkeys_pause_resume_and_take_a_screenshot() {
     let test = "hotkeys_pause_resume_and_take_a_screenshot";
     let Some(x) = x_server(test) else { return };
-    let mut guest = Guest::start(&x, test, "KEYS", &["--renderer", "soft"]);
+    let png = scratch(&format!("{test}.png"));
+    let _ = std::fs::remove_file(&png);
+    // X11 shared memory: the window's frames are BGRA, the hotkey's PNG must still be RGBA.
+    let mut guest = Guest::start(&x, test, "KEYS", &["--renderer", "x11", "--screenshot", png.to_str().unwrap()]);
     focus(&x, &guest.window);
     let xdo = |args: &[&str]| assert!(x.command("xdotool").args(args).status().unwrap().success(), "xdotool {args:?}");
     wait_for_title(&x, &guest, "running - interp");
@@ -653,18 +656,40 @@ fn hotkeys_pause_resume_and_take_a_screenshot() {
     assert!(!after.contains(&0x1E), "A typed while paused reached the guest: {after:02X?}");
     // Ctrl+Alt+S: the screen as a PNG in the current directory.
     let shots = || {
-        std::fs::read_dir(scratch("")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n.starts_with("ferrite-") && n.ends_with(".png")).count()
+        let mut names: Vec<String> = std::fs::read_dir(scratch(""))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("ferrite-") && n.ends_with(".png"))
+            .collect();
+        names.sort();
+        names
     };
-    let had = shots();
+    let had = shots().len();
     xdo(&["key", "37+64+39"]);
     for _ in 0..POLLS {
-        if shots() > had {
+        if shots().len() > had {
             break;
         }
         std::thread::sleep(POLL);
     }
-    assert!(shots() > had, "no screenshot after Ctrl+Alt+S\n{}", guest.describe());
+    let names = shots();
+    assert!(names.len() > had, "no screenshot after Ctrl+Alt+S\n{}", guest.describe());
+    // The same picture as --screenshot's (which the headless path renders in RGBA), once
+    // the cursor's blink phase agrees.
+    let hotkey = names.iter().rev().find_map(|n| read_screenshot(&scratch(n))).expect("the hotkey's PNG");
+    let mut last = String::new();
+    let same = (0..POLLS).any(|_| {
+        let matched = read_screenshot(&png).is_some_and(|shot| {
+            last = first_difference(&hotkey, &shot);
+            shot == hotkey
+        });
+        if !matched {
+            std::thread::sleep(POLL);
+        }
+        matched
+    });
+    assert!(same, "Ctrl+Alt+S's PNG is not --screenshot's picture: {last}");
     let status = guest.close(&x);
     assert!(status.success(), "ferrite's exit status after the window closed: {status}");
 }
@@ -754,58 +779,80 @@ fn frame_cost_and_idle_cpu_benchmark() {
 }
 
 /// What a frame costs from guest memory to the window at 640x480 and 1920x1080 on the CPU
-/// path (softbuffer) and on wgpu's Vulkan (Mesa's lavapipe here), while the guest changes one
+/// paths (X11 shared memory and softbuffer; also at twice the size) and on wgpu's Vulkan
+/// (Mesa's lavapipe here), while the guest changes one
 /// pixel without end and while it pans the picture by a line and back without end (every row
 /// of every picture changes): the emulation thread's render and the window's upload and draw,
 /// each as wall time and as its thread's CPU time, their sum, and the X server's CPU for each
 /// picture it was sent; then the CPU an idle text-mode guest in the window uses.
 pub fn frame_cost_and_idle_cpu() {
-    let Some(x) = x_server("frame_cost_and_idle_cpu_benchmark") else { return };
+    // A 4K screen, for 1920x1080 at twice its size.
+    let Some(x) = x_server_with("frame_cost_and_idle_cpu_benchmark", &["-screen", "0", "3840x2160x24"]) else { return };
+    // FERRITE_BENCH_RENDERERS=x11,soft measures only those.
+    let chosen = std::env::var("FERRITE_BENCH_RENDERERS").unwrap_or_else(|_| "x11,soft,vulkan".into());
+    let chosen: Vec<&str> = chosen.split(',').collect();
     println!("a frame from guest memory to the window under Xvfb, means per frame (wall, and the thread's CPU):");
+    // At one window pixel per guest pixel on every renderer; then at twice the size on the
+    // CPU's two.
+    let mut runs = Vec::new();
     for renderer in ["x11", "soft", "vulkan"] {
         for (w, h) in [(640, 480), (1920, 1080)] {
-            for (change, defines) in [("one pixel", ""), ("whole picture", " WHOLE")] {
-                let test = format!("bench-{w}x{h}-{renderer}{}", defines.replace(' ', "-"));
-                let variant = format!("VBE BENCH WIDTH={w} HEIGHT={h}{defines}");
-                let guest = Guest::start_with_env(
-                    &x,
-                    &test,
-                    &variant,
-                    &["--renderer", renderer, "--aspect", "square", "--window-scale", "1"],
-                    &[("FERRITE_FRAME_STATS", "1")],
-                );
-                let server = cpu_time(x.child.id());
-                std::thread::sleep(Duration::from_secs(10));
-                let server = cpu_time(x.child.id()).zip(server).map(|(after, before)| after - before);
-                let stderr = guest.stderr.clone();
-                let status = guest.close(&x);
-                let text = std::fs::read_to_string(&stderr).unwrap_or_default();
-                let costs = |what: &str| text.lines().find(|l| l.contains(what)).and_then(frame_costs);
-                let drawn_by = text.lines().find_map(|l| l.strip_prefix("ferrite: window drawn by ")).unwrap_or("?");
-                let dropped = text.lines().find_map(|l| l.strip_prefix("ferrite: frames dropped while the window lagged: "));
-                print!("  {w}x{h}, {change} changes, {drawn_by}: ");
-                match (costs("frame render"), costs("frame present")) {
-                    (Some(r), Some(p)) => {
-                        let server = server.map_or("?".into(), |s| format!("{:.3}", s.as_secs_f64() * 1e3 / p.0.max(1) as f64));
-                        println!(
-                            "render {:.3} ms ({:.3} CPU) + present {:.3} ms ({:.3} CPU) = {:.3} ms ({:.3} CPU); \
-                             X server {server} ms CPU a frame; {} frames drawn, {} dropped",
-                            r.1,
-                            r.2,
-                            p.1,
-                            p.2,
-                            r.1 + p.1,
-                            r.2 + p.2,
-                            p.0,
-                            dropped.unwrap_or("?")
-                        );
-                    }
-                    _ => println!("no figures (exit {status}):\n{text}"),
-                }
+            for change in [("one pixel", ""), ("whole picture", " WHOLE")] {
+                runs.push((renderer, (w, h), change, 1));
             }
         }
     }
-    for renderer in ["x11", "soft", "vulkan"] {
+    for renderer in ["x11", "soft"] {
+        for (w, h) in [(640, 480), (1920, 1080)] {
+            runs.push((renderer, (w, h), ("whole picture", " WHOLE"), 2));
+        }
+    }
+    for (renderer, (w, h), (change, defines), scale) in runs {
+        if !chosen.contains(&renderer) {
+            continue;
+        }
+        let shown = if scale == 1 { "1:1".to_string() } else { format!("at {}x{}", w * scale, h * scale) };
+        let test = format!("bench-{w}x{h}-{renderer}{}-{scale}", defines.replace(' ', "-"));
+        let variant = format!("VBE BENCH WIDTH={w} HEIGHT={h}{defines}");
+        let guest = Guest::start_with_env(
+            &x,
+            &test,
+            &variant,
+            &["--renderer", renderer, "--aspect", "square", "--window-scale", &scale.to_string()],
+            &[("FERRITE_FRAME_STATS", "1")],
+        );
+        let server = cpu_time(x.child.id());
+        std::thread::sleep(Duration::from_secs(10));
+        let server = cpu_time(x.child.id()).zip(server).map(|(after, before)| after - before);
+        let stderr = guest.stderr.clone();
+        let status = guest.close(&x);
+        let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+        let costs = |what: &str| text.lines().find(|l| l.contains(what)).and_then(frame_costs);
+        let drawn_by = text.lines().find_map(|l| l.strip_prefix("ferrite: window drawn by ")).unwrap_or("?");
+        let dropped = text.lines().find_map(|l| l.strip_prefix("ferrite: frames dropped while the window lagged: "));
+        let shm = text.lines().find_map(|l| l.strip_prefix("ferrite: X11 shared memory: ")).map(|s| format!("; {s}"));
+        print!("  {w}x{h} {shown}, {change} changes, {drawn_by}: ");
+        match (costs("frame render"), costs("frame present")) {
+            (Some(r), Some(p)) => {
+                let server = server.map_or("?".into(), |s| format!("{:.3}", s.as_secs_f64() * 1e3 / p.0.max(1) as f64));
+                println!(
+                    "render {:.3} ms ({:.3} CPU) + present {:.3} ms ({:.3} CPU) = {:.3} ms ({:.3} CPU); \
+                     X server {server} ms CPU a frame; {} frames drawn, {} dropped{}",
+                    r.1,
+                    r.2,
+                    p.1,
+                    p.2,
+                    r.1 + p.1,
+                    r.2 + p.2,
+                    p.0,
+                    dropped.unwrap_or("?"),
+                    shm.unwrap_or_default()
+                );
+            }
+            _ => println!("no figures (exit {status}):\n{text}"),
+        }
+    }
+    for renderer in ["x11", "soft", "vulkan"].into_iter().filter(|r| chosen.contains(r)) {
         let test = format!("bench-idle-{renderer}");
         let guest = Guest::start(&x, &test, "TEXT", &["--renderer", renderer]);
         std::thread::sleep(Duration::from_secs(3));

@@ -1,4 +1,4 @@
-//! Not a test: what the VGA's render costs, guest memory to an RGBA frame, in the 32-, 16- and
+//! Not a test: what the VGA's render costs, guest memory to an RGBA or BGRA frame, in the 32-, 16- and
 //! 8-bit linear (VBE) modes at 640x480 and 1920x1080: a whole picture (a new mode, a palette
 //! change, panning, a new buffer) and a picture of which one pixel changed (only its line is
 //! drawn again).
@@ -6,7 +6,7 @@
 
 use machine::devices::vga::{self, Vga};
 use machine::pci::PciFunction;
-use machine::{Device, DeviceContext, Display, Frame, MachineEvent};
+use machine::{Device, DeviceContext, Display, Frame, MachineEvent, PixelFormat};
 use std::time::{Duration, Instant};
 
 fn with<R>(vga: &mut Vga, f: impl FnOnce(&mut Vga, &mut DeviceContext) -> R) -> R {
@@ -48,21 +48,25 @@ fn main() {
         for at in (0..size).step_by(8) {
             with(&mut vga, |d, cx| d.bar_write(0, at, 8, at.wrapping_mul(0x9E37_79B9_7F4A_7C15), cx));
         }
-        let mut frame = Frame::new();
-        let whole = mean(50, || {
-            frame.drawn = 0;
-            frame.generation = 0;
-            vga.render(0, &mut frame);
-        });
-        let mut k = 0u64;
-        let pixel = mean(2000, || {
-            k += 1;
-            with(&mut vga, |d, cx| d.bar_write(0, (k * 4096 + 12) % size, 4, k, cx));
-            vga.render(0, &mut frame);
-        });
-        println!(
-            "render {w}x{h} {bpp} bpp: whole picture {:.3} ms ({:.3} ms CPU), one pixel changed {:.3} ms ({:.3} ms CPU)",
-            whole.0, whole.1, pixel.0, pixel.1
-        );
+        // RGBA (screenshots, wgpu, softbuffer) and BGRA (X11's byte order, the window's
+        // shared memory).
+        for format in [PixelFormat::Rgba, PixelFormat::Bgra] {
+            let mut frame = Frame { format, ..Frame::new() };
+            let whole = mean(50, || {
+                frame.drawn = 0;
+                frame.generation = 0;
+                vga.render(0, &mut frame);
+            });
+            let mut k = 0u64;
+            let pixel = mean(2000, || {
+                k += 1;
+                with(&mut vga, |d, cx| d.bar_write(0, (k * 4096 + 12) % size, 4, k, cx));
+                vga.render(0, &mut frame);
+            });
+            println!(
+                "render {w}x{h} {bpp} bpp to {format:?}: whole picture {:.3} ms ({:.3} ms CPU), one pixel changed {:.3} ms ({:.3} ms CPU)",
+                whole.0, whole.1, pixel.0, pixel.1
+            );
+        }
     }
 }

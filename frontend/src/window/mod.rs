@@ -79,7 +79,7 @@ fn run_window(args: &Args) -> Result<u8, (u8, anyhow::Error)> {
                 let mut guest = GuestSide::new(thread_mailbox, wake, command_rx);
                 let result = session.run_with(link::POLL_INTERVAL, &mut |m, stats| guest.poll(m, stats));
                 if std::env::var_os("FERRITE_FRAME_STATS").is_some() {
-                    eprintln!("ferrite: frame render (guest memory to RGBA): {}", guest.render_costs.summary());
+                    eprintln!("ferrite: frame render (guest memory to the frame): {}", guest.render_costs.summary());
                 }
                 let _ = proxy.send_event(UserEvent::Ended(result.map_err(|e| format!("{e:#}"))));
             })

@@ -40,6 +40,9 @@ pub fn x11_window(window: &Window) -> Option<xproto::Window> {
     }
 }
 
+/// Where a picture is in the window: its rectangle, the window's size and the picture's.
+type Layout = (Rect, (u32, u32), (u32, u32));
+
 pub struct ShmPresenter {
     conn: Arc<RustConnection>,
     window: xproto::Window,
@@ -61,7 +64,7 @@ pub struct ShmPresenter {
     row: Vec<u32>,
     /// What the window shows, as of the last draw: the rectangle, the window's size and the
     /// picture's.
-    shown: Option<(Rect, (u32, u32), (u32, u32))>,
+    shown: Option<Layout>,
     errors: u64,
     /// Draws sent from the frames' own segments, and through the canvas.
     direct: u64,
