@@ -421,10 +421,38 @@ impl Cpu {
             }
         }
         let (insns, plain) = match crate::ops::fused::fuse(&mut insns, &instrs, bits) {
-            Some(fused) => (fused.into_boxed_slice(), insns.into_boxed_slice()),
-            None => (insns.into_boxed_slice(), Box::default()),
+            Some(mut fused) => {
+                link_forward_branches(&mut fused, &instrs);
+                (fused.into_boxed_slice(), insns.into_boxed_slice())
+            }
+            None => {
+                link_forward_branches(&mut insns, &instrs);
+                (insns.into_boxed_slice(), Box::default())
+            }
         };
         Ok((insns, plain, instrs.into_boxed_slice(), last_byte))
+    }
+}
+
+/// Sets `Insn::skip` of the block's conditional branches that lead forward to one of its own
+/// entries (an `if` over a few instructions), so that taking one goes on in the block. The
+/// entries are `instrs` in order, a fused pair (`len1` set) standing for two.
+fn link_forward_branches(entries: &mut [Insn], instrs: &[Instruction]) {
+    let mut starts = Vec::with_capacity(entries.len());
+    let mut targets = Vec::with_capacity(entries.len());
+    let mut m = 0;
+    for e in entries.iter() {
+        starts.push(instrs[m].ip());
+        let branch = &instrs[if e.len1 != 0 { m + 1 } else { m }];
+        targets.push(branch.is_jcc_short_or_near().then(|| branch.near_branch_target()));
+        m += if e.len1 != 0 { 2 } else { 1 };
+    }
+    for k in 0..entries.len() {
+        if let Some(t) = targets[k] {
+            if let Some(to) = (k + 1..entries.len()).find(|&j| starts[j] == t) {
+                entries[k].skip = to as u8;
+            }
+        }
     }
 }
 

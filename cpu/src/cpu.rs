@@ -545,29 +545,52 @@ impl Cpu {
         loop {
             self.block_end = insns.len();
             let mut k = 0;
-            while k < self.block_end {
-                // SAFETY: `block_end` is the block's length or 0 (`stop_block`).
-                let insn = unsafe { insns.get_unchecked(k) };
-                // From the block's start, not from the RIP the last instruction left: no
-                // chain through memory from one instruction to the next.
-                let next = start.wrapping_add(insn.next as i64 as u64) & insn.ip_mask;
-                self.s.rip = next;
-                if let Err(fault) = (insn.exec)(self, bus, insn) {
-                    let mut done = if k == 0 { 0 } else { u64::from(insns[k - 1].pos) };
-                    let ip = next.wrapping_sub(u64::from(insn.len)) & insn.ip_mask;
-                    self.s.rip = ip;
-                    if std::mem::take(&mut self.fused_partial) {
-                        // The Jcc of a fused pair faulted: its first instruction is done.
-                        self.s.rip = ip.wrapping_add(u64::from(insn.len1)) & insn.ip_mask;
-                        done += 1;
+            // Guest instructions of entries jumped over (`Insn::pos` counts them).
+            let mut skipped = 0;
+            loop {
+                while k < self.block_end {
+                    // SAFETY: `block_end` is the block's length or 0 (`stop_block`).
+                    let insn = unsafe { insns.get_unchecked(k) };
+                    // From the block's start, not from the RIP the last instruction left: no
+                    // chain through memory from one instruction to the next.
+                    let next = start.wrapping_add(insn.next as i64 as u64) & insn.ip_mask;
+                    self.s.rip = next;
+                    if let Err(fault) = (insn.exec)(self, bus, insn) {
+                        let mut done = if k == 0 { 0 } else { u64::from(insns[k - 1].pos) - skipped };
+                        let ip = next.wrapping_sub(u64::from(insn.len)) & insn.ip_mask;
+                        self.s.rip = ip;
+                        if std::mem::take(&mut self.fused_partial) {
+                            // The Jcc of a fused pair faulted: its first instruction is done.
+                            self.s.rip = ip.wrapping_add(u64::from(insn.len1)) & insn.ip_mask;
+                            done += 1;
+                        }
+                        self.side_exit = false;
+                        self.raise(bus, fault);
+                        return retired + done;
                     }
-                    self.side_exit = false;
-                    self.raise(bus, fault);
-                    return retired + done;
+                    k += 1;
                 }
-                k += 1;
+                // A taken branch to a later entry of this block (`Insn::skip`) goes on there,
+                // if it landed where that entry was decoded.
+                if self.side_exit && k > 0 {
+                    let from = &insns[k - 1];
+                    let to = usize::from(from.skip);
+                    if to > k - 1 {
+                        let t = &insns[to];
+                        let at = start.wrapping_add(t.next as i64 as u64).wrapping_sub(u64::from(t.len)) & t.ip_mask;
+                        if self.s.rip == at {
+                            skipped += u64::from(insns[to - 1].pos - from.pos);
+                            self.side_exit = false;
+                            self.end_block = false;
+                            self.block_end = insns.len();
+                            k = to;
+                            continue;
+                        }
+                    }
+                }
+                break;
             }
-            retired += insns.get(k.wrapping_sub(1)).map_or(0, |i| u64::from(i.pos));
+            retired += insns.get(k.wrapping_sub(1)).map_or(0, |i| u64::from(i.pos)) - skipped;
             if !self.end_block {
                 return retired;
             }

@@ -54,6 +54,10 @@ pub(crate) struct Insn {
     /// masked with `ip_mask`): the run loop sets RIP from the block's start without reading
     /// the RIP the previous instruction left (`Cpu::exec_block`). Set by `decode_block`.
     pub next: i32,
+    /// A conditional branch (alone or the second half of a fused pair) whose target is a
+    /// later entry of its block: that entry's index (0: none). The run loop goes on there when
+    /// the branch is taken instead of leaving the block (`Cpu::exec_block`).
+    pub skip: u8,
     /// Control transfers, I/O and anything that changes how the following code must be
     /// decoded or interrupted end their block.
     pub ends_block: bool,
@@ -218,6 +222,7 @@ pub(crate) fn decode_with(bytes: &[u8], bits: u32, ip: u64) -> Option<(Insn, Ins
         imm2: 0,
         ip_mask: u64::MAX,
         next: 0,
+        skip: 0,
         ends_block: false,
         pos: 0,
         len1: 0,
@@ -325,6 +330,7 @@ fn undefined(instr: &Instruction, bits: u32, len: usize) -> Insn {
         imm2: 0,
         ip_mask: u64::MAX,
         next: 0,
+        skip: 0,
         ends_block: true,
         pos: 0,
         len1: 0,

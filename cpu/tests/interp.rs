@@ -412,3 +412,81 @@ fn dec_and_inc_fused_with_a_branch_or_a_trace_jump() {
     // Every instruction counts once, fused or not: 2 + 5 * 4 + HLT.
     assert_eq!(n, 2 + 5 * 4 + 1);
 }
+
+#[test]
+fn a_taken_branch_to_a_later_instruction_of_its_block_counts_what_ran() {
+    // A loop whose body skips two INCs on even counts: the JZ (fused with the TEST) leads to
+    // an instruction of its own block, where the run loop goes on without leaving the block.
+    let code = [
+        0xB9, 0x0A, 0x00, // 0x100: mov cx, 10
+        0x31, 0xC0, // 0x103: xor ax, ax
+        0x31, 0xD2, // 0x105: xor dx, dx
+        0xF6, 0xC1, 0x01, // 0x107: test cl, 1
+        0x74, 0x02, // 0x10A: jz 0x10E
+        0x40, // 0x10C: inc ax
+        0x40, // 0x10D: inc ax
+        0x42, // 0x10E: inc dx
+        0x49, // 0x10F: dec cx
+        0x75, 0xF5, // 0x110: jnz 0x107
+        0xF4, // 0x112: hlt
+    ];
+    let mut bus = FlatBus::new(1 << 20);
+    load(&mut bus, 0x100, &code);
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    let n = run_until_halt(&mut cpu, &mut bus);
+    let s = cpu.state();
+    assert_eq!(s.gpr[reg::RAX] & 0xFFFF, 10, "two INCs on each of the five odd counts");
+    assert_eq!(s.gpr[reg::RDX] & 0xFFFF, 10);
+    assert_eq!(s.rip, 0x113);
+    // 3 + five taken rounds of 5 + five untaken rounds of 7 + HLT.
+    assert_eq!(n, 3 + 5 * 5 + 5 * 7 + 1);
+    // Budgets that end the run at every possible point agree on the count.
+    for budget in 1..70 {
+        let mut bus = FlatBus::new(1 << 20);
+        load(&mut bus, 0x100, &code);
+        let mut cpu = Cpu::new();
+        cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+        let mut n = 0;
+        loop {
+            let r = cpu.run(&mut bus, budget);
+            n += r.retired;
+            if r.stop == Stop::Halted {
+                break;
+            }
+        }
+        assert_eq!(n, 64, "budget {budget}");
+        assert_eq!(cpu.state().gpr[reg::RAX] & 0xFFFF, 10, "budget {budget}");
+    }
+}
+
+#[test]
+fn a_fault_after_a_branch_within_the_block_reports_the_faulting_instruction() {
+    // The JZ is taken to a DIV of the same block, which divides by zero: #DE with IP at the
+    // DIV, and the skipped INCs neither ran nor count.
+    let code = [
+        0xBC, 0x00, 0x10, // 0x100: mov sp, 0x1000
+        0xB1, 0x02, // 0x103: mov cl, 2
+        0x30, 0xDB, // 0x105: xor bl, bl
+        0xF6, 0xC1, 0x01, // 0x107: test cl, 1
+        0x74, 0x02, // 0x10A: jz 0x10E
+        0x40, // 0x10C: inc ax
+        0x40, // 0x10D: inc ax
+        0xF6, 0xF3, // 0x10E: div bl
+        0xF4, // 0x110: hlt (not reached)
+    ];
+    let mut bus = FlatBus::new(1 << 20);
+    load(&mut bus, 0x100, &code);
+    load(&mut bus, 0, &[0x00, 0x02, 0x00, 0x00]); // IVT[0] = 0000:0200
+    load(&mut bus, 0x200, &[0xF4]); // the #DE handler: hlt
+    let mut cpu = Cpu::new();
+    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    let n = run_until_halt(&mut cpu, &mut bus);
+    let s = cpu.state();
+    assert_eq!(s.rip, 0x201, "in the #DE handler");
+    assert_eq!(s.gpr[reg::RAX] & 0xFFFF, 0, "the INCs were jumped over");
+    let pushed_ip = u16::from_le_bytes([bus.ram()[0xFFA], bus.ram()[0xFFB]]);
+    assert_eq!(pushed_ip, 0x10E, "#DE reports the DIV");
+    // MOV, MOV, XOR, TEST, JZ (the DIV faulted), HLT.
+    assert_eq!(n, 6);
+}
