@@ -240,8 +240,17 @@ impl Session {
             }
             frontend(m, stats)
         };
+        let run_started = std::time::Instant::now();
         let result = self.vm.run_watched(&self.limits, interval, &mut watch);
         self.vm.machine.flush_media();
+        if let Some(n) = self.vm.backend.instructions_retired() {
+            let secs = run_started.elapsed().as_secs_f64();
+            tracing::info!(
+                "{:.1} M guest instructions in {secs:.2} s ({:.0} M a second of wall time, halted time included)",
+                n as f64 / 1e6,
+                n as f64 / secs.max(1e-9) / 1e6
+            );
+        }
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
