@@ -49,6 +49,15 @@ type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 /// Entries in the direct-mapped cache of recently used blocks, in front of the hash map.
 const RECENT: usize = 1024;
 
+/// Words of `BlockCache::code_lin` (4,096 bits).
+const CODE_LIN_WORDS: usize = 64;
+
+#[inline(always)]
+fn code_lin_bit(page: u64) -> (usize, u64) {
+    let h = (page ^ (page >> 12)) as usize & (CODE_LIN_WORDS * 64 - 1);
+    (h / 64, 1 << (h % 64))
+}
+
 /// One decoded block, with the blocks that followed it last (block chaining: the run loop
 /// finds the next block from the one just executed without hashing anything).
 pub(crate) struct Block {
@@ -63,6 +72,8 @@ pub(crate) struct Block {
     instrs: Box<[Instruction]>,
     /// The cache key (host address | code bits << 56), `u64::MAX` for code in device memory.
     pub(crate) key: u64,
+    /// The block's last byte is on the page after its first.
+    crosses: bool,
     /// Direct-mapped by RIP: a block with side exits has several successors.
     links: [Cell<Link>; LINKS],
 }
@@ -113,6 +124,11 @@ pub(crate) struct BlockCache {
     recent: Box<[(u64, u64, *const Block)]>,
     /// Validates `recent`: bumped whenever any mapping or block goes away.
     recent_gen: u64,
+    /// The linear pages blocks were found through (in `recent` and chain links) since
+    /// `recent_gen` last moved, as one bit per hash of the page number: an INVLPG of a page
+    /// whose bit is clear leaves them valid (a bit set by another page only costs a
+    /// `forget_recent` more).
+    code_lin: Box<[u64; CODE_LIN_WORDS]>,
     /// Validates chain links: bumped with `recent_gen` and whenever CS or the mode changes
     /// (a link is keyed by RIP alone).
     pub(crate) chain_gen: u64,
@@ -166,6 +182,7 @@ impl BlockCache {
             pages: IntMap::default(),
             recent: vec![(u64::MAX, u64::MAX, std::ptr::null()); RECENT].into_boxed_slice(),
             recent_gen: 0,
+            code_lin: Box::new([0; CODE_LIN_WORDS]),
             chain_gen: 0,
             dead: Vec::new(),
             shared: false,
@@ -187,6 +204,30 @@ impl BlockCache {
     pub(crate) fn forget_recent(&mut self) {
         self.recent_gen += 1;
         self.chain_gen += 1;
+        self.code_lin.fill(0);
+    }
+
+    /// Notes that a block was found through the linear page `page` (and the next one if it
+    /// `crosses` onto it).
+    #[inline]
+    fn note_code_lin(&mut self, page: u64, crosses: bool) {
+        for p in [page, page + u64::from(crosses)] {
+            let (w, b) = code_lin_bit(p);
+            self.code_lin[w] |= b;
+        }
+    }
+
+    /// After an INVLPG that dropped the linear pages `first..=last`: forgets the blocks found
+    /// by linear address and the chain links if any may have come through them.
+    pub(crate) fn pages_unmapped(&mut self, first: u64, last: u64) {
+        let hit = last - first >= (CODE_LIN_WORDS * 64) as u64
+            || (first..=last).any(|p| {
+                let (w, b) = code_lin_bit(p);
+                self.code_lin[w] & b != 0
+            });
+        if hit {
+            self.forget_recent();
+        }
     }
 
     /// Forgets the chain links (CS or the mode changed).
@@ -317,11 +358,14 @@ impl Cpu {
             if let Some(b) = self.blocks.blocks.get(&k) {
                 let b = b.as_ptr() as *const Block;
                 self.blocks.recent[slot] = (lin, tag, b);
+                // SAFETY: a block in the cache is alive.
+                self.blocks.note_code_lin(lin / PAGE, unsafe { &*b }.crosses);
                 return Ok(b);
             }
         }
         let (insns, plain, instrs, last_byte) = self.decode_block(bus, bits)?;
-        let block = Box::new(Block { insns, plain, instrs, key: key.unwrap_or(u64::MAX), links: [const { Cell::new(NO_LINK) }; LINKS] });
+        let crosses = last_byte.is_some_and(|l| l / PAGE != lin / PAGE);
+        let block = Box::new(Block { insns, plain, instrs, key: key.unwrap_or(u64::MAX), crosses, links: [const { Cell::new(NO_LINK) }; LINKS] });
         let (Some(k), Some((first_page, _))) = (key, host) else {
             return Ok(self.blocks.adopt(block));
         };
@@ -344,6 +388,7 @@ impl Cpu {
         // holds code): the generation moved on, and the entry must carry the new one.
         let tag = (self.blocks.recent_gen << 8) | mode;
         self.blocks.recent[slot] = (lin, tag, b);
+        self.blocks.note_code_lin(lin / PAGE, crosses);
         Ok(b)
     }
 

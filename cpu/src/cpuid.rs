@@ -67,6 +67,8 @@ const BMI2: u32 = 1 << 8;
 const RDSEED: u32 = 1 << 18;
 const ADX: u32 = 1 << 19;
 const SMAP: u32 = 1 << 20;
+// Leaf 7 EDX.
+const ARCH_CAPABILITIES: u32 = 1 << 29;
 // Leaf 0xD sub-leaf 1 EAX.
 const XSAVEOPT: u32 = 1;
 // Leaf 0x80000001.
@@ -116,7 +118,9 @@ impl Cpu {
                 }
                 None => [0; 4],
             },
-            7 if sub == 0 => [0, BMI1 | SMEP | BMI2 | RDSEED | ADX | SMAP, 0, 0],
+            // EDX: IA32_ARCH_CAPABILITIES, which says the processor is not open to the
+            // speculative-execution attacks (`msr::ARCH_CAPABILITIES`).
+            7 if sub == 0 => [0, BMI1 | SMEP | BMI2 | RDSEED | ADX | SMAP, 0, ARCH_CAPABILITIES],
             // Extended topology: one thread per core (SMT level), `cpus` cores per package.
             0xB => {
                 let id = u32::from(self.config.apic_id);

@@ -24,6 +24,9 @@ pub(crate) struct Tlb {
     /// Physical page + 1 (0: empty) → its mapping, for page walks (`walk_page`); valid while
     /// the bus's map generation is (flushed with everything else).
     walk: Box<[(u64, PageMapping); WALK_ENTRIES]>,
+    /// The largest page any entry came from since the last flush: INVLPG drops the entries
+    /// of that much address space around its address (entries are 4 KiB pieces).
+    largest: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -44,6 +47,7 @@ impl Tlb {
             e: Box::new([[EMPTY; TLB_ENTRIES]; 2]),
             global: Box::new([false; TLB_ENTRIES]),
             walk: Box::new([(0, PageMapping::Mmio); WALK_ENTRIES]),
+            largest: PAGE,
         }
     }
 
@@ -59,6 +63,39 @@ impl Tlb {
             self.e[u].fill(EMPTY);
         }
         self.walk.fill((0, PageMapping::Mmio));
+        self.largest = PAGE;
+    }
+
+    /// Drops the entries of the pages `first..=last` (page numbers), in slot `i`.
+    fn clear_slot_in(&mut self, i: usize, first: u64, last: u64) {
+        for u in 0..2 {
+            let e = &mut self.e[u][i];
+            // A tag is the page number plus one; an empty one is 0.
+            let held = [e.read, e.write, e.exec].into_iter().any(|t| t != 0 && (first..=last).contains(&(t - 1)));
+            if held {
+                (e.read, e.write, e.exec) = (0, 0, 0);
+            }
+        }
+    }
+
+    /// INVLPG: drops what the TLB holds of the page at `lin` (global or not), returning the
+    /// range of linear page numbers dropped. The page may be a large one, of which the
+    /// entries are 4 KiB pieces: the range is the largest page size cached around `lin`.
+    pub(crate) fn invalidate(&mut self, lin: u64) -> (u64, u64) {
+
+        let pages = self.largest / PAGE;
+        let first = (lin / PAGE) & !(pages - 1);
+        let last = first + (pages - 1);
+        if pages as usize <= TLB_ENTRIES {
+            for vpn in first..=last {
+                self.clear_slot_in(slot(vpn * PAGE), first, last);
+            }
+        } else {
+            for i in 0..TLB_ENTRIES {
+                self.clear_slot_in(i, first, last);
+            }
+        }
+        (first, last)
     }
 
     /// Drops every translation not marked global (a CR3 load with CR4.PGE set).
@@ -175,6 +212,7 @@ impl Cpu {
             return Ok((x.phys, map));
         }
         self.tlb.global[i] = x.global;
+        self.tlb.largest = self.tlb.largest.max(x.page_size);
         let smap = x.user && self.s.cr4 & CR4_SMAP != 0;
         let smep = x.user && self.s.cr4 & CR4_SMEP != 0;
         let writable = matches!(map, PageMapping::Ram { .. }) && !self.blocks.is_code_page(host) && x.dirty;
@@ -379,6 +417,11 @@ impl Cpu {
 
     /// Reads a code byte for the decoder (instruction fetch permissions).
     pub(crate) fn fetch_byte(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<u8, Fault> {
+        // A page the TLB allows execution from is RAM or ROM without data breakpoints.
+        let e = self.tlb_entry(lin);
+        if e.exec == tag(lin) {
+            return Ok(read_host(e.host + (lin % PAGE) as usize, 1) as u8);
+        }
         let u = self.user_index();
         let (phys, map) = self.fill(bus, lin, Access::Exec, u == 1)?;
         Ok(self.access_filled(bus, lin, phys, map, 1, None)? as u8)

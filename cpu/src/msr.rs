@@ -12,6 +12,13 @@ pub(crate) const APIC_BASE: u32 = 0x1B;
 /// IA32_BIOS_SIGN_ID: the microcode revision (0: none loaded) after a write of 0 and CPUID.
 pub(crate) const BIOS_SIGN_ID: u32 = 0x8B;
 pub(crate) const TSC_DEADLINE: u32 = 0x6E0;
+/// IA32_ARCH_CAPABILITIES (read-only): an interpreter executes nothing speculatively, so it
+/// reports itself free of the speculative and microarchitectural-buffer attacks: RDCL_NO
+/// (Meltdown: no kernel page-table isolation needed), SSB_NO, MDS_NO, IF_PSCHANGE_MC_NO,
+/// TAA_NO, SBDR_SSDP_NO, FBSDP_NO, PSDP_NO, BHI_NO, PBRSB_NO, GDS_NO, RFDS_NO.
+pub(crate) const ARCH_CAPABILITIES: u32 = 0x10A;
+const ARCH_CAPABILITIES_VALUE: u64 =
+    1 | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8) | (1 << 13) | (1 << 14) | (1 << 15) | (1 << 20) | (1 << 24) | (1 << 26) | (1 << 27);
 pub(crate) const MTRR_CAP: u32 = 0xFE;
 pub(crate) const SYSENTER_CS: u32 = 0x174;
 pub(crate) const SYSENTER_ESP: u32 = 0x175;
@@ -42,6 +49,7 @@ impl Cpu {
         Some(match n {
             TSC => self.tsc(),
             PLATFORM_ID | BIOS_SIGN_ID => 0,
+            ARCH_CAPABILITIES => ARCH_CAPABILITIES_VALUE,
             APIC_BASE => self.s.apic_base,
             TSC_DEADLINE if self.config.tsc_deadline => m.tsc_deadline,
             // Fixed-range MTRRs and write-combining supported, VCNT variable ranges.

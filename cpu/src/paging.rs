@@ -37,6 +37,8 @@ const PF_U: u32 = 4;
 const PF_RSVD: u32 = 8;
 const PF_I: u32 = 16;
 
+const PAGE_4K: u64 = 4096;
+
 /// A translation and what it allows.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Translation {
@@ -51,6 +53,9 @@ pub(crate) struct Translation {
     pub global: bool,
     /// The dirty bit is set, so writes need no page-table update.
     pub dirty: bool,
+    /// The size of the page the translation came from, in bytes (4 KiB, 2 or 4 MiB, 1 GiB):
+    /// what an INVLPG of any address in it must drop.
+    pub page_size: u64,
 }
 
 impl Cpu {
@@ -71,6 +76,7 @@ impl Cpu {
                 nx: false,
                 global: false,
                 dirty: true,
+                page_size: PAGE_4K,
             });
         }
         let long = self.long_mode();
@@ -85,6 +91,7 @@ impl Cpu {
         let mut allow_us = true;
         let mut nx = false;
         let (phys, global);
+        let mut page_size = PAGE_4K;
         if !pae {
             let pde_addr = (self.s.cr3 & 0xFFFF_F000) + ((lin >> 22) & 0x3FF) * 4;
             let pde = self.phys_read(bus, pde_addr, 4);
@@ -103,6 +110,7 @@ impl Cpu {
                 let base = (pde & 0xFFC0_0000) | (((pde >> 13) & 0xFF) << 32);
                 phys = base | (lin & 0x3F_FFFF);
                 global = pde & G != 0;
+                page_size = 1 << 22;
             } else {
                 let pte_addr = (pde & 0xFFFF_F000) + ((lin >> 12) & 0x3FF) * 4;
                 let pte = self.phys_read(bus, pte_addr, 4);
@@ -167,6 +175,7 @@ impl Cpu {
                     let frame = if large { e & 0x000F_FFFF_FFFF_F000 & !(size - 1) & !0x1000 } else { e & 0x000F_FFFF_FFFF_F000 };
                     phys = (frame & !(size - 1)) | (lin & (size - 1));
                     global = e & G != 0;
+                    page_size = size;
                     break;
                 }
                 table = e & 0x000F_FFFF_FFFF_F000;
@@ -211,6 +220,7 @@ impl Cpu {
             nx,
             global: global && self.s.cr4 & CR4_PGE != 0,
             dirty: leaf & D != 0 || acc == Access::Write,
+            page_size,
         })
     }
 

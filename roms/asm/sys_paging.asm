@@ -377,6 +377,28 @@ leave_long:
     and eax, ~0x80
     mov cr4, eax
 
+    ; INVLPG of any address in a large page drops all of it
+    mov dword [PD32 + 5 * 4], 0 | PTE_PS | PTE_RW | PTE_P             ; 1400000h: 4 MiB at 0
+    EQ dword [0x1400900], MARK900, `a 4 MiB page at 1400000h maps physical 0`
+    mov dword [PD32 + 5 * 4], 0x400000 | PTE_PS | PTE_RW | PTE_P      ; now at 400000h
+    invlpg [0x17FF000]
+    EQ dword [0x1400900], MARK_HI, `INVLPG of another address in a 4 MiB page drops all of it`
+    mov dword [PD32 + 5 * 4], 0
+    invlpg [0x1400000]
+
+    ; code through a page that INVLPG remaps runs from the new frame
+    mov dword [FRAME6 + 0x400], 0x000006B8                            ; mov eax, 6
+    mov word [FRAME6 + 0x404], 0xCB00                                 ; retf
+    mov dword [FRAME7 + 0x400], 0x000007B8                            ; mov eax, 7
+    mov word [FRAME7 + 0x404], 0xCB00                                 ; retf
+    mov dword [PT32 + 0xC2 * 4], FRAME6 | PTE_RW | PTE_P              ; 4C2000h
+    call SEL_FLAT32:0x4C2400
+    EQ eax, 6, `code runs through a 4 KiB page`
+    mov dword [PT32 + 0xC2 * 4], FRAME7 | PTE_RW | PTE_P
+    invlpg [0x4C2000]
+    call SEL_FLAT32:0x4C2400
+    EQ eax, 7, `after INVLPG, code at the same address runs from the page's new frame`
+
     ; SMEP and SMAP (32-bit paging)
     test dword [cpuid7_ebx], 1 << 7
     jnz .smep

@@ -30,6 +30,7 @@ input_for() {
 for image in "$roms"/*.bin; do
     name="$(basename "$image" .bin)"
     [ "$name" = spin ] && continue     # never ends
+    [ "$name" = bios ] && continue     # Ferrite's PC BIOS, not a test ROM
     case "$name" in
         sys_*) qemu=(qemu-system-x86_64 -M isapc -cpu max,-apic) ;;
         *) qemu=(qemu-system-i386 -M isapc -cpu pentium3,-apic) ;;

@@ -137,11 +137,19 @@ pub(crate) fn cache_control(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Res
     cpu.require_cpl0()
 }
 
-pub(crate) fn invlpg(cpu: &mut Cpu, _bus: &mut dyn Bus, _i: &Insn) -> Result<(), Fault> {
+pub(crate) fn invlpg(cpu: &mut Cpu, _bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     cpu.require_cpl0()?;
-    // The TLB keeps 4 KiB entries even for large pages, so invalidating one address must drop
-    // every entry its large page may have produced: drop them all (global ones too).
-    cpu.flush_tlb();
+    match cpu.mem_lin(i, 1, crate::mem::Access::Read).ok() {
+        // The TLB's entries are 4 KiB pieces even of large pages: it drops every piece of the
+        // page's surroundings as large as the largest page it holds (`Tlb::invalidate`), and
+        // the blocks found by linear address if code came through those pages.
+        Some(lin) => {
+            let (first, last) = cpu.tlb.invalidate(lin);
+            cpu.blocks.pages_unmapped(first, last);
+        }
+        // An address outside its segment (INVLPG does not fault on it): everything.
+        None => cpu.flush_tlb(),
+    }
     Ok(())
 }
 
