@@ -490,3 +490,25 @@ fn a_fault_after_a_branch_within_the_block_reports_the_faulting_instruction() {
     // MOV, MOV, XOR, TEST, JZ (the DIV faulted), HLT.
     assert_eq!(n, 6);
 }
+
+#[test]
+fn the_interpreter_reports_itself_free_of_speculative_attacks() {
+    // mov eax, 7; xor ecx, ecx; cpuid; mov esi, edx; mov ecx, 0x10A; rdmsr; hlt
+    let code = [
+        0x66, 0xB8, 0x07, 0x00, 0x00, 0x00, // mov eax, 7
+        0x66, 0x31, 0xC9, // xor ecx, ecx
+        0x0F, 0xA2, // cpuid
+        0x66, 0x89, 0xD6, // mov esi, edx
+        0x66, 0xB9, 0x0A, 0x01, 0x00, 0x00, // mov ecx, 0x10A
+        0x0F, 0x32, // rdmsr
+        0xF4,
+    ];
+    let cpu = run_real(&code);
+    let s = cpu.state();
+    assert_ne!(s.gpr[reg::RSI] & (1 << 29), 0, "CPUID.7.EDX[29]: IA32_ARCH_CAPABILITIES");
+    let caps = (s.gpr[reg::RDX] << 32) | (s.gpr[reg::RAX] & 0xFFFF_FFFF);
+    // RDCL_NO (no Meltdown: Linux skips page-table isolation), SSB_NO, MDS_NO, TAA_NO.
+    for bit in [0, 4, 5, 8] {
+        assert_ne!(caps & (1 << bit), 0, "IA32_ARCH_CAPABILITIES bit {bit}: {caps:#x}");
+    }
+}
