@@ -535,8 +535,15 @@ impl ApplicationHandler<UserEvent> for App {
         let size = window.inner_size();
         self.surface_size = (size.width, size.height);
         match Presenter::new(window.clone(), self.renderer, self.surface_size) {
-            Ok(p) => {
+            Ok(mut p) => {
                 eprintln!("ferrite: window drawn by {}", p.name());
+                // Spare buffers of the presenter's kind, so the emulation thread's next
+                // pictures go into them (not into new vectors, which a shared memory presenter
+                // would have to convert and then replace).
+                for _ in 0..2 {
+                    let spare = p.recycle(Frame::new());
+                    self.mailbox.give_back(spare);
+                }
                 self.presenter = Some(p);
             }
             Err(e) => eprintln!("ferrite: --display window: cannot draw in the window: {e}"),
