@@ -338,12 +338,18 @@ fn sub_condition(a: u64, b: u64, bits: u32, cc: u8) -> bool {
     t ^ (cc & 1 != 0)
 }
 
-/// Runs real-mode `code` at 0x100 to its HLT and returns the CPU.
-fn run_real(code: &[u8]) -> Cpu {
+/// A CPU in real mode at 0000:0100 with `code` there, and its 1 MiB of memory.
+fn real_at_100(code: &[u8]) -> (Cpu, FlatBus) {
     let mut bus = FlatBus::new(1 << 20);
     load(&mut bus, 0x100, code);
     let mut cpu = Cpu::new();
     cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    (cpu, bus)
+}
+
+/// Runs real-mode `code` at 0x100 to its HLT and returns the CPU.
+fn run_real(code: &[u8]) -> Cpu {
+    let (mut cpu, mut bus) = real_at_100(code);
     run_until_halt(&mut cpu, &mut bus);
     cpu
 }
@@ -400,10 +406,7 @@ fn dec_and_inc_fused_with_a_branch_or_a_trace_jump() {
         0x75, 0xF8, // 0x10B: jnz 0x105
         0xF4, // 0x10D: hlt
     ];
-    let mut bus = FlatBus::new(1 << 20);
-    load(&mut bus, 0x100, &code);
-    let mut cpu = Cpu::new();
-    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    let (mut cpu, mut bus) = real_at_100(&code);
     let n = run_until_halt(&mut cpu, &mut bus);
     let s = cpu.state();
     assert_eq!(s.gpr[reg::RAX] & 0xFF, 5);
@@ -430,10 +433,7 @@ fn a_taken_branch_to_a_later_instruction_of_its_block_counts_what_ran() {
         0x75, 0xF5, // 0x110: jnz 0x107
         0xF4, // 0x112: hlt
     ];
-    let mut bus = FlatBus::new(1 << 20);
-    load(&mut bus, 0x100, &code);
-    let mut cpu = Cpu::new();
-    cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+    let (mut cpu, mut bus) = real_at_100(&code);
     let n = run_until_halt(&mut cpu, &mut bus);
     let s = cpu.state();
     assert_eq!(s.gpr[reg::RAX] & 0xFFFF, 10, "two INCs on each of the five odd counts");
@@ -443,10 +443,7 @@ fn a_taken_branch_to_a_later_instruction_of_its_block_counts_what_ran() {
     assert_eq!(n, 3 + 5 * 5 + 5 * 7 + 1);
     // Budgets that end the run at every possible point agree on the count.
     for budget in 1..70 {
-        let mut bus = FlatBus::new(1 << 20);
-        load(&mut bus, 0x100, &code);
-        let mut cpu = Cpu::new();
-        cpu.set_state(&CpuState::real_mode_at(0, 0x100));
+        let (mut cpu, mut bus) = real_at_100(&code);
         let mut n = 0;
         loop {
             let r = cpu.run(&mut bus, budget);
