@@ -88,3 +88,20 @@ fn debug_registers_instruction_data_io_and_general_detect() {
     assert!(word(&bus, 0x504) > word(&bus, 0x500), "data breakpoint traps after the write");
     assert!(word(&bus, 0x508) > word(&bus, 0x504), "I/O breakpoint traps after the OUT");
 }
+
+#[test]
+fn stack_size_of_pop_ss_lss_and_enter_and_the_page_check_of_enter() {
+    let (_, bus) = run(include_bytes!("asm/stack_size.bin"), 0x7C00);
+    assert_eq!(dword(&bus, 0x5F0), 0xFF, "no exception");
+    assert_eq!(dword(&bus, 0x500), 0x0002_0000, "32-bit POP SS on a 16-bit stack: SP wrapped to 0, ESP's upper half kept");
+    assert_eq!(dword(&bus, 0x504) & 0xFFFF, 0x20);
+    assert_eq!(dword(&bus, 0x508), 0xFFFF, "LSS loads ESP whole");
+    assert_eq!(dword(&bus, 0x50C) & 0xFFFF, 0x20);
+    assert_eq!(dword(&bus, 0x510), 0x0001_FFFC, "32-bit ENTER on a 16-bit stack: EBP = FrameTemp = ESP");
+    assert_eq!(dword(&bus, 0x514), 0x0001_FFF0, "SP moved by 4 + 4 + 8, ESP's upper half kept");
+    assert_eq!(dword(&bus, 0x518), 0x0001_FFFC, "the pushed frame pointer is ESP");
+    assert_eq!(dword(&bus, 0x520), 3, "ENTER's final stack pointer is in a read-only page: #PF, protection, write");
+    assert_eq!(dword(&bus, 0x524), 0x30FF4, "CR2 is the final stack pointer");
+    assert_eq!(dword(&bus, 0x528), 0x1234_5678, "EBP unchanged");
+    assert_eq!(dword(&bus, 0x52C), 0x31100, "ESP unchanged");
+}

@@ -42,11 +42,15 @@ pub(crate) fn pop_rm<const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn
     Ok(())
 }
 
+/// POP Sreg: SP moves by the stack-address size of the SS the value was popped from, also when
+/// the instruction is POP SS and loads a stack segment of the other size (a 16-bit stack popping
+/// a 32-bit SS moves SP, not ESP), as on hardware.
 pub(crate) fn pop_sreg(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fault> {
     let v = cpu.peek(bus, 0, i.osz)?;
-    cpu.load_seg(bus, i.r0 as usize, v as u16)?;
+    let w = cpu.stack_width();
     let sp = cpu.sp().wrapping_add(u64::from(i.osz));
-    cpu.set_sp(sp);
+    cpu.load_seg(bus, i.r0 as usize, v as u16)?;
+    cpu.set_reg(reg::RSP as u8, w, sp);
     if i.r0 as usize == sreg::SS {
         cpu.s.pending.interrupt_shadow = true;
         cpu.attention = true;
@@ -126,7 +130,10 @@ pub(crate) fn enter(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fa
     let saved_bp = cpu.s.gpr[reg::RBP];
     let r = (|| {
         cpu.push(bus, size, cpu.reg(reg::RBP as u8, size))?;
-        let frame = cpu.sp();
+        // FrameTemp is the operand-size stack pointer (SDM: ESP for a 32-bit ENTER, SP for a
+        // 16-bit one), not the stack-address-size one: a 32-bit ENTER on a 16-bit stack keeps
+        // ESP's upper half in the new EBP and in the frame pointer it pushes.
+        let frame = cpu.reg(reg::RSP as u8, size);
         if level > 0 {
             let mut bp = cpu.reg(reg::RBP as u8, w);
             for _ in 1..level {
@@ -137,8 +144,12 @@ pub(crate) fn enter(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Result<(), Fa
             cpu.push(bus, size, frame)?;
         }
         let new_sp = mask(cpu.sp().wrapping_sub(alloc), w);
-        // The bottom of the new frame must be inside the stack segment.
-        cpu.lin(sreg::SS, new_sp, 1, crate::mem::Access::Write)?;
+        // The bottom of the new frame must be inside the stack segment, and writable at the
+        // page level too: the SDM has ENTER page-fault whenever a write at the final stack
+        // pointer would (test386.asm's POST 1A checks this from ring 3).
+        let lin = cpu.lin(sreg::SS, new_sp, 1, crate::mem::Access::Write)?;
+        let user = cpu.cpl() == 3;
+        cpu.translate(bus, lin, crate::mem::Access::Write, user)?;
         cpu.set_reg(reg::RBP as u8, size, frame);
         cpu.set_sp(new_sp);
         Ok(())
