@@ -5,6 +5,8 @@
 
 use std::any::Any;
 use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 /// How a frame's pixels lie in memory: four bytes each, the last (alpha) always 0xFF.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -167,6 +169,96 @@ impl std::fmt::Debug for Pixels {
     }
 }
 
+/// A display adapter's video memory as a front end sees it: the memory file (memfd) behind it,
+/// which a display server can map, and a read-only mapping of it in this process. The guest
+/// writes it all the time (as it writes real video memory while it is scanned out): readers
+/// copy what is there, and a picture read while the guest draws may tear.
+#[derive(Clone)]
+pub struct VideoMemory(Arc<VideoMap>);
+
+struct VideoMap {
+    file: Arc<OwnedFd>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and only read with copies (`VideoMemory::read`); it lives
+// until the last clone is dropped.
+unsafe impl Send for VideoMap {}
+unsafe impl Sync for VideoMap {}
+
+impl VideoMemory {
+    /// `len` bytes of `file`, mapped read-only.
+    pub(crate) fn map(file: Arc<OwnedFd>, len: usize) -> std::io::Result<VideoMemory> {
+        // SAFETY: a new read-only shared mapping of the file at an address the kernel picks,
+        // unmapped in `Drop for VideoMap`.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(VideoMemory(Arc::new(VideoMap { file, ptr: ptr.cast(), len })))
+    }
+
+    /// The memory file (for a display server to map; a front end dups it to pass it on).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.file.as_fd()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// Whether `other` is the same memory (a new machine's video memory is not).
+    pub fn same(&self, other: &VideoMemory) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Copies the bytes from `at` into `out` (as many as there are; the rest of `out` is left).
+    pub fn read(&self, at: usize, out: &mut [u8]) {
+        let n = out.len().min(self.0.len.saturating_sub(at));
+        // SAFETY: `at..at + n` lies in the mapping, which lives as long as `self`. The guest
+        // may write those bytes meanwhile (another thread, or the memory's other mapping):
+        // a raw copy of bytes, as a display server's, not a reference to them.
+        unsafe { std::ptr::copy_nonoverlapping(self.0.ptr.add(at), out.as_mut_ptr(), n) };
+    }
+}
+
+impl Drop for VideoMap {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `VideoMemory::map` with this length, unmapped once.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+impl std::fmt::Debug for VideoMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "video memory ({} bytes, fd {})", self.0.len, self.0.file.as_raw_fd())
+    }
+}
+
+/// A picture that is video memory itself: a linear mode of 32-bit pixels (bytes B, G, R and
+/// one unused, as a 24-bit X11 visual reads them) whose rows start at `offset` and are
+/// `pitch` bytes apart (a multiple of 4). A front end that shows it straight from video
+/// memory copies nothing.
+#[derive(Clone, Debug)]
+pub struct Scanout {
+    pub memory: VideoMemory,
+    pub offset: usize,
+    pub pitch: usize,
+}
+
+impl PartialEq for Scanout {
+    fn eq(&self, other: &Scanout) -> bool {
+        self.memory.same(&other.memory) && (self.offset, self.pitch) == (other.offset, other.pitch)
+    }
+}
+
+impl Eq for Scanout {}
+
 /// A picture: `width` x `height` pixels of 4 bytes in `format`, row-major, no padding between
 /// rows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -185,6 +277,12 @@ pub struct Frame {
     /// The rows the last render wrote: every row that can differ from the picture before
     /// (all of them when it drew the whole picture, none when nothing changed).
     pub changed_rows: std::ops::Range<u32>,
+    /// Set by a front end: it shows a picture in video memory ([`Scanout`]) as it is, so the
+    /// display need not copy one into `pixels`.
+    pub accepts_scanout: bool,
+    /// Set by [`Display::render`] (only when `accepts_scanout`): the picture is in video
+    /// memory, not in `pixels` (which are stale; [`Frame::materialise`] copies it there).
+    pub scanout: Option<Scanout>,
 }
 
 impl Frame {
@@ -208,10 +306,35 @@ impl Frame {
         self.pixels.resize(width as usize * height as usize * 4);
     }
 
+    /// A picture in video memory (see [`Frame::scanout`]) copied into `pixels`, in the
+    /// frame's format, for a front end that needs the pixels themselves (a scaled picture, a
+    /// screenshot). Nothing for a frame whose picture is in `pixels` already.
+    pub fn materialise(&mut self) {
+        let Some(s) = self.scanout.take() else { return };
+        self.pixels.resize(self.width as usize * self.height as usize * 4);
+        let row = self.width as usize * 4;
+        if row == 0 {
+            return;
+        }
+        let mut line = vec![0; row];
+        for (y, out) in self.pixels.chunks_exact_mut(row).enumerate() {
+            line.fill(0);
+            s.memory.read(s.offset + y * s.pitch, &mut line);
+            for (o, px) in out.chunks_exact_mut(4).zip(line.chunks_exact(4)) {
+                o.copy_from_slice(&self.format.from_rgba([px[2], px[1], px[0], 0xFF]));
+            }
+        }
+    }
+
     /// The pixel at (x, y) as [r, g, b, a]; None outside the frame.
     pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 4]> {
         if x >= self.width || y >= self.height {
             return None;
+        }
+        if let Some(s) = &self.scanout {
+            let mut px = [0; 4];
+            s.memory.read(s.offset + y as usize * s.pitch + x as usize * 4, &mut px);
+            return Some([px[2], px[1], px[0], 0xFF]);
         }
         let i = (y as usize * self.width as usize + x as usize) * 4;
         self.pixels[i..i + 4].try_into().ok().map(|p| self.format.to_rgba(p))
@@ -219,6 +342,11 @@ impl Frame {
 
     /// The picture as RGBA bytes (borrowed when it is RGBA already).
     pub fn rgba(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.scanout.is_some() {
+            let mut copy = Frame { width: self.width, height: self.height, scanout: self.scanout.clone(), ..Frame::default() };
+            copy.materialise();
+            return std::borrow::Cow::Owned(copy.pixels.to_vec());
+        }
         match self.format {
             PixelFormat::Rgba => std::borrow::Cow::Borrowed(&self.pixels[..]),
             PixelFormat::Bgra => {
@@ -240,6 +368,12 @@ pub trait Display {
     /// code page 437 mapped to Unicode); otherwise a single line naming the mode, such as
     /// `graphics mode 320x200, 256 colours` or `display off`.
     fn screen_text(&self) -> String;
+
+    /// The current picture, if it is a linear picture of 32-bit pixels in video memory that a
+    /// front end can show as it is (see [`Scanout`]): where it is and its size.
+    fn scanout(&self) -> Option<(Scanout, u32, u32)> {
+        None
+    }
 }
 
 #[cfg(test)]

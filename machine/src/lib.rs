@@ -19,5 +19,5 @@ pub use audio::{AudioSink, Frame as AudioFrame};
 pub use board::{Drive, DriveSlot, Machine, MachineConfig, MachineError, MachineSnapshot, PciSnapshot, ApicSnapshot};
 pub use clock::{Clock, ClockMode};
 pub use device::{Device, DeviceContext, DeviceSnapshot, MachineEvent, SnapshotError};
-pub use display::{Display, Frame, PixelFormat, PixelMemory, Pixels};
+pub use display::{Display, Frame, PixelFormat, PixelMemory, Pixels, Scanout, VideoMemory};
 pub use memory::{Memory, Region, RegionKind};

@@ -467,6 +467,8 @@ impl Memory {
 pub struct PageBuffer {
     ptr: *mut u8,
     len: usize,
+    /// The memory file behind a shared buffer ([`PageBuffer::shared`]).
+    file: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 // SAFETY: PageBuffer owns its allocation exclusively.
@@ -485,7 +487,49 @@ impl PageBuffer {
         if ptr == libc::MAP_FAILED {
             panic!("cannot map {len} bytes of memory: {}", std::io::Error::last_os_error());
         }
-        PageBuffer { ptr: ptr.cast(), len }
+        PageBuffer { ptr: ptr.cast(), len, file: None }
+    }
+
+    /// Like [`PageBuffer::new`] (zeroed, pages cost nothing until touched), but the pages of a
+    /// memory file (memfd, mapped shared), which a front end can map too or hand to a display
+    /// server ([`PageBuffer::video_memory`]). An anonymous buffer where there is no memfd.
+    pub fn shared(len: usize, name: &std::ffi::CStr) -> PageBuffer {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let len = len.max(1).next_multiple_of(PAGE_SIZE as usize);
+        // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new
+        // descriptor (or -1), which OwnedFd then owns.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            tracing::warn!("no memory file for {len} bytes ({}): an anonymous mapping", std::io::Error::last_os_error());
+            return PageBuffer::new(len);
+        }
+        // SAFETY: `fd` is new and nothing else owns it.
+        let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        if let Err(e) = file.set_len(len as u64) {
+            tracing::warn!("cannot size a memory file of {len} bytes ({e}): an anonymous mapping");
+            return PageBuffer::new(len);
+        }
+        // SAFETY: a new shared mapping of the whole file at an address the kernel picks.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0)
+        };
+        if ptr == libc::MAP_FAILED {
+            panic!("cannot map {len} bytes of memory: {}", std::io::Error::last_os_error());
+        }
+        PageBuffer { ptr: ptr.cast(), len, file: Some(std::sync::Arc::new(OwnedFd::from(file))) }
+    }
+
+    /// The buffer as a front end reads it (a read-only mapping of its memory file of its
+    /// own), for a buffer made with [`PageBuffer::shared`].
+    pub fn video_memory(&self) -> Option<crate::display::VideoMemory> {
+        let file = self.file.as_ref()?;
+        match crate::display::VideoMemory::map(file.clone(), self.len) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("cannot map video memory a second time: {e}");
+                None
+            }
+        }
     }
 
     /// The first byte, for mapping the buffer into the guest.

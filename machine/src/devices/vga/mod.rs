@@ -18,7 +18,7 @@ pub mod tables;
 pub mod vbe;
 
 use crate::device::{open_bus, Device, DeviceContext, DeviceSnapshot, SnapshotError};
-use crate::display::{Display, Frame};
+use crate::display::{Display, Frame, Scanout, VideoMemory};
 use crate::memory::PageBuffer;
 use crate::pci::{devfn, Bar, BarKind, DevFn, PciConfig, PciFunction};
 use crate::Machine;
@@ -70,6 +70,8 @@ pub struct Vga {
     rows_since: u64,
     /// The blink phases of the last picture drawn.
     blink: Blink,
+    /// `vram` as a front end reads it (None where it is not a memory file).
+    video_memory: Option<VideoMemory>,
 }
 
 fn power_on_config(vram_size: usize, rom: Option<&[u8]>) -> PciConfig {
@@ -98,12 +100,14 @@ impl Vga {
     pub fn with_vram(rom: Option<Vec<u8>>, vram_size: usize) -> Vga {
         let size = vram_size.clamp(memory::PLANAR_SIZE, 256 << 20).next_power_of_two();
         let rom = rom.filter(|r| !r.is_empty());
+        let vram = PageBuffer::shared(size, c"ferrite-vram");
         Vga {
+            video_memory: vram.video_memory(),
             config: power_on_config(size, rom.as_deref()),
             rom,
             regs: VgaRegs::default(),
             dispi: Dispi::new(size),
-            vram: PageBuffer::new(size),
+            vram,
             generation: 1,
             page_written: vec![0; size.div_ceil(render::DIRTY_PAGE)],
             full_since: 1,
@@ -394,9 +398,23 @@ impl Display for Vga {
             frame.changed_rows = 0..0;
             return false;
         }
+        let scanout = self.scanout().filter(|_| frame.accepts_scanout);
+        if scanout.is_none() && frame.scanout.take().is_some() {
+            // Its pixels are not the picture it showed.
+            frame.drawn = 0;
+        }
         // A picture drawn since the last change other than to video memory needs only what
         // was written since (the linear modes; the others are drawn whole, being small).
-        if let render::Screen::Vbe(_) = render::screen(&self.regs, &self.dispi) {
+        if let (Some((s, width, height)), render::Screen::Vbe(m)) = (scanout, render::screen(&self.regs, &self.dispi)) {
+            // Shown straight from video memory: only which rows changed.
+            let same = frame.scanout.as_ref() == Some(&s) && (frame.width, frame.height) == (width, height);
+            let since = (same && frame.drawn != 0 && frame.drawn >= self.full_since && frame.drawn <= self.generation)
+                .then_some(render::Dirty { pages: &self.page_written, since: frame.drawn });
+            frame.width = width;
+            frame.height = height;
+            frame.scanout = Some(s);
+            frame.changed_rows = render::written_rows(m, since);
+        } else if let render::Screen::Vbe(_) = render::screen(&self.regs, &self.dispi) {
             let since = (frame.drawn != 0 && frame.drawn >= self.full_since && frame.drawn <= self.generation)
                 .then_some(render::Dirty { pages: &self.page_written, since: frame.drawn });
             render::render(&self.regs, &self.dispi, &self.vram, blink, since, frame);
@@ -444,12 +462,28 @@ impl Display for Vga {
     fn screen_text(&self) -> String {
         render::screen_text(&self.regs, &self.dispi, &self.vram)
     }
+
+    /// A VBE mode of 32 bits a pixel whose lines start on word boundaries and lie wholly in
+    /// video memory (the last one to its pitch's end, as X11 takes a picture).
+    fn scanout(&self) -> Option<(Scanout, u32, u32)> {
+        let memory = self.video_memory.as_ref()?;
+        let render::Screen::Vbe(m) = render::screen(&self.regs, &self.dispi) else { return None };
+        let end = m.start.checked_add(m.line_bytes.checked_mul(m.height as usize)?)?;
+        let fits = m.bpp == 32
+            && m.start % 4 == 0
+            && m.line_bytes % 4 == 0
+            && m.line_bytes >= m.width as usize * 4
+            && end <= memory.len().min(self.vram.len());
+        fits.then(|| (Scanout { memory: memory.clone(), offset: m.start, pitch: m.line_bytes }, m.width, m.height))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::device::MachineEvent;
+    use crate::display::PixelFormat;
+    use std::os::fd::AsRawFd;
 
     /// A VGA on a fake clock.
     struct Bench {
@@ -635,6 +669,62 @@ mod tests {
         b.vga.restore(&snap).unwrap();
         assert!(b.vga.render(0, &mut a));
         assert_eq!(a.changed_rows, 0..768);
+    }
+
+    /// A front end that shows video memory as it is gets 32-bit linear pictures as where they
+    /// are (with the rows written since its picture), and everything else drawn.
+    #[test]
+    fn linear_32_bit_pictures_are_scanned_out_from_video_memory() {
+        let mut b = Bench::new();
+        let mode = |b: &mut Bench, regs: &[(usize, u16)]| {
+            for &(i, v) in regs {
+                b.outw(vbe::INDEX_PORT, i as u16);
+                b.outw(vbe::DATA_PORT, v);
+            }
+        };
+        mode(&mut b, &[(vbe::XRES, 800), (vbe::YRES, 600), (vbe::BPP, 32), (vbe::ENABLE, vbe::ENABLED | vbe::LFB_ENABLED)]);
+        let (s, w, h) = b.vga.scanout().expect("a 32-bit linear mode");
+        assert_eq!((s.offset, s.pitch, w, h), (0, 3200, 800, 600));
+        assert_eq!(s.memory.len(), b.vga.vram.len());
+        let mut f = Frame { accepts_scanout: true, format: PixelFormat::Bgra, ..Frame::new() };
+        assert!(b.vga.render(0, &mut f));
+        assert_eq!((f.width, f.height, f.changed_rows.clone()), (800, 600, 0..600));
+        assert!(f.pixels.is_empty(), "nothing copied");
+        assert_eq!(f.scanout.as_ref(), Some(&s));
+        // The guest's writes are in the front end's mapping, and the rows are reported.
+        b.with(|d, cx| d.bar_write(BAR_LFB, 300 * 3200 + 4 * 7, 4, 0x0012_3456, cx));
+        assert!(b.vga.render(0, &mut f));
+        assert!(f.changed_rows.contains(&300) && f.changed_rows.len() <= 2, "{:?}", f.changed_rows);
+        let mut px = [0; 4];
+        s.memory.read(300 * 3200 + 4 * 7, &mut px);
+        assert_eq!(px, [0x56, 0x34, 0x12, 0]);
+        assert_eq!(f.pixel(7, 300), Some([0x12, 0x34, 0x56, 0xFF]));
+        assert!(!b.vga.render(0, &mut f));
+        // Materialised, it is the picture a frame that takes no scanout gets.
+        let mut copied = Frame::new();
+        b.vga.render(0, &mut copied);
+        assert!(copied.scanout.is_none());
+        assert_eq!(&f.rgba()[..], &copied.pixels[..]);
+        let mut m = f.clone();
+        m.materialise();
+        assert!(m.scanout.is_none());
+        assert_eq!(m.pixel(7, 300), Some([0x12, 0x34, 0x56, 0xFF]));
+        assert_eq!(&m.pixels[(300 * 800 + 7) * 4..][..4], &[0x56, 0x34, 0x12, 0xFF]);
+        // Panned (a virtual width and a start line): the offset and pitch follow.
+        mode(&mut b, &[(vbe::VIRT_WIDTH, 1024), (vbe::Y_OFFSET, 10)]);
+        assert!(b.vga.render(0, &mut f));
+        let s = f.scanout.clone().expect("still 32-bit linear");
+        assert_eq!((s.offset, s.pitch, f.changed_rows.clone()), (10 * 4096, 4096, 0..600));
+        // Another depth is drawn into the pixels, whole.
+        mode(&mut b, &[(vbe::ENABLE, 0), (vbe::BPP, 16), (vbe::ENABLE, vbe::ENABLED | vbe::LFB_ENABLED)]);
+        assert!(b.vga.scanout().is_none());
+        assert!(b.vga.render(0, &mut f));
+        assert!(f.scanout.is_none());
+        assert_eq!((f.pixels.len(), f.changed_rows.clone()), (800 * 600 * 4, 0..600));
+        // Video memory is a memory file: zero until written, and shared with the mapping.
+        assert!(s.memory.fd().as_raw_fd() >= 0);
+        s.memory.read(0, &mut px);
+        assert_eq!(px, [0; 4]);
     }
 
     #[test]

@@ -358,6 +358,23 @@ fn render_graphics(r: &VgaRegs, vram: &[u8], width: u32, height: u32, frame: &mu
     });
 }
 
+/// The rows of a linear mode whose memory was written since `dirty.since` (all of them
+/// without `dirty`), for a picture shown straight from video memory.
+pub fn written_rows(m: VbeMode, dirty: Option<Dirty>) -> std::ops::Range<u32> {
+    let row_bytes = m.width as usize * (m.bpp as usize).div_ceil(8);
+    let (mut first, mut end) = (u32::MAX, 0);
+    for y in 0..m.height {
+        if dirty.is_none_or(|d| d.written(m.start + y as usize * m.line_bytes, row_bytes)) {
+            (first, end) = (first.min(y), y + 1);
+        }
+    }
+    if first < end {
+        first..end
+    } else {
+        0..0
+    }
+}
+
 fn render_vbe(r: &VgaRegs, vram: &[u8], m: VbeMode, dirty: Option<Dirty>, frame: &mut Frame) {
     frame.resize(m.width, m.height);
     // What `frame` holds is worth keeping only if it was drawn in this very mode.
