@@ -487,8 +487,8 @@ fn window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback() {
     assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
 }
 
-/// The 1920x1080 picture through X11 shared memory: video memory converted straight into the
-/// segment the X server reads.
+/// The 1920x1080 picture through X11 shared memory: a 32-bit linear mode, sent to the X server
+/// straight from video memory (itself a segment the server reads), copied by nobody but it.
 #[test]
 fn window_shows_a_1920x1080_vbe_mode_through_x11_shared_memory() {
     let test = "window_shows_a_1920x1080_vbe_mode_through_x11_shared_memory";
@@ -497,11 +497,12 @@ fn window_shows_a_1920x1080_vbe_mode_through_x11_shared_memory() {
         return;
     };
     assert!(stderr.contains("window drawn by CPU (X11 shared memory)"), "{stderr}");
-    // Once the window's segments went round, pictures went to the X server from them as the
-    // emulation thread rendered them.
+    // Once the window's segments went round (the first pictures come before the window
+    // exists, as copies), pictures went to the X server straight from video memory.
     let sent = stderr.lines().find_map(|l| l.strip_prefix("ferrite: X11 shared memory: ")).expect("the presenter's figures");
-    let direct: u64 = sent.split(' ').next().unwrap().parse().unwrap();
-    assert!(direct > 0, "{stderr}");
+    let (from_video, rest) = sent.split_once(" sent straight from video memory, ").expect("the presenter's figures");
+    assert!(from_video.parse::<u64>().unwrap() > 0, "{stderr}");
+    assert!(rest.contains("sent from the frames' own segments"), "{stderr}");
     let px = |x: usize, y: usize| &shot.rgb[(y * 1920 + x) * 3..][..3];
     assert_eq!(px(5, 7), [1, 7, 5], "red (x + y) / 8, green y, blue x");
     assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
@@ -891,22 +892,38 @@ fn mode_13h_fills_a_four_by_three_window() {
 }
 
 fn mode_13h_fills_a_four_by_three_window_with(renderer: &str) {
+    // --aspect auto: 320x200 is shown 320x240 (times 2 here), as a 4:3 monitor shows it.
     let test = format!("mode_13h_fills_a_four_by_three_window_{renderer}");
-    let test = test.as_str();
+    scaled_window_shows_the_screenshot(&test, "MODE13", renderer, (320, 200), (640, 480));
+}
+
+/// A 32-bit VBE picture, which the X11 presenter otherwise sends straight from video memory,
+/// shown at twice its size: copied out of video memory and scaled.
+#[test]
+fn a_32_bit_vbe_picture_is_scaled_from_video_memory() {
+    for renderer in ["x11", "soft"] {
+        let test = format!("a_32_bit_vbe_picture_is_scaled_from_video_memory_{renderer}");
+        scaled_window_shows_the_screenshot(&test, "VBE WIDTH=640 HEIGHT=480", renderer, (640, 480), (1280, 960));
+    }
+}
+
+/// The guest `variant`, its picture `size`, in a window of twice its size (`--window-scale
+/// 2`) that shows the `--screenshot` stretched to `window_size`, nearest-neighbour.
+fn scaled_window_shows_the_screenshot(test: &str, variant: &str, renderer: &str, size: (u32, u32), window_size: (u32, u32)) {
     let Some(x) = x_server(test) else { return };
     let png = scratch(&format!("{test}.png"));
     let _ = std::fs::remove_file(&png);
     let png_arg = png.to_str().unwrap().to_string();
-    // --aspect auto: 320x200 is shown 320x240 (times 2 here), as a 4:3 monitor shows it.
-    let guest = Guest::start(&x, test, "MODE13", &["--renderer", renderer, "--window-scale", "2", "--screenshot", &png_arg]);
+    let guest = Guest::start(&x, test, variant, &["--renderer", renderer, "--window-scale", "2", "--screenshot", &png_arg]);
     let mut last = String::from("no photograph of the window");
+    let ((w, h), (ww, wh)) = (size, window_size);
     for _ in 0..POLLS {
         if let (Some(shot), Some(window)) = (read_screenshot(&png), photograph(&x, &guest.window)) {
-            if (shot.width, shot.height, window.width, window.height) == (320, 200, 640, 480) {
-                let expected: Vec<u8> = (0..480)
-                    .flat_map(|y| (0..640).map(move |x| (x, y)))
+            if (shot.width, shot.height, window.width, window.height) == (w, h, ww, wh) {
+                let expected: Vec<u8> = (0..wh)
+                    .flat_map(|y| (0..ww).map(move |x| (x, y)))
                     .flat_map(|(x, y)| {
-                        let i = ((nearest(y, 200, 480) * 320 + nearest(x, 320, 640)) * 3) as usize;
+                        let i = ((nearest(y, h, wh) * w + nearest(x, w, ww)) * 3) as usize;
                         [shot.rgb[i], shot.rgb[i + 1], shot.rgb[i + 2]]
                     })
                     .collect();
@@ -918,14 +935,14 @@ fn mode_13h_fills_a_four_by_three_window_with(renderer: &str) {
                     assert!(stderr.contains(&format!("window drawn by CPU ({drawn_by})")), "{stderr}");
                     return;
                 }
-                last = first_difference(&window, &Picture { width: 640, height: 480, rgb: expected });
+                last = first_difference(&window, &Picture { width: ww, height: wh, rgb: expected });
             } else {
                 last = format!("the window is {}x{}, the screenshot {}x{}", window.width, window.height, shot.width, shot.height);
             }
         }
         std::thread::sleep(POLL);
     }
-    panic!("{test}: the window never showed the screenshot stretched to 640x480: {last}\n{}", guest.describe());
+    panic!("{test}: the window never showed the screenshot stretched to {ww}x{wh}: {last}\n{}", guest.describe());
 }
 
 /// The default guest (no drive, no --bios) in a window: after its tour it echoes typed keys on

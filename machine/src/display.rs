@@ -316,12 +316,24 @@ impl Frame {
         if row == 0 {
             return;
         }
-        let mut line = vec![0; row];
+        let format = self.format;
         for (y, out) in self.pixels.chunks_exact_mut(row).enumerate() {
-            line.fill(0);
-            s.memory.read(s.offset + y * s.pitch, &mut line);
-            for (o, px) in out.chunks_exact_mut(4).zip(line.chunks_exact(4)) {
-                o.copy_from_slice(&self.format.from_rgba([px[2], px[1], px[0], 0xFF]));
+            let at = s.offset + y * s.pitch;
+            if at + row > s.memory.len() {
+                out.fill(0); // beyond video memory's end: black
+            }
+            s.memory.read(at, out);
+            // B, G, R, unused: BGRA with alpha 0xFF, or swapped (straight word loops).
+            for px in out.chunks_exact_mut(4) {
+                let v = u32::from_le_bytes(px.try_into().expect("4 bytes")) | 0xFF00_0000;
+                px.copy_from_slice(&v.to_le_bytes());
+            }
+            if format == PixelFormat::Rgba {
+                for px in out.chunks_exact_mut(4) {
+                    let v = u32::from_le_bytes(px.try_into().expect("4 bytes"));
+                    let swapped = (v & 0xFF00_FF00) | (v & 0xFF) << 16 | (v >> 16 & 0xFF);
+                    px.copy_from_slice(&swapped.to_le_bytes());
+                }
             }
         }
     }

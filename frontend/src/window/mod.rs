@@ -390,6 +390,11 @@ impl App {
         let rect = layout::place(self.display_size(&self.frame), self.surface_size, self.scaling);
         let Some(p) = &mut self.presenter else { return };
         let started = Costs::start();
+        // A picture left in video memory is drawn from there only by the X11 presenter at one
+        // window pixel per guest pixel; anything else takes a copy.
+        if self.frame.scanout.is_some() && !(matches!(p, Presenter::Shm(_)) && shm::ShmPresenter::shows_scanout(&self.frame, rect)) {
+            self.frame.materialise();
+        }
         let rows = self.fresh.take();
         if let Some(rows) = &rows {
             p.upload(&self.frame, rows.clone());

@@ -18,7 +18,7 @@
 
 use super::layout::Rect;
 use super::soft::scaled;
-use machine::{Frame, PixelFormat, PixelMemory};
+use machine::{Frame, PixelFormat, PixelMemory, VideoMemory};
 use std::ops::Range;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::ptr::NonNull;
@@ -66,7 +66,12 @@ pub struct ShmPresenter {
     /// picture's.
     shown: Option<Layout>,
     errors: u64,
-    /// Draws sent from the frames' own segments, and through the canvas.
+    /// The guest's video memory, attached as a segment (read-only): pictures in it (a linear
+    /// 32-bit mode, [`machine::Scanout`]) are sent from it as they are.
+    video: Option<(VideoMemory, shm::Seg)>,
+    /// Draws sent straight from video memory, from the frames' own segments, and through the
+    /// canvas.
+    from_video: u64,
     direct: u64,
     through_canvas: u64,
 }
@@ -139,6 +144,8 @@ impl ShmPresenter {
             row: Vec::new(),
             shown: None,
             errors: 0,
+            video: None,
+            from_video: 0,
             direct: 0,
             through_canvas: 0,
         })
@@ -156,12 +163,19 @@ impl ShmPresenter {
     /// The frame the window no longer shows, to be drawn into again: once the X server has
     /// read it; and a segment of ours in its place if it is not one (the first frames, drawn
     /// before the window existed), so from then on the emulation thread draws into segments.
+    /// Such frames accept pictures left in video memory (`Frame::accepts_scanout`).
     pub fn recycle(&mut self, old: Frame) -> Frame {
         self.wait();
         if self.segment_of(&old).is_some() {
             return old;
         }
-        Frame::lent(PixelFormat::Bgra, Box::new(Segment::new(self.conn.clone())))
+        Frame { accepts_scanout: true, ..Frame::lent(PixelFormat::Bgra, Box::new(Segment::new(self.conn.clone()))) }
+    }
+
+    /// Whether `frame`, its picture in video memory, is drawn from there into `rect` (at one
+    /// window pixel per guest pixel); otherwise its pixels are needed (`Frame::materialise`).
+    pub fn shows_scanout(frame: &Frame, rect: Rect) -> bool {
+        frame.scanout.is_some() && (rect.w, rect.h) == (frame.width, frame.height)
     }
 
     /// Draws `frame` into `rect` (black around it). With `rows` (the picture's rows that
@@ -174,7 +188,7 @@ impl ShmPresenter {
             && frame.height > 0
             && rect.w > 0
             && rect.h > 0
-            && frame.pixels.len() >= (frame.width * frame.height * 4) as usize;
+            && (frame.scanout.is_some() || frame.pixels.len() >= (frame.width * frame.height * 4) as usize);
         let rows = rows.filter(|_| drawn && self.shown == Some(layout));
         if rows.is_none() {
             self.fill_around(if drawn { Some(rect) } else { None })?;
@@ -184,13 +198,29 @@ impl ShmPresenter {
             return self.flush();
         }
         let direct = (rect.w, rect.h) == (frame.width, frame.height);
+        if let Some(s) = frame.scanout.as_ref().filter(|_| direct) {
+            // Straight from video memory (which the guest keeps writing, as real scanout: no
+            // wait before it is written again, and a picture may tear).
+            let rows = rows.unwrap_or(0..frame.height);
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let seg = self.attach_video(&s.memory)?;
+            let (total, offset) = ((s.pitch / 4) as u32, s.offset);
+            self.put(seg, (total, frame.height), offset, (frame.width, rows.clone()), (rect.x, rect.y + rows.start))?;
+            self.from_video += 1;
+            return self.flush();
+        }
+        if frame.scanout.is_some() {
+            return Err("a scaled picture in video memory was not copied out of it".into());
+        }
         match self.segment_of(frame) {
             Some(seg) if direct => {
                 let rows = rows.unwrap_or(0..frame.height);
                 if rows.is_empty() {
                     return Ok(());
                 }
-                self.put(seg, (frame.width, frame.height), rows.clone(), (rect.x, rect.y + rows.start))?;
+                self.put(seg, (frame.width, frame.height), 0, (frame.width, rows.clone()), (rect.x, rect.y + rows.start))?;
                 self.direct += 1;
             }
             _ => {
@@ -212,7 +242,7 @@ impl ShmPresenter {
                 let Some(seg) = self.canvas.map.as_ref().map(|m| m.seg) else {
                     return Err("no shared memory for the scaled picture".into());
                 };
-                self.put(seg, (rect.w, rect.h), window_rows.clone(), (rect.x, rect.y + window_rows.start))?;
+                self.put(seg, (rect.w, rect.h), 0, (rect.w, window_rows.clone()), (rect.x, rect.y + window_rows.start))?;
                 self.through_canvas += 1;
             }
         }
@@ -226,8 +256,8 @@ impl ShmPresenter {
     /// How the pictures went, for `FERRITE_FRAME_STATS`.
     pub fn summary(&self) -> String {
         format!(
-            "{} sent from the frames' own segments, {} scaled or converted into the window's",
-            self.direct, self.through_canvas
+            "{} sent straight from video memory, {} sent from the frames' own segments, {} scaled or converted into the window's",
+            self.from_video, self.direct, self.through_canvas
         )
     }
 
@@ -238,8 +268,30 @@ impl ShmPresenter {
         (frame.format == PixelFormat::Bgra && Arc::ptr_eq(&segment.conn, &self.conn)).then_some(map.seg)
     }
 
-    /// Rows `rows` of a `total` picture in segment `seg`, to window position `to`.
-    fn put(&self, seg: shm::Seg, total: (u32, u32), rows: Range<u32>, to: (u32, u32)) -> Result<(), String> {
+    /// The segment of video memory `memory`, attached when it is new (a new machine's).
+    fn attach_video(&mut self, memory: &VideoMemory) -> Result<shm::Seg, String> {
+        if let Some((m, seg)) = &self.video {
+            if m.same(memory) {
+                return Ok(*seg);
+            }
+        }
+        self.detach_video();
+        let fd = memory.fd().try_clone_to_owned().map_err(|e| format!("cannot pass video memory on: {e}"))?;
+        let seg = self.conn.generate_id().map_err(|e| format!("X11: {e}"))?;
+        self.conn.shm_attach_fd(seg, fd, true).map_err(|e| format!("X11: {e}"))?;
+        self.video = Some((memory.clone(), seg));
+        Ok(seg)
+    }
+
+    fn detach_video(&mut self) {
+        if let Some((_, seg)) = self.video.take() {
+            let _ = self.conn.shm_detach(seg);
+        }
+    }
+
+    /// Rows `rows` (`width` pixels of each) of a `total` picture at `offset` in segment `seg`,
+    /// to window position `to`.
+    fn put(&self, seg: shm::Seg, total: (u32, u32), offset: usize, (width, rows): (u32, Range<u32>), to: (u32, u32)) -> Result<(), String> {
         let narrow = |v: u32| u16::try_from(v).map_err(|_| format!("a picture too large for X11 ({v} pixels)"));
         let at = |v: u32| i16::try_from(v).map_err(|_| format!("a window too large for X11 ({v} pixels)"));
         self.conn
@@ -250,7 +302,7 @@ impl ShmPresenter {
                 narrow(total.1)?,
                 0,
                 narrow(rows.start)?,
-                narrow(total.0)?,
+                narrow(width)?,
                 narrow(rows.len() as u32)?,
                 at(to.0)?,
                 at(to.1)?,
@@ -258,7 +310,7 @@ impl ShmPresenter {
                 ImageFormat::Z_PIXMAP.into(),
                 false,
                 seg,
-                0,
+                u32::try_from(offset).map_err(|_| format!("a picture too far into video memory ({offset} bytes)"))?,
             )
             .map_err(|e| format!("X11: {e}"))?;
         Ok(())
@@ -359,6 +411,7 @@ impl ShmPresenter {
 impl Drop for ShmPresenter {
     fn drop(&mut self) {
         self.wait();
+        self.detach_video();
         let _ = self.conn.free_gc(self.gc);
         let _ = self.conn.flush();
     }
