@@ -7,6 +7,14 @@
 //! copies them in its own process. A scaled picture (integer or fit-to-window scaling, full
 //! screen) is scaled nearest-neighbour into a segment of the window's own and sent from there.
 //!
+//! A linear 32-bit mode costs this side no copy at all: its bytes (B, G, R, unused) are what
+//! the visual reads, and video memory is itself a memory file (the VGA's), attached once as a
+//! segment; the frame then carries only where the picture is ([`machine::Scanout`]) and the
+//! PutImage takes the changed rows from video memory at the mode's offset and pitch. The
+//! guest writes that memory whenever it likes, as it writes real video memory while it is
+//! scanned out, so nothing waits before it is written again and a picture may tear. Scaled,
+//! such a picture is first copied out of video memory (`Frame::materialise`).
+//!
 //! The X server reads a segment after the PutImage, asynchronously: a segment is written again
 //! only after the reply to a request sent after its PutImage (requests are handled in order),
 //! which the window waits for before it hands a frame back to the emulation thread
