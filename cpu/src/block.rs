@@ -485,17 +485,26 @@ impl Cpu {
 fn link_forward_branches(entries: &mut [Insn], instrs: &[Instruction]) {
     let mut starts = Vec::with_capacity(entries.len());
     let mut targets = Vec::with_capacity(entries.len());
+    let mut jumps = Vec::with_capacity(entries.len());
     let mut m = 0;
     for e in entries.iter() {
         starts.push(instrs[m].ip());
         let branch = &instrs[if e.len1 != 0 { m + 1 } else { m }];
         targets.push(branch.is_jcc_short_or_near().then(|| branch.near_branch_target()));
+        jumps.push(branch.mnemonic() == iced_x86::Mnemonic::Jmp);
         m += if e.len1 != 0 { 2 } else { 1 };
     }
     for k in 0..entries.len() {
-        if let Some(t) = targets[k] {
-            if let Some(to) = (k + 1..entries.len()).find(|&j| starts[j] == t) {
-                entries[k].skip = to as u8;
+        let Some(t) = targets[k] else { continue };
+        // Straight on only: past a trace's JMP the block may hold the same bytes again (a
+        // loop unrolled by the trace), and going there would only make the loop longer.
+        for j in k + 1..entries.len() {
+            if starts[j] == t {
+                entries[k].skip = j as u8;
+                break;
+            }
+            if jumps[j] {
+                break;
             }
         }
     }
