@@ -392,7 +392,11 @@ impl App {
         let started = Costs::start();
         // A picture left in video memory is drawn from there only by the X11 presenter at one
         // window pixel per guest pixel; anything else takes a copy.
-        if self.frame.scanout.is_some() && !(matches!(p, Presenter::Shm(_)) && shm::ShmPresenter::shows_scanout(&self.frame, rect)) {
+        let shown_from_video = match p {
+            Presenter::Shm(s) => s.shows_scanout(&self.frame, rect),
+            _ => false,
+        };
+        if self.frame.scanout.is_some() && !shown_from_video {
             self.frame.materialise();
         }
         let rows = self.fresh.take();

@@ -77,6 +77,8 @@ pub struct ShmPresenter {
     /// The guest's video memory, attached as a segment (read-only): pictures in it (a linear
     /// 32-bit mode, [`machine::Scanout`]) are sent from it as they are.
     video: Option<(VideoMemory, shm::Seg)>,
+    /// The server refused to attach video memory: pictures in it are copied out instead.
+    video_refused: bool,
     /// Draws sent straight from video memory, from the frames' own segments, and through the
     /// canvas.
     from_video: u64,
@@ -153,6 +155,7 @@ impl ShmPresenter {
             shown: None,
             errors: 0,
             video: None,
+            video_refused: false,
             from_video: 0,
             direct: 0,
             through_canvas: 0,
@@ -177,13 +180,15 @@ impl ShmPresenter {
         if self.segment_of(&old).is_some() {
             return old;
         }
-        Frame { accepts_scanout: true, ..Frame::lent(PixelFormat::Bgra, Box::new(Segment::new(self.conn.clone()))) }
+        Frame { accepts_scanout: !self.video_refused, ..Frame::lent(PixelFormat::Bgra, Box::new(Segment::new(self.conn.clone()))) }
     }
 
     /// Whether `frame`, its picture in video memory, is drawn from there into `rect` (at one
-    /// window pixel per guest pixel); otherwise its pixels are needed (`Frame::materialise`).
-    pub fn shows_scanout(frame: &Frame, rect: Rect) -> bool {
-        frame.scanout.is_some() && (rect.w, rect.h) == (frame.width, frame.height)
+    /// window pixel per guest pixel, if the server could attach video memory); otherwise its
+    /// pixels are needed (`Frame::materialise`).
+    pub fn shows_scanout(&mut self, frame: &Frame, rect: Rect) -> bool {
+        let Some(s) = &frame.scanout else { return false };
+        (rect.w, rect.h) == (frame.width, frame.height) && self.attach_video(&s.memory).is_ok()
     }
 
     /// Draws `frame` into `rect` (black around it). With `rows` (the picture's rows that
@@ -283,12 +288,30 @@ impl ShmPresenter {
                 return Ok(*seg);
             }
         }
+        if self.video_refused {
+            return Err("the X server cannot attach video memory".into());
+        }
         self.detach_video();
-        let fd = memory.fd().try_clone_to_owned().map_err(|e| format!("cannot pass video memory on: {e}"))?;
-        let seg = self.conn.generate_id().map_err(|e| format!("X11: {e}"))?;
-        self.conn.shm_attach_fd(seg, fd, true).map_err(|e| format!("X11: {e}"))?;
-        self.video = Some((memory.clone(), seg));
-        Ok(seg)
+        // Checked at once (one round trip per machine): if the server refuses, pictures in
+        // video memory are copied out from then on, and the frames stop accepting them.
+        let attached = (|| {
+            let fd = memory.fd().try_clone_to_owned().map_err(|e| format!("cannot pass video memory on: {e}"))?;
+            let seg = self.conn.generate_id().map_err(|e| format!("X11: {e}"))?;
+            let cookie = self.conn.shm_attach_fd(seg, fd, true).map_err(|e| format!("X11: {e}"))?;
+            cookie.check().map_err(|e| format!("X11: the server cannot attach video memory: {e:?}"))?;
+            Ok::<_, String>(seg)
+        })();
+        match attached {
+            Ok(seg) => {
+                self.video = Some((memory.clone(), seg));
+                Ok(seg)
+            }
+            Err(e) => {
+                tracing::warn!("{e}; pictures in video memory are copied instead");
+                self.video_refused = true;
+                Err(e)
+            }
+        }
     }
 
     fn detach_video(&mut self) {
