@@ -135,6 +135,31 @@ fn sti_holds_interrupts_off_for_one_instruction() {
     assert_eq!(ret, 0x102, "the interrupt came right after the instruction after STI");
 }
 
+/// LSS loads SS:SP at once and, unlike MOV SS, holds no interrupt off: in a one-instruction
+/// STI window the LSS is that instruction, and a pending interrupt comes right after it.
+#[test]
+fn lss_opens_no_interrupt_shadow() {
+    let mut bus = IrqBus { inner: FlatBus::new(1 << 20), pending: None };
+    bus.inner.ram_mut()[0x80..0x84].copy_from_slice(&[0x00, 0x03, 0x00, 0x00]);
+    // handler: inc bx ; iret
+    load(&mut bus.inner, 0x300, &[0x43, 0xCF]);
+    // the far pointer 0000:8000 for LSS
+    load(&mut bus.inner, 0x200, &[0x00, 0x80, 0x00, 0x00]);
+    // cli ; out 0x80, al ; sti ; lss sp, [0x200] ; inc cx ; cli ; hlt
+    load(&mut bus.inner, 0x100, &[0xFA, 0xE6, 0x80, 0xFB, 0x0F, 0xB2, 0x26, 0x00, 0x02, 0x41, 0xFA, 0xF4]);
+    let mut cpu = Cpu::new();
+    let mut s = CpuState::real_mode_at(0, 0x100);
+    s.gpr[reg::RSP] = 0x6000;
+    cpu.set_state(&s);
+    bus.pending = Some(0x20);
+    cpu.run(&mut bus, 1000);
+    let s = cpu.state();
+    assert_eq!(s.gpr[reg::RBX], 1, "the handler ran");
+    let ret = u16::from_le_bytes([bus.inner.ram()[0x7FFA], bus.inner.ram()[0x7FFB]]);
+    assert_eq!(ret, 0x109, "taken right after the LSS, on its new stack");
+    assert_eq!((s.rip, s.gpr[reg::RCX]), (0x10C, 1), "then on to the HLT");
+}
+
 /// SeaBIOS's yield(): `sti ; nop ; cli` opens a window of one instruction, in which a pending
 /// interrupt must be taken (its floppy code waits for IRQ 6 that way).
 #[test]

@@ -177,10 +177,8 @@ pub(crate) fn load_far_pointer(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Insn) -> Re
     let sel = cpu.read_seg(bus, i.seg as usize, mask(off_ea.wrapping_add(u64::from(i.osz)), i.asz), 2)?;
     cpu.load_seg(bus, i.r1 as usize, sel as u16)?;
     cpu.set_reg(i.r0, i.osz, off);
-    if i.r1 as usize == sreg::SS {
-        cpu.s.pending.interrupt_shadow = true;
-        cpu.attention = true;
-    }
+    // LSS loads SS and the stack pointer together: unlike MOV SS and POP SS it opens no
+    // interrupt shadow (SDM vol. 2, MOV and POP; Bochs does the same).
     Ok(())
 }
 
