@@ -557,7 +557,7 @@ impl Cpu {
                     self.s.rip = next;
                     if let Err(fault) = (insn.exec)(self, bus, insn) {
                         let mut done = if k == 0 { 0 } else { u64::from(insns[k - 1].pos) - skipped };
-                        let ip = next.wrapping_sub(u64::from(insn.len)) & insn.ip_mask;
+                        let ip = insn.start_rip(start);
                         self.s.rip = ip;
                         if std::mem::take(&mut self.fused_partial) {
                             // The Jcc of a fused pair faulted: its first instruction is done.
@@ -574,18 +574,15 @@ impl Cpu {
                 // if it landed where that entry was decoded.
                 if self.side_exit && k > 0 {
                     let from = &insns[k - 1];
+                    // (0: none; otherwise a later entry, `link_forward_branches`.)
                     let to = usize::from(from.skip);
-                    if to > k - 1 {
-                        let t = &insns[to];
-                        let at = start.wrapping_add(t.next as i64 as u64).wrapping_sub(u64::from(t.len)) & t.ip_mask;
-                        if self.s.rip == at {
-                            skipped += u64::from(insns[to - 1].pos - from.pos);
-                            self.side_exit = false;
-                            self.end_block = false;
-                            self.block_end = insns.len();
-                            k = to;
-                            continue;
-                        }
+                    if to != 0 && self.s.rip == insns[to].start_rip(start) {
+                        skipped += u64::from(insns[to - 1].pos - from.pos);
+                        self.side_exit = false;
+                        self.end_block = false;
+                        self.block_end = insns.len();
+                        k = to;
+                        continue;
                     }
                 }
                 break;

@@ -71,6 +71,14 @@ pub(crate) struct Insn {
     pub cc: u8,
 }
 
+impl Insn {
+    /// RIP at this entry's first byte, in a block entered at RIP `block_start`.
+    #[inline(always)]
+    pub(crate) fn start_rip(&self, block_start: u64) -> u64 {
+        block_start.wrapping_add(self.next as i64 as u64).wrapping_sub(u64::from(self.len)) & self.ip_mask
+    }
+}
+
 // The run loop walks arrays of these: keep one a cache line.
 const _: () = assert!(std::mem::size_of::<Insn>() <= 64);
 

@@ -66,15 +66,13 @@ impl Tlb {
         self.largest = PAGE;
     }
 
-    /// Drops the entries of the pages `first..=last` (page numbers), in slot `i`.
+    /// Empties slot `i` if it holds one of the pages `first..=last` (page numbers; both
+    /// privileges' entries of a slot are filled for the same page).
     fn clear_slot_in(&mut self, i: usize, first: u64, last: u64) {
-        for u in 0..2 {
-            let e = &mut self.e[u][i];
-            // A tag is the page number plus one; an empty one is 0.
-            let held = [e.read, e.write, e.exec].into_iter().any(|t| t != 0 && (first..=last).contains(&(t - 1)));
-            if held {
-                (e.read, e.write, e.exec) = (0, 0, 0);
-            }
+        // A tag is the page number plus one; an empty one is 0.
+        let held = |e: &Entry| [e.read, e.write, e.exec].into_iter().any(|t| t != 0 && (first..=last).contains(&(t - 1)));
+        if held(&self.e[0][i]) || held(&self.e[1][i]) {
+            self.clear_slot(i);
         }
     }
 
@@ -82,7 +80,6 @@ impl Tlb {
     /// range of linear page numbers dropped. The page may be a large one, of which the
     /// entries are 4 KiB pieces: the range is the largest page size cached around `lin`.
     pub(crate) fn invalidate(&mut self, lin: u64) -> (u64, u64) {
-
         let pages = self.largest / PAGE;
         let first = (lin / PAGE) & !(pages - 1);
         let last = first + (pages - 1);
@@ -402,9 +399,8 @@ impl Cpu {
     /// 4 KiB aligned, so the page is named by its start, never by masking an address.)
     pub(crate) fn code_host(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<Option<(usize, usize)>, Fault> {
         let off = (lin % PAGE) as usize;
-        let e = self.tlb_entry(lin);
-        if e.exec == tag(lin) {
-            return Ok(Some((e.host, off)));
+        if let Some(host) = self.exec_page(lin) {
+            return Ok(Some((host, off)));
         }
         let u = self.user_index();
         // (From the mapping, not the entry: a page with a data breakpoint is not cached.)
@@ -415,12 +411,18 @@ impl Cpu {
         })
     }
 
+    /// The host address of `lin`'s page if the TLB allows execution from it at the current
+    /// privilege (such a page is RAM or ROM without data breakpoints).
+    #[inline]
+    fn exec_page(&self, lin: u64) -> Option<usize> {
+        let e = self.tlb_entry(lin);
+        (e.exec == tag(lin)).then_some(e.host)
+    }
+
     /// Reads a code byte for the decoder (instruction fetch permissions).
     pub(crate) fn fetch_byte(&mut self, bus: &mut dyn Bus, lin: u64) -> Result<u8, Fault> {
-        // A page the TLB allows execution from is RAM or ROM without data breakpoints.
-        let e = self.tlb_entry(lin);
-        if e.exec == tag(lin) {
-            return Ok(read_host(e.host + (lin % PAGE) as usize, 1) as u8);
+        if let Some(host) = self.exec_page(lin) {
+            return Ok(read_host(host + (lin % PAGE) as usize, 1) as u8);
         }
         let u = self.user_index();
         let (phys, map) = self.fill(bus, lin, Access::Exec, u == 1)?;

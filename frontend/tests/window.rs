@@ -477,14 +477,19 @@ fn window_shows_mode_13h_where_wgpu_finds_no_adapter() {
     assert_eq!(px(13, 1), [0xFF, 0xFF, 0xFF], "colour 15 again");
 }
 
+/// The guest's 1920x1080 picture: pixel (x, y) is red (x + y) / 8, green y, blue x.
+fn assert_vbe_pattern(shot: &Picture) {
+    let px = |x: usize, y: usize| &shot.rgb[(y * 1920 + x) * 3..][..3];
+    assert_eq!(px(5, 7), [1, 7, 5], "red (x + y) / 8, green y, blue x");
+    assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
+}
+
 #[test]
 fn window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback() {
     let test = "window_shows_a_1920x1080_vbe_mode_through_wgpu_or_its_fallback";
     // Vulkan asked for by name: Mesa's lavapipe where there is no GPU (auto would skip it).
     let Some((shot, _)) = window_matches_screenshot(test, "VBE", "vulkan", &[], (1920, 1080)) else { return };
-    let px = |x: usize, y: usize| &shot.rgb[(y * 1920 + x) * 3..][..3];
-    assert_eq!(px(5, 7), [1, 7, 5], "red (x + y) / 8, green y, blue x");
-    assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
+    assert_vbe_pattern(&shot);
 }
 
 /// The 1920x1080 picture through X11 shared memory: a 32-bit linear mode, sent to the X server
@@ -503,9 +508,7 @@ fn window_shows_a_1920x1080_vbe_mode_through_x11_shared_memory() {
     let (from_video, rest) = sent.split_once(" sent straight from video memory, ").expect("the presenter's figures");
     assert!(from_video.parse::<u64>().unwrap() > 0, "{stderr}");
     assert!(rest.contains("sent from the frames' own segments"), "{stderr}");
-    let px = |x: usize, y: usize| &shot.rgb[(y * 1920 + x) * 3..][..3];
-    assert_eq!(px(5, 7), [1, 7, 5], "red (x + y) / 8, green y, blue x");
-    assert_eq!(px(1919, 1079), [((1919 + 1079) / 8 % 256) as u8, (1079 % 256) as u8, (1919 % 256) as u8]);
+    assert_vbe_pattern(&shot);
 }
 
 /// The keys of a 105-key PC keyboard as X keycodes (Linux evdev codes plus 8, as Xvfb numbers
